@@ -1,0 +1,312 @@
+"""The job: one run of one task, as written in `jobs/*.yaml`.
+
+Each section is a small `@dataclass(kw_only=True)` with single-field checks in `__post_init__`;
+cross-field checks (batch arithmetic, phases, the target's metric) run once in `Job.__post_init__`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from scaling_study.config.schema import FieldError
+
+TASK_METRICS = {"squad": ("f1", "em", "loss"), "mlm": ("mlm_acc", "loss")}
+MAXIMISE = {"f1": True, "em": True, "mlm_acc": True, "loss": False}
+
+
+def _positive(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise FieldError(name, f"must be > 0, got {value!r}")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    name: str = "default"
+    """'default' (the packaged MiniLM-L6-H384), a size built from a BertConfig (tiny, mini, small,
+    base, large), a local directory, or a hub name."""
+    max_seq_length: int = 128
+    """Tokens per sequence (SQuAD windows; MLM phase 1 unless a phase sets its own)."""
+
+    def __post_init__(self):
+        _positive("max_seq_length", self.max_seq_length)
+
+
+@dataclass(kw_only=True)
+class SynthConfig:
+    """Generated SQuAD-format data (written once to `data.dir` when its files are missing)."""
+    train: int = 2000
+    dev: int = 200
+    difficulty: float = 1.0
+    seed: int = 0
+    corpus_lines: int = 4000
+
+    def __post_init__(self):
+        _positive("train", self.train)
+        _positive("dev", self.dev)
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    train: str | None = None
+    """SQuAD JSON file (squad) or a text file / glob of text files (mlm). Relative paths are
+    resolved against the current directory."""
+    dev: str | None = None
+    """The held-out file: SQuAD dev JSON or held-out text."""
+    synth: SynthConfig | None = None
+    """Generate offline data into `dir` (used when `train`/`dev` are not given)."""
+    dir: str = "data/synth"
+    """Where generated data lives."""
+    doc_stride: int = 64
+    max_query_length: int = 32
+    max_answer_length: int = 30
+    n_best_size: int = 20
+    max_eval_examples: int | None = None
+    """Evaluate on the first N dev examples only (None: all)."""
+    max_predictions: int = 20
+    """MLM: masked positions per sequence at most (BERT's max_predictions_per_seq)."""
+    mlm_probability: float = 0.15
+
+    def __post_init__(self):
+        _positive("doc_stride", self.doc_stride)
+        _positive("max_query_length", self.max_query_length)
+        _positive("max_eval_examples", self.max_eval_examples, allow_none=True)
+        if not 0 < self.mlm_probability < 1:
+            raise FieldError("mlm_probability", f"must be in (0, 1), got {self.mlm_probability}")
+        if self.train is None and self.synth is None:
+            raise FieldError("train", "give a training file, or `data.synth` to generate data offline")
+        if (self.train is None) != (self.dev is None):
+            raise FieldError("dev", "give both `data.train` and `data.dev`, or neither (with `data.synth`)")
+
+
+@dataclass(kw_only=True)
+class OptimizerConfig:
+    name: str = "lamb"
+    """A registered optimizer (lamb, lans, lars, adamw, radam) or an import path `pkg.mod:Class`."""
+    lr: float = 1e-3
+    """Peak learning rate at `schedule.reference_batch` (scaled to the global batch by `schedule.lr_rule`)."""
+    weight_decay: float = 0.01
+    args: dict[str, Any] = field(default_factory=dict)
+    """Extra constructor arguments (betas, eps, momentum, trust_coefficient, always_adapt, ...)."""
+    no_decay: list[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "LayerNorm.bias"])
+    """Parameter-name patterns put in the weight_decay=0 group (also excluded from layer adaptation)."""
+
+    def __post_init__(self):
+        _positive("lr", self.lr)
+        if self.weight_decay < 0:
+            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(kw_only=True)
+class ScheduleConfig:
+    name: Literal["poly", "lans", "cosine", "constant"] = "poly"
+    warmup: float = 0.1
+    """Warmup as a ratio of the phase's steps (< 1) or a number of steps (>= 1)."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """Schedule options: poly: power, end; lans: constant, degree; cosine: floor."""
+    lr_rule: Literal["sqrt", "linear", "none"] = "none"
+    """How the peak LR follows the global batch from `reference_batch` (LAMB: sqrt; Goyal et al.: linear)."""
+    reference_batch: int | None = None
+    """The global batch at which `optimizer.lr` is given (default: the job's own global batch)."""
+
+    def __post_init__(self):
+        if self.warmup < 0:
+            raise FieldError("warmup", f"must be >= 0 (a ratio < 1 or a step count), got {self.warmup}")
+        _positive("reference_batch", self.reference_batch, allow_none=True)
+
+
+@dataclass(kw_only=True)
+class ScalingConfig:
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    """CPUs given to each worker; also its torch thread count (at least 1)."""
+    resources_per_worker: dict[str, float] = field(default_factory=dict)
+    """Extra Ray resources per worker (e.g. {"GPU": 1} or custom labels)."""
+
+    def __post_init__(self):
+        if self.num_workers < 0:
+            raise FieldError("num_workers", f"must be >= 1 (0 runs in the driver process), got {self.num_workers}")
+        _positive("cpus_per_worker", self.cpus_per_worker)
+
+
+@dataclass(kw_only=True)
+class PhaseConfig:
+    """One phase of training (LAMB/LANS pretraining: 128 tokens, then 512)."""
+    steps: int
+    seq_len: int | None = None
+    per_worker_batch: int | None = None
+    global_batch: int | None = None
+    grad_accum: int | None = None
+    warmup: float | None = None
+    lr: float | None = None
+
+    def __post_init__(self):
+        _positive("steps", self.steps)
+        for name in ("seq_len", "per_worker_batch", "global_batch", "grad_accum", "lr"):
+            _positive(name, getattr(self, name), allow_none=True)
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    per_worker_batch: int = 16
+    """Micro-batch per worker per forward/backward."""
+    global_batch: int | None = None
+    """Samples per optimizer step = per_worker_batch x workers x grad_accum (give this or grad_accum)."""
+    grad_accum: int | None = None
+    """Micro-batches accumulated per optimizer step (Determined's aggregation frequency)."""
+    steps: int | None = None
+    """Optimizer steps in all (give steps, epochs or phases)."""
+    epochs: float | None = None
+    phases: list[PhaseConfig] | None = None
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm before the optimizer (NVIDIA's LAMB recipe); null: no clipping."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    seed: int = 0
+    scaling_mode: Literal["weak", "strong", ""] = ""
+    """What a change of worker count keeps: the per-worker batch (weak) or the global batch (strong)."""
+
+    def __post_init__(self):
+        _positive("per_worker_batch", self.per_worker_batch)
+        _positive("global_batch", self.global_batch, allow_none=True)
+        _positive("grad_accum", self.grad_accum, allow_none=True)
+        _positive("steps", self.steps, allow_none=True)
+        _positive("epochs", self.epochs, allow_none=True)
+        _positive("max_grad_norm", self.max_grad_norm, allow_none=True)
+        given = [k for k in ("steps", "epochs", "phases") if getattr(self, k) is not None]
+        if not given:
+            raise FieldError("steps", "give one of train.steps, train.epochs or train.phases")
+        if "epochs" in given and len(given) > 1:
+            raise FieldError("epochs", f"give train.epochs alone, not with {given[0] if given[0] != 'epochs' else given[1]}")
+        if self.phases is not None and not self.phases:
+            raise FieldError("phases", "an empty phase list; give at least one phase or drop the key")
+
+
+@dataclass(kw_only=True)
+class TargetConfig:
+    metric: str = "f1"
+    value: float = 80.0
+    stop: bool = False
+    """Stop the run at the first evaluation that reaches the target (time-to-target mode)."""
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    every_steps: int | None = 20
+    every_samples: int | None = None
+    """Evaluate every N training samples instead of every N steps."""
+    at_end: bool = True
+    target: TargetConfig | None = None
+
+    def __post_init__(self):
+        _positive("every_steps", self.every_steps, allow_none=True)
+        _positive("every_samples", self.every_samples, allow_none=True)
+        if (self.every_steps is None) == (self.every_samples is None):
+            raise FieldError("every_steps", "give exactly one of eval.every_steps or eval.every_samples")
+
+
+@dataclass(kw_only=True)
+class OutputConfig:
+    dir: str = "runs"
+    """Runs are written to DIR/NAME/ (records.csv, checkpoints, job.yaml)."""
+    checkpoints_to_keep: int = 2
+    max_failures: int = 2
+    """Worker-group restarts from the latest checkpoint before the run fails (Ray FailureConfig)."""
+
+    def __post_init__(self):
+        _positive("checkpoints_to_keep", self.checkpoints_to_keep)
+        if self.max_failures < -1:
+            raise FieldError("max_failures", f"must be >= 0, or -1 for unlimited, got {self.max_failures}")
+
+
+@dataclass(kw_only=True, frozen=True)
+class Phase:
+    """A phase with every default filled in and the batch arithmetic done."""
+    index: int
+    steps: int | None  # None until the data size is known (train.epochs)
+    seq_len: int
+    per_worker_batch: int
+    grad_accum: int
+    global_batch: int
+    warmup: float
+    lr: float
+    """The reference LR for this phase before the LR rule is applied."""
+
+
+@dataclass(kw_only=True)
+class Job:
+    name: str
+    task: Literal["squad", "mlm"] = "squad"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    train: TrainConfig
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise FieldError("name", f"must be a plain folder name (no '/'), got {self.name!r}")
+        self._check_target()
+        self.phases()  # every phase's batch arithmetic must work out
+
+    @property
+    def data_workers(self) -> int:
+        """Data-parallel ranks: num_workers, or 1 when the run is local (num_workers=0)."""
+        return max(1, self.scaling.num_workers)
+
+    def _check_target(self) -> None:
+        target = self.eval.target
+        if target is None:
+            return
+        valid = TASK_METRICS[self.task]
+        if target.metric not in valid:
+            raise FieldError("eval.target.metric",
+                             f"task {self.task!r} does not produce {target.metric!r}; valid: {', '.join(valid)}")
+
+    def phases(self) -> list[Phase]:
+        """The resolved phases; one implicit phase when `train.phases` is not given."""
+        t = self.train
+        if t.phases is None:
+            return [self._resolve(0, "train", t.steps, None, t.per_worker_batch, t.global_batch,
+                                  t.grad_accum, None, None)]
+        phases = [self._resolve(i, f"train.phases[{i}]", p.steps, p.seq_len,
+                                p.per_worker_batch or t.per_worker_batch,
+                                p.global_batch if (p.global_batch or p.grad_accum) else t.global_batch,
+                                p.grad_accum if (p.global_batch or p.grad_accum) else t.grad_accum,
+                                p.warmup, p.lr) for i, p in enumerate(t.phases)]
+        total = sum(p.steps for p in phases)
+        if t.steps is not None and t.steps != total:
+            raise FieldError("train.steps", f"is {t.steps} but the phases add up to {total} steps; "
+                                            "make them agree or drop train.steps")
+        return phases
+
+    def _resolve(self, index, key, steps, seq_len, pwb, global_batch, grad_accum, warmup, lr) -> Phase:
+        workers = self.data_workers
+        per_step = pwb * workers
+        if global_batch is not None:
+            if global_batch % per_step:
+                raise FieldError(f"{key}.global_batch",
+                                 f"{global_batch} is not a multiple of per_worker_batch x workers = "
+                                 f"{pwb} x {workers} = {per_step}; valid: {per_step}, {2 * per_step}, "
+                                 f"{4 * per_step}, ...")
+            accum = global_batch // per_step
+            if grad_accum is not None and grad_accum != accum:
+                raise FieldError(f"{key}.grad_accum", f"{grad_accum} disagrees with global_batch {global_batch} "
+                                                      f"= {pwb} x {workers} x {accum}; give one of them")
+        else:
+            accum = grad_accum or 1
+        return Phase(index=index, steps=steps, seq_len=seq_len or self.model.max_seq_length,
+                     per_worker_batch=pwb, grad_accum=accum, global_batch=per_step * accum,
+                     warmup=self.schedule.warmup if warmup is None else warmup,
+                     lr=self.optimizer.lr if lr is None else lr)
+
+    def peak_lr(self, phase: Phase) -> float:
+        """The phase's peak LR after the LR rule moves it from the reference batch to its batch."""
+        from scaling_study.optim import scale_lr  # torch import only where needed
+
+        ref = self.schedule.reference_batch or phase.global_batch
+        return scale_lr(phase.lr, ref, phase.global_batch, self.schedule.lr_rule)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite: unit tests plus the end-to-end Ray tests.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+# The dashboard test drives Debian's headless Chromium; install it where we can (root + apt).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[test] installing Debian's chromium for the dashboard test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[test] chromium could not be installed; the browser test will be skipped"
+fi
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest "$@"
