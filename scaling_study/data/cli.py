@@ -1,0 +1,79 @@
+"""`scaling-study data squad-synth` and `scaling-study squad-eval`.
+
+Imports stay light at module level: the handlers import what they need when they run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from scaling_study.errors import UserError
+
+
+def register(sub) -> None:
+    """Add the ``data`` command group and ``squad-eval`` to the top-level subparsers."""
+    from scaling_study.data.synth import DEFAULTS  # stdlib-only module: cheap
+
+    data = sub.add_parser("data", help="generate offline datasets")
+    which = data.add_subparsers(dest="data_command", metavar="DATASET")
+    which.required = True
+    synth = which.add_parser(
+        "squad-synth", help="write synthetic SQuAD v1.1 train/dev files and an MLM text corpus",
+        description="Write train.json and dev.json (SQuAD v1.1 format) and corpus.txt / corpus_dev.txt "
+                    "(plain text for MLM) generated from templates; the same seed gives the same files.")
+    synth.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    synth.add_argument("--train", type=int, default=DEFAULTS["n_train"], help="training questions (default %(default)s)")
+    synth.add_argument("--dev", type=int, default=DEFAULTS["n_dev"], help="dev questions (default %(default)s)")
+    synth.add_argument("--difficulty", type=float, default=DEFAULTS["difficulty"],
+                       help="0 (two people, two facts each, fits 128 tokens) to 1 (five people, pronouns, "
+                            "distractor relatives, several 128-token windows); default %(default)s")
+    synth.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default %(default)s)")
+    synth.add_argument("--corpus-lines", type=int, default=DEFAULTS["corpus_lines"],
+                       help="paragraphs in corpus.txt; corpus_dev.txt gets a tenth (default %(default)s)")
+    synth.set_defaults(func=_squad_synth)
+
+    ev = sub.add_parser("squad-eval", help="official SQuAD v1.1 EM/F1 of a predictions file",
+                        description="Print {\"exact_match\": .., \"f1\": ..} for PREDICTIONS.json "
+                                    "({question id: answer text}) against DATA.json, as evaluate-v1.1.py does.")
+    ev.add_argument("data", type=Path, metavar="DATA.json", help="SQuAD v1.1 dataset file")
+    ev.add_argument("predictions", type=Path, metavar="PREDICTIONS.json", help="JSON object {id: answer}")
+    ev.set_defaults(func=_squad_eval)
+
+
+def _squad_synth(args: argparse.Namespace) -> int:
+    from scaling_study.data.synth import write_synth
+
+    paths = write_synth(args.out, n_train=args.train, n_dev=args.dev, difficulty=args.difficulty,
+                        seed=args.seed, corpus_lines=args.corpus_lines)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _load_json(path: Path, what: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: the {what} is not valid JSON: {exc}") from exc
+
+
+def _squad_eval(args: argparse.Namespace) -> int:
+    import sys
+
+    from scaling_study.data.squad import read_squad
+    from scaling_study.data.squad_metric import EXPECTED_VERSION, evaluate
+
+    read_squad(args.data)  # validates the structure, naming the JSON path of any fault
+    dataset = _load_json(args.data, "dataset")
+    if dataset.get("version") != EXPECTED_VERSION:
+        print(f"Evaluation expects v-{EXPECTED_VERSION}, but got dataset with v-{dataset.get('version')}",
+              file=sys.stderr)
+    predictions = _load_json(args.predictions, "predictions")
+    if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
+        raise UserError(f"{args.predictions}: predictions must be a JSON object {{question id: answer text}}")
+    print(json.dumps(evaluate(dataset, predictions)))
+    return 0

@@ -1,0 +1,80 @@
+"""Models from a spec: named sizes from BertConfig, the packaged MiniLM offline, local dirs, errors."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+import torch
+from transformers import BertForMaskedLM, BertForQuestionAnswering
+
+from scaling_study.errors import UserError
+from scaling_study.models import MODEL_SIZES, build_model, describe_model, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("default")
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_tiny_is_about_4m_params_with_the_default_vocab(tokenizer):
+    model = build_model("tiny", "squad", tokenizer, seed=0)
+    assert isinstance(model, BertForQuestionAnswering)
+    assert 3.5e6 < n_params(model) < 5e6
+    assert model.config.vocab_size == len(tokenizer) == 30522
+    assert model.config.hidden_size == MODEL_SIZES["tiny"]["hidden_size"] == 128
+
+
+def test_seed_fixes_the_weights_without_touching_global_rng(tokenizer):
+    state = torch.random.get_rng_state()
+    a = build_model("tiny", "mlm", tokenizer, seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    b = build_model("tiny", "mlm", tokenizer, seed=1)
+    c = build_model("tiny", "mlm", tokenizer, seed=2)
+    wa, wb, wc = (m.bert.encoder.layer[0].attention.self.query.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_mlm_model_trains_on_masked_labels(tokenizer):
+    model = build_model("tiny", "mlm", tokenizer, seed=0)
+    assert isinstance(model, BertForMaskedLM)
+    ids = torch.randint(1000, 2000, (2, 16))
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    out = model(input_ids=ids, labels=labels)
+    assert out.logits.shape == (2, 16, 30522) and torch.isfinite(out.loss)
+
+
+def test_default_loads_offline_with_a_fresh_qa_head():
+    model = build_model("default", "squad", seed=0)
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    assert model.qa_outputs.weight.shape == (2, 384)
+    assert describe_model("default")["kind"] == "default"
+
+
+def test_local_directory_round_trip(tmp_path, tokenizer):
+    model = build_model("tiny", "squad", tokenizer, seed=0)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    again = build_model(str(tmp_path), "squad", load_tokenizer(str(tmp_path)))
+    assert torch.equal(model.qa_outputs.weight, again.qa_outputs.weight)
+    assert describe_model(str(tmp_path))["hidden_size"] == 128
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no-such-org/no-such-model", "cannot load the weights of model 'no-such-org/no-such-model'"),
+    ("./missing-dir", "model './missing-dir': missing-dir is not a checkpoint directory"),
+])
+def test_unloadable_specs_name_the_spec_and_the_valid_forms(spec, message):
+    with pytest.raises(UserError) as err:
+        build_model(spec, "squad")
+    assert message in str(err.value)
+    assert "valid model specs: 'default'" in str(err.value) and "tiny, mini, small, base, large" in str(err.value)
+
+
+def test_unknown_task_lists_the_valid_ones(tokenizer):
+    with pytest.raises(UserError, match="unknown task 'ner'; valid tasks: squad, mlm"):
+        build_model("tiny", "ner", tokenizer)
