@@ -28,9 +28,13 @@ class ModelConfig:
     base, large), a local directory, or a hub name."""
     max_seq_length: int = 128
     """Tokens per sequence (SQuAD windows; MLM phase 1 unless a phase sets its own)."""
+    dropout: float | None = None
+    """Override the model's hidden and attention dropout (null: keep the checkpoint's/size's)."""
 
     def __post_init__(self):
         _positive("max_seq_length", self.max_seq_length)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(kw_only=True)
@@ -38,13 +42,21 @@ class SynthConfig:
     """Generated SQuAD-format data (written once to `data.dir` when its files are missing)."""
     train: int = 2000
     dev: int = 200
-    difficulty: float = 1.0
+    difficulty: float = 0.0
+    """0 (two people, two facts each: fits 128 tokens) to 1 (five people, pronouns, distractors)."""
     seed: int = 0
     corpus_lines: int = 4000
 
     def __post_init__(self):
         _positive("train", self.train)
         _positive("dev", self.dev)
+        _positive("corpus_lines", self.corpus_lines)
+        if not 0 <= self.difficulty <= 1:
+            raise FieldError("difficulty", f"must be in [0, 1], got {self.difficulty}")
+
+    def folder(self) -> str:
+        """A folder name per parameter set, so jobs with different data never share files."""
+        return f"squad-synth_t{self.train}_d{self.dev}_x{self.difficulty:g}_s{self.seed}_c{self.corpus_lines}"
 
 
 @dataclass(kw_only=True)
@@ -57,7 +69,7 @@ class DataConfig:
     synth: SynthConfig | None = None
     """Generate offline data into `dir` (used when `train`/`dev` are not given)."""
     dir: str = "data/synth"
-    """Where generated data lives."""
+    """Where generated data lives (in a subfolder named after the `synth` parameters)."""
     doc_stride: int = 64
     max_query_length: int = 32
     max_answer_length: int = 30

@@ -1,0 +1,44 @@
+"""Starting or joining Ray, and checking that a run fits the cluster before it waits forever."""
+from __future__ import annotations
+
+import os
+
+from scaling_study.errors import UserError
+
+# Workers build tokenizers in each process; their thread pool would warn after fork.
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start an embedded local Ray on loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs = dict(log_to_driver=True, configure_logging=True, logging_level="WARNING" if quiet else "INFO",
+                  runtime_env={"env_vars": WORKER_ENV})
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError) as exc:
+            raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
+                            "start one with `ray start --head` or leave --address out for a local Ray") from None
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 dashboard_host="127.0.0.1", **kwargs)
+
+
+def check_fits(num_workers: int, per_worker: dict[str, float], key: str = "scaling") -> None:
+    """Raise a UserError when the cluster can never hold `num_workers` workers of `per_worker`."""
+    import ray
+
+    total = ray.cluster_resources()
+    for name, amount in per_worker.items():
+        need = amount * max(1, num_workers)
+        have = total.get(name, 0.0)
+        if amount and need > have + 1e-9:
+            raise UserError(f"{key}: {max(1, num_workers)} workers x {amount:g} {name} = {need:g} {name}, "
+                            f"but the cluster has {have:g}; lower {key}.num_workers or the per-worker "
+                            f"resources (valid here: at most {int(have // amount)} workers)")

@@ -1,0 +1,49 @@
+"""`scaling-study run JOB.yaml`: one run of one job on Ray Train."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run one job (a jobs/*.yaml) on Ray Train",
+                       description="Run one job on Ray Train: embedded local Ray by default, or a cluster at --address.")
+    p.add_argument("job", help="job YAML file, e.g. jobs/quickstart.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a job key, e.g. --set optimizer.lr=2e-3 (repeatable)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--out", default=None, help="output folder for runs (overrides output.dir)")
+    p.add_argument("--name", default=None, help="run name (overrides name); re-running a name continues it")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from scaling_study.config import load_job
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"output.dir={args.out}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    job = load_job(args.job, overrides)  # every key checked before Ray starts
+
+    from scaling_study.train.driver import run_job
+
+    result = run_job(job, address=args.address)
+    _summary(job, result)
+    return 0
+
+
+def _summary(job, result) -> None:
+    rec = result.records
+    print(f"\nrun {job.name!r} finished: {len(rec)} evaluations")
+    if len(rec):
+        last = rec.iloc[-1]
+        metric = "f1" if job.task == "squad" else "mlm_acc"
+        print(f"  final: step {int(last['step'])}, {metric} {last[metric]:.3f}, best {rec[metric].max():.3f}, "
+              f"train {last['train_time_s']:.0f}s, wall {last['wall_time_s']:.0f}s")
+        if job.eval.target is not None:
+            hit = rec[rec["target_reached"].astype(bool)]
+            t = job.eval.target
+            when = f"at train time {hit.iloc[0]['train_time_s']:.0f}s (step {int(hit.iloc[0]['step'])})" if len(hit) else "not reached"
+            print(f"  target {t.metric} >= {t.value:g}: {when}")
+    print(f"  records:     {result.run_dir / 'records.csv'}")
+    print(f"  checkpoint:  {result.checkpoint}")
+    print(f"  job:         {result.run_dir / 'job.yaml'}")

@@ -1,0 +1,129 @@
+"""The driver: one `Job` -> one Ray Train `TorchTrainer` run -> records.
+
+Used as is by `scaling-study run`, and as the Tune trainable for sweeps (one trial = one run).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from scaling_study.config import Job, dump_job
+from scaling_study.config.schema import to_dict
+from scaling_study.errors import UserError
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    records: pd.DataFrame
+    metrics: dict
+    checkpoint: str | None
+
+
+class RunFailed(UserError):
+    """The run ended in an error (after Ray's retries) or diverged."""
+
+
+def per_worker_resources(job: Job) -> dict[str, float]:
+    s = job.scaling
+    res = {"CPU": s.cpus_per_worker, **s.resources_per_worker}
+    if s.use_gpu:
+        res.setdefault("GPU", 1.0)
+    return res
+
+
+def run_dir_of(job: Job) -> Path:
+    return Path(job.output.dir).resolve() / job.name
+
+
+def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: dict | None = None,
+                  verbose: bool = True, log_every: int = 10):
+    """The `TorchTrainer` for `job`; its records and checkpoints go to `output.dir/name/`."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from scaling_study.train.loop import train_fn_per_worker
+    from scaling_study.train.records import RecordsCallback
+
+    run_dir = run_dir_of(job)
+    config = {"job": to_dict(job), "run_id": job.name, "trial_id": trial_id, "log_every": log_every,
+              "files": {"train": [str(p.resolve()) for p in files.train], "dev": [str(p.resolve()) for p in files.dev]},
+              "fault": fault}
+    s = job.scaling
+    return TorchTrainer(
+        train_fn_per_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
+                                               resources_per_worker=per_worker_resources(job)),
+        run_config=ray.train.RunConfig(
+            name=job.name, storage_path=str(run_dir.parent),
+            failure_config=ray.train.FailureConfig(max_failures=job.output.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
+            callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
+        ),
+    )
+
+
+def check_job_runs_here(job: Job) -> None:
+    """Checks that need the cluster (or this machine): GPUs for fp16, resources for the workers."""
+    from scaling_study.ray_env import check_fits
+
+    if job.train.precision == "fp16" and not job.scaling.use_gpu:
+        raise UserError("train.precision: fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
+    if job.scaling.num_workers > 0:
+        check_fits(job.scaling.num_workers, per_worker_resources(job))
+
+
+def finish(job: Job, result) -> RunResult:
+    """Turn Ray's `Result` into ours; raise `RunFailed` with the reason when the run failed."""
+    run_dir = run_dir_of(job)
+    records = _final_records(run_dir, result)
+    if result.error is not None:
+        raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / 'records.csv'}")
+    metrics = dict(result.metrics or {})
+    if metrics.get("failed"):
+        raise RunFailed(f"run {job.name!r} stopped: {metrics['failed']} (lr {metrics.get('lr'):.3g}); "
+                        "lower optimizer.lr, raise schedule.warmup or set train.max_grad_norm")
+    if len(records):
+        records.to_parquet(run_dir / "records.parquet", index=False)
+    checkpoint = result.checkpoint.path if result.checkpoint else None
+    return RunResult(run_dir, records, metrics, checkpoint)
+
+
+def _final_records(run_dir: Path, result) -> pd.DataFrame:
+    """The run's records; the latest checkpoint's rows are authoritative (they also cover local
+    mode, where Ray Train calls no callbacks)."""
+    from scaling_study.train.records import COLUMNS, read_records, write_csv_atomic
+
+    if result.checkpoint is None:
+        return read_records(run_dir)
+    with result.checkpoint.as_directory() as d:
+        rows = json.loads((Path(d) / "position.json").read_text())["records"]
+    records = pd.DataFrame(rows, columns=COLUMNS)
+    # Rows reported after the latest checkpoint (a divergence) stay in the callback's file.
+    live = read_records(run_dir)
+    if len(live) and len(records) and live["step"].max() > records["step"].max():
+        records = pd.concat([records, live[live["step"] > records["step"].max()]], ignore_index=True)
+    write_csv_atomic(records, run_dir / "records.csv")
+    return records
+
+
+def run_job(job: Job, *, address: str | None = None, fault: dict | None = None, verbose: bool = True,
+            log_every: int = 10) -> RunResult:
+    """Run `job` on Ray Train (embedded local Ray unless `address`), return its records.
+
+    Re-running a job with the same `name` and `output.dir` continues it from its last checkpoint.
+    """
+    from scaling_study.ray_env import ensure_ray
+    from scaling_study.train.tasks import resolve_data_files
+
+    files = resolve_data_files(job)  # generate/check data before any worker starts
+    ensure_ray(address)
+    check_job_runs_here(job)
+    run_dir = run_dir_of(job)
+    dump_job(job, run_dir / "job.yaml", header=f"The job of run {job.name!r}, as it ran.")
+    trainer = build_trainer(job, files, fault=fault, verbose=verbose, log_every=log_every)
+    return finish(job, trainer.fit())

@@ -1,0 +1,94 @@
+"""Records: one row per evaluation — the contract between training and reports.
+
+Workers build rows (`make_row`); the Ray Train controller writes them to `RUN_DIR/records.csv`
+through `RecordsCallback` as each report arrives, so the file is current while the run goes on.
+Rows travel inside each checkpoint too: after a restart the file is rewritten from the restored
+rows, so no step appears twice or goes missing.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from ray.train import UserCallback
+
+COLUMNS = [
+    "run_id", "trial_id", "task", "model", "optimizer", "lr", "peak_lr", "lr_rule",
+    "per_worker_batch", "grad_accum", "num_workers", "global_batch", "scaling_mode", "seed",
+    "device", "phase", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss",
+    "f1", "em", "mlm_acc", "eval_loss", "time_compute_s", "time_allreduce_s", "time_optimizer_s",
+    "target_metric", "target_value", "target_reached",
+]
+NAN = float("nan")
+
+
+def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, reached) -> dict:
+    target = job.eval.target
+    return {
+        "run_id": config.get("run_id", job.name), "trial_id": config.get("trial_id", ""),
+        "task": job.task, "model": job.model.name, "optimizer": job.optimizer.name,
+        "lr": lr, "peak_lr": job.peak_lr(phase), "lr_rule": job.schedule.lr_rule,
+        "per_worker_batch": phase.per_worker_batch, "grad_accum": phase.grad_accum,
+        "num_workers": job.data_workers, "global_batch": phase.global_batch,
+        "scaling_mode": job.train.scaling_mode, "seed": job.train.seed, "device": device,
+        "phase": phase.index + 1, "step": pos.step, "samples": pos.samples,
+        "train_time_s": clock.train, "wall_time_s": clock.wall(),
+        "throughput": window.throughput(), "loss": window.mean_loss(),
+        "f1": metrics.get("f1", NAN), "em": metrics.get("em", NAN),
+        "mlm_acc": metrics.get("mlm_acc", NAN), "eval_loss": metrics.get("eval_loss", NAN),
+        "time_compute_s": window.per_step("compute"), "time_allreduce_s": window.per_step("allreduce"),
+        "time_optimizer_s": window.per_step("optimizer"),
+        "target_metric": target.metric if target else "", "target_value": target.value if target else NAN,
+        "target_reached": reached,
+    }
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "records.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+
+
+def merge_row(df: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """Append `row`, dropping rows at or after its step (replayed after a restart)."""
+    row = {k: row.get(k, NAN) for k in COLUMNS} | {k: v for k, v in row.items() if k not in COLUMNS and k != "done"}
+    kept = df[df["step"] < row["step"]] if len(df) else df
+    new = pd.DataFrame([row])
+    return new if kept.empty else pd.concat([kept, new], ignore_index=True)
+
+
+def progress_line(row: dict) -> str:
+    metric = next((f"{k} {row[k]:.2f}" for k in ("f1", "mlm_acc") if _finite(row.get(k))), "")
+    return (f"[{row['run_id']}] phase {row['phase']} step {row['step']} | {row['samples']} samples | "
+            f"{row['throughput']:.1f} samples/s | loss {row['loss']:.4f} | {metric} | "
+            f"train {row['train_time_s']:.0f}s wall {row['wall_time_s']:.0f}s")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+class RecordsCallback(UserCallback):
+    """Runs on the Ray Train controller: writes each reported record and prints progress."""
+
+    def __init__(self, run_dir: str, verbose: bool = True):
+        self.path = Path(run_dir) / "records.csv"
+        self.verbose = verbose
+
+    def after_report(self, run_context, metrics, checkpoint):
+        row = metrics[0]  # rank 0's row; every rank reports the same evaluation
+        write_csv_atomic(merge_row(read_records(self.path), row), self.path)
+        if self.verbose:
+            print(progress_line(row), flush=True)
