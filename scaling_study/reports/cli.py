@@ -20,7 +20,7 @@ def register(sub) -> None:
                    help="run dir (records.csv), sweep dir (records.csv + trials.csv), or a records CSV/Parquet file")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output directory, e.g. reports/NAME/ (replaced atomically if it holds a previous report)")
-    p.add_argument("--target-metric", choices=("f1", "em", "mlm_acc", "loss"),
+    p.add_argument("--target-metric", choices=("f1", "em", "mlm_acc", "eval_loss", "loss"),
                    help="metric of the time-to-target figures (default: the records' target_metric)")
     p.add_argument("--target", type=float, metavar="VALUE",
                    help="value to reach, in the metric's unit: F1/EM in percent (88), mlm_acc a fraction (0.6)")

@@ -2,6 +2,8 @@
 that `build.py` computed and writes next to the dashboard."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -148,6 +150,10 @@ def grid_figure(tables, report) -> go.Figure:
 
 def lifetimes_figure(tables, report) -> go.Figure:
     table = tables["trial_lifetimes"]
+    # Trial ids repeat across sweeps: name the sweep's folder where they do.
+    folder = table["source"].map(lambda s: Path(s).parent.name)
+    shared = table["trial_id"].duplicated(keep=False)
+    table = table.assign(trial_id=table["trial_id"].where(~shared, folder + "/" + table["trial_id"]))
     fig = go.Figure()
     for stopped, name, color in ((False, "ran to the end", _COLORS[0]), (True, "stopped early", _COLORS[1])):
         part = table[table["stopped_early"] == stopped]

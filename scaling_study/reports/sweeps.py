@@ -26,7 +26,8 @@ from scaling_study.reports.runs import run_summary
 
 PLOTTED_METRICS = ("f1", "mlm_acc", "em")
 SWEPT_LR = "hp.optimizer.lr"
-METRIC_NAMES = {"f1": "F1 (%)", "em": "exact match (%)", "mlm_acc": "MLM accuracy", "loss": "training loss"}
+METRIC_NAMES = {"f1": "F1 (%)", "em": "exact match (%)", "mlm_acc": "MLM accuracy",
+                "eval_loss": "evaluation loss", "loss": "training loss"}
 
 DEFINITIONS = {
     "curves": "The metric at each evaluation against the run's train time (evaluation excluded).",

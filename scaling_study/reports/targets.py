@@ -25,7 +25,7 @@ from scaling_study.reports.runs import best_metric, run_config, run_summary
 from scaling_study.reports.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
 
 # Metrics a target can name, and which way is better.
-METRIC_MODES = {"f1": "max", "em": "max", "mlm_acc": "max", "loss": "min"}
+METRIC_MODES = {"f1": "max", "em": "max", "mlm_acc": "max", "eval_loss": "min", "loss": "min"}
 # Scales of the contract's metrics, to catch "--target-metric mlm_acc --target 60".
 _SCALES = {"f1": 100.0, "em": 100.0, "mlm_acc": 1.0}
 # Swept keys that vary with N by design, or are repeats: not part of a time-to-target group.
