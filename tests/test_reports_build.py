@@ -76,6 +76,18 @@ def test_a_table_with_only_some_columns_skips_the_other_figures_with_a_note(tmp_
     assert eff[64] == pytest.approx(5000 / (64 * 100))
 
 
+def test_published_times_to_target_give_speedup_and_efficiency(tmp_path, capsys):
+    published = tmp_path / "published.csv"  # one row per hardware size: the time it took to F1 ≥ 90.5
+    pd.DataFrame({"optimizer": ["lamb"] * 3 + ["adamw"] * 2, "num_workers": [16, 256, 1024, 16, 256],
+                  "train_time_s": [4900.0, 400.0, 100.0, 5000.0, 900.0], "f1": [90.6, 90.5, 90.7, 90.1, 90.6]}
+                 ).to_csv(published, index=False)
+    assert report(published, "--out", tmp_path / "out", "--target-metric", "f1", "--target", 90.5) == 0
+    table = pd.read_csv(tmp_path / "out" / "tables" / "target_scaling_weak.csv")
+    lamb = table[table["optimizer"] == "lamb"].set_index("num_workers")
+    assert lamb.loc[1024, "speedup"] == pytest.approx(49.0) and lamb.loc[1024, "efficiency"] == pytest.approx(49 / 64)
+    assert "no N0 = 16 run reached f1 ≥ 90.5 for optimizer=adamw" in capsys.readouterr().out
+
+
 def test_nothing_to_report_is_a_user_error_naming_the_file_and_what_is_missing(tmp_path):
     path = tmp_path / "bare.csv"
     pd.DataFrame({"run_id": ["a"], "loss": [1.0]}).to_csv(path, index=False)

@@ -93,17 +93,25 @@ def _target(x: _Inputs):
     needs = Needs(f"time to {x.target}", (x.target.metric, "train_time_s"))
     rows, notes = _usable(needs, x.records)
     tables = {"time_to_target": targets.rank_by_time_to_target(rows, x.target)}
-    if "num_workers" in rows.columns:
+    if "num_workers" in rows.columns and rows["num_workers"].notna().any():
         for mode in ("weak", "strong"):
             table = targets.target_scaling(rows, x.target, mode)
             if not table.empty:
                 tables[f"target_scaling_{mode}"] = table
                 keys = targets.target_keys(table, mode)
                 notes += scaling.baseline_notes(table, tuple(keys), f"time to target ({mode})")
+                notes += _unreached_baselines(table, keys, mode, x.target)
     missed = tables["time_to_target"].loc[~tables["time_to_target"]["reached"], "run"]
     if len(missed):
         notes.append(f"not reached by {len(missed)} run(s): {', '.join(missed[:10])}{' …' if len(missed) > 10 else ''}")
     return tables, notes
+
+
+def _unreached_baselines(table: pd.DataFrame, keys: list[str], mode: str, target) -> list[str]:
+    """Groups whose baseline never reached the target have no speedup: say which."""
+    base = table[(table["num_workers"] == table["baseline_workers"]) & (table["n_reached"] == 0)]
+    return [f"time to target ({mode}): no N0 = {row['baseline_workers']:g} run reached {target} for "
+            f"{scaling.describe_group(row, keys)}, so that group has no speedup" for _, row in base.iterrows()]
 
 
 def _curves(x: _Inputs):
