@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scaling_study.data.squad import TensorDictDataset
+from scaling_study.data.dataset import TensorDictDataset
 from scaling_study.errors import UserError
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaling_study.data.dataset import TensorDictDataset
 from scaling_study.errors import UserError
 
 if TYPE_CHECKING:
@@ -129,23 +130,6 @@ def examples_to_json(examples: Sequence[SquadExample], version: str = "1.1") -> 
 
 # ---------------------------------------------------------------------------------------------
 # Features
-
-
-class TensorDictDataset:
-    """A map-style dataset over equally long tensors; item ``i`` is ``{name: tensor[i]}``, so
-    the default DataLoader collate stacks items back into a batch dict."""
-
-    def __init__(self, tensors: dict[str, "torch.Tensor"]):
-        lengths = {len(t) for t in tensors.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"tensors of different lengths: { {k: len(v) for k, v in tensors.items()} }")
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(next(iter(self.tensors.values())))
-
-    def __getitem__(self, i: int) -> dict[str, "torch.Tensor"]:
-        return {k: v[i] for k, v in self.tensors.items()}
 
 
 def _truncate_questions(questions: list[str], tokenizer, max_query_length: int) -> list[str]:
