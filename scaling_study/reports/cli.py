@@ -1,4 +1,5 @@
-"""`scaling-study report`: records -> one self-contained HTML dashboard plus its CSV tables.
+"""`scaling-study report`: records -> one self-contained HTML dashboard plus its CSV tables;
+`scaling-study export`: the best trial of a sweep -> a job YAML that runs as it is.
 
 Only argparse at import time: pandas and plotly load when the command runs.
 """
@@ -26,6 +27,7 @@ def register(sub) -> None:
                    help="value to reach, in the metric's unit: F1/EM in percent (88), mlm_acc a fraction (0.6)")
     p.add_argument("--title", help="page title (default: 'Scaling study')")
     p.set_defaults(func=main)
+    register_export(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,4 +48,57 @@ def main(args: argparse.Namespace) -> int:
             print(f"skipped:   {section.title}: {section.skipped}")
         for note in section.notes:
             print(f"note:      {note}")
+    return 0
+
+
+def register_export(sub) -> None:
+    """Add the `export` subcommand to the `scaling-study` parser."""
+    p = sub.add_parser(
+        "export",
+        help="write the best trial of a sweep as a job YAML (optionally rescaled to N workers)",
+        description="Pick the best run of sweep (or run) directories and write its job as a YAML "
+                    "that `scaling-study run` runs as it is; --workers rescales it with the "
+                    "sweep's LR rule, keeping the per-worker batch (weak) or the global batch (strong).",
+    )
+    p.add_argument("results", nargs="+", metavar="SWEEP_DIR",
+                   help="sweep dir (records.csv, trials.csv, trials/<id>/job.yaml) or run dir (records.csv, job.yaml)")
+    p.add_argument("--metric", required=True,
+                   help="f1, em, mlm_acc, eval_loss, loss: best value over a run's evaluations; "
+                        "time_to_target: the first run to reach the target")
+    p.add_argument("--mode", choices=("max", "min"),
+                   help="whether higher or lower is better (default: the metric's own; loss: min)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="the job YAML to write, e.g. jobs/best.yaml (an existing file is replaced)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="rescale the job to N workers (0: one rank in the driver process)")
+    p.add_argument("--scaling", choices=("weak", "strong"),
+                   help="with --workers: keep the per-worker batch (weak) or the global batch "
+                        "(strong); default: the job's train.scaling_mode, else weak")
+    p.add_argument("--target-metric", choices=("f1", "em", "mlm_acc", "eval_loss", "loss"),
+                   help="with --metric time_to_target: the metric to reach (default: the records' target)")
+    p.add_argument("--target", type=float, metavar="VALUE",
+                   help="with --metric time_to_target: the value to reach, F1/EM in percent, mlm_acc a fraction")
+    p.add_argument("--name", help="the exported job's name (default: best_<sweep>, plus _<N>w when rescaled)")
+    p.set_defaults(func=export_main)
+
+
+def export_main(args: argparse.Namespace) -> int:
+    """Export the chosen trial's job; print the trial, its result, the changes and the file."""
+    from scaling_study.errors import UserError
+    from scaling_study.reports.export import TIME_TO_TARGET, export
+
+    if args.scaling and args.workers is None:
+        raise UserError("--scaling applies to a rescale: give --workers N with it")
+    if (args.target_metric or args.target is not None) and args.metric != TIME_TO_TARGET:
+        raise UserError(f"--target-metric/--target apply to --metric {TIME_TO_TARGET}, not --metric {args.metric}")
+    done = export(args.results, args.metric, args.mode, args.out, workers=args.workers,
+                  scaling=args.scaling, target_metric=args.target_metric, target=args.target, name=args.name)
+    print(f"trial:   {done.trial_id} ({done.job_file})")
+    print(f"result:  {done.result}")
+    for i, line in enumerate(done.changes):
+        print(f"{'changed:' if i == 0 else '':8} {line}")
+    for note in done.notes:
+        print(f"note:    {note}")
+    print(f"wrote:   {done.path}{' (replaced the file that was there)' if done.replaced else ''}")
+    print(f"run it:  scaling-study run {done.path}")
     return 0
