@@ -1,0 +1,153 @@
+"""What LAMB, LANS and LARS share: argument checks, lazy state, and the per-step dispatch.
+
+A step walks the parameter groups; within a group it takes the parameters that have a gradient,
+buckets them by (device, dtype), and hands each bucket to the subclass's ``_update`` as lists of
+tensors — either to the fused CPU kernels (:mod:`scaling_study.optim._native`) or to the
+portable multi-tensor math (:mod:`scaling_study.optim.functional`), as the group's ``impl``
+says. State per parameter: ``step`` (a CPU float32 tensor, as in torch.optim) plus the
+subclass's ``state_names`` buffers, each shaped and typed like the parameter; ``state_dict`` and
+``load_state_dict`` are torch's own.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from scaling_study.optim import _native
+
+IMPLS = ("auto", "fused", "foreach")
+
+
+def require(ok: bool, name: str, value: Any, valid: str) -> None:
+    """Raise ``ValueError`` naming the argument, its value and what would be valid."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
+
+
+def check_kwargs(owner: str, fn: Callable[..., Any], kwargs: dict[str, Any],
+                 skip: tuple[str, ...] = ("self", "params")) -> None:
+    """Raise ``ValueError`` for a keyword that ``fn`` does not accept, listing the ones it does."""
+    sig = inspect.signature(fn)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    accepted = [n for n, p in sig.parameters.items()
+                if n not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in accepted:
+            raise ValueError(f"{owner}: unknown argument {key!r}; accepted: {', '.join(accepted)}")
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check_lr(lr: Any) -> None:
+    require(_is_real(lr) and lr >= 0, "lr", lr, "a number >= 0")
+
+
+def check_weight_decay(weight_decay: Any) -> None:
+    require(_is_real(weight_decay) and weight_decay >= 0, "weight_decay", weight_decay,
+            "a number >= 0")
+
+
+def check_betas(betas: Any) -> None:
+    ok = isinstance(betas, (tuple, list)) and len(betas) == 2
+    require(ok and all(_is_real(b) and 0 <= b < 1 for b in betas), "betas", betas,
+            "a pair (beta1, beta2), each in [0, 1)")
+
+
+def check_eps(eps: Any, *, allow_zero: bool = False) -> None:
+    if allow_zero:
+        require(_is_real(eps) and eps >= 0, "eps", eps, "a number >= 0")
+    else:
+        require(_is_real(eps) and eps > 0, "eps", eps, "a number > 0")
+
+
+def check_impl(impl: Any) -> None:
+    require(impl in IMPLS, "impl", impl, f"one of {', '.join(IMPLS)}")
+
+
+@dataclass
+class Bucket:
+    """Parameters of one group that have gradients, on one device and of one dtype."""
+    params: list[Tensor]
+    grads: list[Tensor]
+    states: dict[str, list[Tensor]]
+    steps: list[float]  # this step's count per parameter, already incremented
+
+    def tensors(self) -> list[Tensor]:
+        return [*self.params, *self.grads, *(t for ts in self.states.values() for t in ts)]
+
+
+class LayerwiseOptimizer(torch.optim.Optimizer):
+    """Base of the layer-wise adaptive optimizers; subclasses define ``state_names``,
+    ``_check_group`` and ``_update``."""
+
+    state_names: tuple[str, ...] = ()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for a bad hyperparameter in ``group`` (groups may override)."""
+        check_lr(group["lr"])
+        check_weight_decay(group["weight_decay"])
+        check_impl(group["impl"])
+
+    def _update(self, group: dict[str, Any], bucket: Bucket, fused: bool) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for bucket in self._buckets(group):
+                self._update(group, bucket, self._use_fused(group["impl"], bucket))
+        return loss
+
+    def _use_fused(self, impl: str, bucket: Bucket) -> bool:
+        if impl == "foreach":
+            return False
+        if _native.supports(bucket.tensors()) and _native.library() is not None:
+            return True
+        if impl == "fused":
+            raise RuntimeError(
+                f"{type(self).__name__}(impl='fused') needs contiguous float32/bfloat16 CPU "
+                f"tensors and the compiled kernels; got {bucket.params[0].dtype} on "
+                f"{bucket.params[0].device}. Use impl='auto' or 'foreach'.")
+        return False
+
+    def _buckets(self, group: dict[str, Any]) -> Iterator[Bucket]:
+        by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        for params in by_kind.values():
+            states = [self._state(p) for p in params]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1.0)
+            yield Bucket(params=params, grads=[p.grad for p in params],
+                         states={k: [s[k] for s in states] for k in self.state_names},
+                         # steps live on the CPU (as in torch.optim): reading them is no device sync
+                         steps=torch.stack(steps).tolist())
+
+    def _state(self, p: Tensor) -> dict[str, Tensor]:
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            for name in self.state_names:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
