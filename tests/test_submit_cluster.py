@@ -1,0 +1,133 @@
+"""`submit` and `jobs` against a real Ray cluster that this module starts (`ray start --head` on
+127.0.0.1) and stops.
+
+The cluster is stopped by killing exactly the processes it started, found by an environment
+marker they all inherit, not with `ray stop`, which kills every Ray process on the machine
+(other test runs' local Rays included).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaling_study.cli import main
+from scaling_study.tune import submit as sub
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]  # a hung job fails the test; teardown still runs
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MARKER = "SCALING_STUDY_TEST_CLUSTER"
+TINY = ["scaling.num_workers=1", "train.global_batch=16", "train.steps=4", "eval.every_steps=2",
+        "data.synth.train=200", "data.synth.dev=20", "data.max_eval_examples=20"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes(marker: str) -> list[int]:
+    """Processes whose environment carries `marker`: everything the cluster started."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"{MARKER}={marker}".encode() in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def _kill(marker: str, grace_s: float = 5.0) -> list[int]:
+    """SIGTERM the cluster's processes, SIGKILL what is left after `grace_s`; return survivors."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
+        for pid in _processes(marker):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while _processes(marker) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    return _processes(marker)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-CPU head node on loopback with the dashboard (Job Submission API); its address."""
+    marker = uuid.uuid4().hex
+    temp = tempfile.mkdtemp(prefix="ssray")  # short: Ray's socket paths live under it
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    # `python` in the job's entrypoint must be this environment's; a throwaway loopback cluster
+    # needs no token (Ray enables token auth by default when a token exists in ~/.ray).
+    env.update({MARKER: marker, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled"})
+    dashboard = _free_port()
+    # Every port chosen here: a fixed default (the job agent's 52365) may be held by another Ray
+    # on this machine, and then the Job Submission API answers "No available agent".
+    cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
+           "--dashboard-agent-listen-port", str(_free_port()), "--num-cpus", "2", "--disable-usage-stats",
+           "--temp-dir", temp]
+    try:
+        started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        survivors = _kill(marker)
+        shutil.rmtree(temp, ignore_errors=True)
+        assert not survivors, f"cluster processes still running: {survivors}"
+
+
+def _wait_status(client, job_id: str, wanted: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (status := str(client.get_job_status(job_id).value)) != wanted and time.monotonic() < deadline:
+        if status in sub.TERMINAL:
+            break
+        time.sleep(1.0)
+    return status
+
+
+def test_stop_moves_a_running_job_to_stopped(cluster, tmp_path, capsys):
+    job_id = sub.submit(ROOT / "jobs" / "sweep_base_tiny.yaml", cluster, storage=str(tmp_path),
+                        overrides=[*TINY, "name=submit_long", "train.steps=100000"])
+    client = sub.connect(cluster)
+    assert _wait_status(client, job_id, "RUNNING", 60) == "RUNNING", client.get_job_logs(job_id)
+    assert main(["jobs", "stop", job_id, "--address", cluster]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{job_id}: STOPPED")
+    assert str(client.get_job_status(job_id).value) == "STOPPED"
+
+
+def test_a_submitted_run_succeeds_and_writes_records_to_storage(cluster, tmp_path, capsys):
+    streamed = []  # wait=True follows the job's log stream until it ends, and fails unless it succeeded
+    job_id = sub.submit(ROOT / "jobs" / "sweep_base_tiny.yaml", cluster, storage=str(tmp_path / "shared"),
+                        overrides=[*TINY, "name=submit_smoke"], wait=True, out=streamed.append)
+    assert job_id.startswith("scaling-study-run-submit_smoke-")
+    assert "run 'submit_smoke' finished: 2 evaluations" in "\n".join(streamed)
+    capsys.readouterr()
+
+    assert main(["jobs", "status", job_id, "--address", cluster]) == 0
+    assert capsys.readouterr().out.startswith(f"{job_id}: SUCCEEDED")
+    assert main(["jobs", "logs", job_id, "--address", cluster]) == 0
+    logs = capsys.readouterr().out
+    assert "run 'submit_smoke' finished: 2 evaluations" in logs, logs[-4000:]
+    assert main(["jobs", "list", "--address", cluster]) == 0
+    assert job_id in capsys.readouterr().out
+
+    records = pd.read_csv(tmp_path / "shared" / "submit_smoke" / "records.csv")
+    assert list(records["step"]) == [2, 4] and set(records["num_workers"]) == {1}
+
+
+def test_jobs_name_a_missing_job(cluster, capsys):
+    assert main(["jobs", "status", "no-such-job", "--address", cluster]) == 2
+    assert "no job 'no-such-job' at" in capsys.readouterr().err
