@@ -26,8 +26,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
             raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
                             "start one with `ray start --head` or leave --address out for a local Ray") from None
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 dashboard_host="127.0.0.1", **kwargs)
+        # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
+        # cleaner polls; without it, that cleaner logs a warning every second.
+        ray.init(num_cpus=num_cpus, include_dashboard=True, _node_ip_address="127.0.0.1",
+                 dashboard_host="127.0.0.1", dashboard_port=None, **kwargs)
 
 
 def check_fits(num_workers: int, per_worker: dict[str, float], key: str = "scaling") -> None:

@@ -55,6 +55,7 @@ def test_batch_arithmetic():
     ({"train": {"steps": 5, "phases": [{"steps": 5, "global_batch": 48}]}}, "train.phases[0].global_batch", "multiple"),
     ({"data": {"train": "a.json"}}, "data.dev", "both"),
     ({"name": "a/b"}, "name", "plain folder name"),
+    ({"model": {"max_seq_length": 64}, "data": {"doc_stride": 32}}, "model.max_seq_length", "at least 68"),
 ])
 def test_bad_jobs_name_the_key(sections, key, words):
     with pytest.raises(ConfigError) as info:
@@ -96,6 +97,6 @@ def test_yaml_errors_name_file_and_line(tmp_path):
 
 
 def test_to_dict_is_plain_yaml():
-    job = job_from_dict(make(train={"steps": 3, "phases": [{"steps": 3, "seq_len": 64}]}))
+    job = job_from_dict(make(train={"steps": 3, "phases": [{"steps": 3, "seq_len": 112}]}))
     text = yaml.safe_dump(to_dict(job))
     assert job_from_dict(yaml.safe_load(text)) == job

@@ -167,7 +167,7 @@ def test_tune_objects(tmp_path):
     path = write(tmp_path, num_samples=3, max_concurrent_trials=2, search={"seed": 5}, failure={"max_failures": 2},
                  scheduler={"name": "asha", "grace_period": 64, "max_t": 320, "reduction_factor": 2})
     space = load_space(path)
-    config = space.tune_config()
+    config = space.tune_config(str(tmp_path / "asha.json"))
     assert (config.metric, config.mode, config.num_samples, config.max_concurrent_trials) == ("f1", "max", 3, 2)
     assert isinstance(config.search_alg, BasicVariantGenerator)
     sched = config.scheduler

@@ -263,7 +263,9 @@ class Job:
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise FieldError("name", f"must be a plain folder name (no '/'), got {self.name!r}")
         self._check_target()
-        self.phases()  # every phase's batch arithmetic must work out
+        phases = self.phases()  # every phase's batch arithmetic must work out
+        if self.task == "squad":
+            self._check_windows(phases)
 
     @property
     def data_workers(self) -> int:
@@ -278,6 +280,18 @@ class Job:
         if target.metric not in valid:
             raise FieldError("eval.target.metric",
                              f"task {self.task!r} does not produce {target.metric!r}; valid: {', '.join(valid)}")
+
+    def _check_windows(self, phases: list[Phase]) -> None:
+        # A SQuAD window holds [CLS] question [SEP] context [SEP] and must advance by more than the
+        # stride, or the windows would never move through a long context.
+        d = self.data
+        needed = d.max_query_length + 3 + d.doc_stride + 1
+        for p in phases:
+            if p.seq_len < needed:
+                key = "model.max_seq_length" if self.train.phases is None or self.train.phases[p.index].seq_len is None \
+                    else f"train.phases[{p.index}].seq_len"
+                raise FieldError(key, f"{p.seq_len} is too short for data.max_query_length {d.max_query_length} + "
+                                      f"data.doc_stride {d.doc_stride}: valid: at least {needed}, or lower those")
 
     def phases(self) -> list[Phase]:
         """The resolved phases; one implicit phase when `train.phases` is not given."""

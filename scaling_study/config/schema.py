@@ -8,6 +8,7 @@ would be valid. Single-field checks live in each dataclass's `__post_init__` (ra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -103,13 +104,18 @@ def _scalar(tp: type, value: Any, key: str, source: str | None) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)  # slow (evaluates annotations): once per class
+
+
 def from_dict(cls: type, data: Any, *, prefix: str = "", source: str | None = None):
     """Build dataclass `cls` from `data`, checking keys, types and each class's own rules."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(prefix or "<top>", f"expected a mapping, got {data!r}", source)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -51,7 +51,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: d
     run_dir = run_dir_of(job)
     config = {"job": to_dict(job), "run_id": job.name, "trial_id": trial_id, "log_every": log_every,
               "files": {"train": [str(p.resolve()) for p in files.train], "dev": [str(p.resolve()) for p in files.dev]},
-              "fault": fault}
+              "fault": fault, "run_dir": str(run_dir), "local": job.scaling.num_workers == 0}
     s = job.scaling
     return TorchTrainer(
         train_fn_per_worker,
@@ -63,6 +63,8 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: d
             failure_config=ray.train.FailureConfig(max_failures=job.output.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
             callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
+            # Ray Train's INFO lines repeat every metric dict; our callback prints one line per evaluation.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
 
@@ -117,13 +119,28 @@ def run_job(job: Job, *, address: str | None = None, fault: dict | None = None, 
 
     Re-running a job with the same `name` and `output.dir` continues it from its last checkpoint.
     """
+    from scaling_study.config.components import check_components
     from scaling_study.ray_env import ensure_ray
     from scaling_study.train.tasks import resolve_data_files
 
+    check_components(job)
     files = resolve_data_files(job)  # generate/check data before any worker starts
     ensure_ray(address)
     check_job_runs_here(job)
     run_dir = run_dir_of(job)
     dump_job(job, run_dir / "job.yaml", header=f"The job of run {job.name!r}, as it ran.")
     trainer = build_trainer(job, files, fault=fault, verbose=verbose, log_every=log_every)
-    return finish(job, trainer.fit())
+    return finish(job, fit(trainer, job))
+
+
+def fit(trainer, job: Job):
+    """`trainer.fit()`, with Ray's training errors turned into a `RunFailed` that says where to look."""
+    import ray.train
+
+    try:
+        return trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        first = str(exc).strip().splitlines()
+        raise RunFailed(f"run {job.name!r} failed after {job.output.max_failures} restart(s) "
+                        f"(output.max_failures): {first[0] if first else type(exc).__name__}\n{exc}\n"
+                        f"  records so far: {run_dir_of(job) / 'records.csv'}") from None

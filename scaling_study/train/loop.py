@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -32,14 +33,17 @@ def train_fn_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
     s = build_setup(job, config, rank, world)
-    pos = _restore(s, rank)
+    pos = _restore(s, rank, config)
     if pos.phase >= len(s.phases) or pos.target_reached:
         return  # a finished run re-started with the same name: nothing left to train
     _train(job, s, pos, rank, world, config)
 
 
-def _restore(s: Setup, rank: int) -> ckpt_state.Position:
+def _restore(s: Setup, rank: int, config: dict) -> ckpt_state.Position:
     checkpoint = ray.train.get_checkpoint()
+    local = _local_checkpoint_dir(config)
+    if checkpoint is None and local is not None and local.is_dir():
+        checkpoint = ray.train.Checkpoint.from_directory(str(local))
     if checkpoint is None:
         return ckpt_state.Position()
     with checkpoint.as_directory() as d:
@@ -137,6 +141,7 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
     s.module.eval()
     metrics = s.task.evaluator.run(s.module, s.device, rank=rank, world=world,
                                    batch_size=s.eval_batch_size, autocast=s.autocast)
+    metrics["loss"] = window.mean_loss()  # a target may be on the training loss
     s.module.train()
     target = job.eval.target
     reached = bool(target) and s.target_reached(metrics)
@@ -146,17 +151,36 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
     pos.target_reached = pos.target_reached or reached
     stop = reached and target.stop
     pos.wall_time_s = clock.wall()
-    _report(row, s, pos, rank, done=stop or pos.step == s.total_steps)
+    _report(row, s, pos, rank, done=stop or pos.step == s.total_steps, config=config)
     if stop and rank == 0:
         print(f"[scaling_study] target {target.metric} >= {target.value} reached at step {pos.step}; stopping")
     return stop
 
 
-def _report(row: dict, s: Setup, pos, rank: int, done: bool) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        ckpt_state.save(Path(d), rank=rank, model=s.module, optimizer=s.optimizer,
+def _report(row: dict, s: Setup, pos, rank: int, done: bool, config: dict) -> None:
+    def save(d: Path) -> None:
+        ckpt_state.save(d, rank=rank, model=s.module, optimizer=s.optimizer,
                         scheduler=s.scheduler, scaler=s.scaler, position=pos)
+
+    local = _local_checkpoint_dir(config)
+    if local is not None:
+        # Local mode (num_workers=0) keeps no storage of its own: keep the latest checkpoint in
+        # the run directory, replaced atomically, so a re-run continues from it.
+        tmp = local.with_name(local.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save(tmp)
+        shutil.rmtree(local, ignore_errors=True)
+        tmp.rename(local)
+        ray.train.report({**row, "done": done}, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        save(Path(d))
         ray.train.report({**row, "done": done}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def _local_checkpoint_dir(config: dict) -> Path | None:
+    return Path(config["run_dir"]) / "checkpoint_local" if config.get("local") else None
 
 
 def _report_divergence(job, s, pos, clock, window, phase, loss, config) -> None:
@@ -167,8 +191,13 @@ def _report_divergence(job, s, pos, clock, window, phase, loss, config) -> None:
 
 
 def _maybe_inject_fault(fault: dict, pos, rank: int, s: Setup) -> None:
-    """Testing hook: SIGKILL one worker at a given step on the first attempt (no checkpoint yet restored)."""
+    """Testing hook: SIGKILL one worker at a given step on the first attempt (no checkpoint restored).
+
+    It waits `wait_s` first: Ray Train's controller registers a reported checkpoint when it next
+    polls the workers (every 2 s by default), and a worker dead before that loses the report.
+    """
     if fault and not s.restored and pos.step == fault.get("step") and rank == fault.get("rank", 0):
+        time.sleep(fault.get("wait_s", 5.0))
         os.kill(os.getpid(), signal.SIGKILL)
 
 

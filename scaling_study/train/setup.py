@@ -168,7 +168,7 @@ def build_setup(job: Job, config: dict, rank: int, world: int) -> Setup:
     base_lr = job.peak_lr(phases[0])
     optimizer = build_optimizer(o.name, groups, lr=base_lr, **o.args)
     starts = [sum(p.steps for p in phases[:i]) for i in range(len(phases))]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job, phases, starts, base_lr))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job, phases, base_lr))
     scaler = torch.amp.GradScaler(device.type) if job.train.precision == "fp16" else None
     params = [p for p in module.parameters() if p.requires_grad]
     return Setup(job=job, device=device, model=model, module=module, optimizer=optimizer,
@@ -177,20 +177,16 @@ def build_setup(job: Job, config: dict, rank: int, world: int) -> Setup:
                  log_every=config.get("log_every", 10))
 
 
-def lr_lambda(job: Job, phases: list[Phase], starts: list[int], base_lr: float) -> Callable[[int], float]:
+def lr_lambda(job: Job, phases: list[Phase], base_lr: float) -> Callable[[int], float]:
     """step -> LR multiplier over all phases: each phase re-warms up to its own peak LR."""
-    from scaling_study.optim import build_schedule
+    from scaling_study.optim import build_schedule, phased_schedule
+
+    def scaled(fn: Callable[[int], float], scale: float) -> Callable[[int], float]:
+        return lambda step: scale * fn(step)
 
     parts = []
-    for phase, start in zip(phases, starts):
+    for phase in phases:
         warmup = int(phase.warmup) if phase.warmup >= 1 else phase.warmup
         fn = build_schedule(job.schedule.name, phase.steps, warmup=warmup, **job.schedule.args)
-        parts.append((start, phase.steps, job.peak_lr(phase) / base_lr, fn))
-
-    def multiplier(step: int) -> float:
-        for start, steps, scale, fn in reversed(parts):
-            if step >= start:
-                return scale * fn(min(step - start, steps))
-        return parts[0][2] * parts[0][3](0)
-
-    return multiplier
+        parts.append((phase.steps, scaled(fn, job.peak_lr(phase) / base_lr)))
+    return phased_schedule(parts)

@@ -11,8 +11,31 @@ _ADDRESS_HELP = ("the cluster's Job Submission API, e.g. http://HOST:8265 (defau
 
 
 def register(sub) -> None:
+    _register_sweep(sub)
     _register_submit(sub)
     _register_jobs(sub)
+
+
+def _register_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run a search space (search_spaces/*.yaml) on Ray Tune with ASHA",
+                       description="Run a sweep: one Ray Train run per trial, ASHA on samples seen. "
+                                   "Results: OUTPUT_DIR/NAME/records.csv and trials.csv.")
+    p.add_argument("space", help="search space YAML, e.g. search_spaces/lamb_lr_batch_small.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the space, e.g. --set num_samples=8 or --set set.train.steps=50")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep of this space: finished trials are kept, unfinished "
+                        "ones continue from their last checkpoint, ASHA's rungs are restored")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args) -> int:
+    from scaling_study.tune.sweep import run_sweep, summary
+
+    sweep_dir, grid, tables = run_sweep(args.space, args.overrides, address=args.address, resume=args.resume)
+    print(summary(sweep_dir, grid, tables))
+    return 0
 
 
 def _register_submit(sub) -> None:

@@ -215,15 +215,18 @@ class SearchSpace:
 
     # -- Ray Tune objects -----------------------------------------------------------------
 
-    def build_scheduler(self):
-        """ASHA on the worker-reported clock, or FIFO. Metric and mode come from `tune_config`."""
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    def build_scheduler(self, state_path: str):
+        """ASHA on the worker-reported clock with its rungs kept in `state_path` (they survive a
+        restart of the sweep driver), or FIFO. Metric and mode come from `tune_config`."""
+        from ray.tune.schedulers import FIFOScheduler
+
+        from scaling_study.tune.asha import PersistentASHA
 
         s = self.scheduler
         if s.name == "fifo":
             return FIFOScheduler()
-        return ASHAScheduler(time_attr=s.time_attr, max_t=s.max_t, grace_period=s.grace_period,
-                             reduction_factor=s.reduction_factor)
+        return PersistentASHA(state_path=state_path, time_attr=s.time_attr, max_t=s.max_t,
+                              grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
     def build_search_alg(self):
         """Tune's variant generator (random and grid), or OptunaSearch."""
@@ -236,12 +239,13 @@ class SearchSpace:
 
         return BasicVariantGenerator(random_state=seed)
 
-    def tune_config(self, **overrides):
-        """`ray.tune.TuneConfig` with this space's metric, mode, searcher, scheduler and sizes."""
+    def tune_config(self, state_path: str, **overrides):
+        """`ray.tune.TuneConfig` with this space's metric, mode, searcher, scheduler and sizes;
+        ASHA keeps its rungs in `state_path`."""
         from ray import tune
 
         kwargs = dict(metric=self.scheduler.metric, mode=self.scheduler.mode, search_alg=self.build_search_alg(),
-                      scheduler=self.build_scheduler(), num_samples=self.num_samples,
+                      scheduler=self.build_scheduler(state_path), num_samples=self.num_samples,
                       max_concurrent_trials=self.max_concurrent_trials)
         return tune.TuneConfig(**{**kwargs, **overrides})
 

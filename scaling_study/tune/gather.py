@@ -1,0 +1,70 @@
+"""Gathers a sweep's trials into `records.csv` (every evaluation) and `trials.csv` (one row each)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from scaling_study.train.records import read_records, write_csv_atomic
+
+HP_PREFIX = "hp."
+
+
+def _trial_params(trials_dir: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted(trials_dir.glob("*/params.json")):
+        data = json.loads(path.read_text())
+        out[data["trial_id"]] = data["params"]
+    return out
+
+
+def gather_records(sweep_dir: Path, trials_dir: Path) -> pd.DataFrame:
+    """All trials' records with their swept hyperparameters as `hp.<key>` columns."""
+    frames = []
+    for trial_id, params in _trial_params(trials_dir).items():
+        rec = read_records(trials_dir / trial_id)
+        if rec.empty:
+            continue
+        rec = rec.assign(trial_id=trial_id, **{HP_PREFIX + k: v for k, v in params.items()})
+        frames.append(rec)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.DataFrame:
+    """One row per trial: status, whether ASHA stopped it early, how far it got, its best metric."""
+    rows = []
+    for result in grid:
+        m = result.metrics or {}
+        trial_id = m.get("trial_id") or Path(result.path).name
+        status = "ERROR" if result.error is not None else ("DONE" if m.get("done") else "STOPPED")
+        rows.append({
+            "trial_id": trial_id, "status": status,
+            "stopped_early": status == "STOPPED",
+            **{HP_PREFIX + k: v for k, v in params.get(trial_id, {}).items()},
+            "samples": m.get("samples", math.nan), "train_time_s": m.get("train_time_s", math.nan),
+            "wall_time_s": m.get("wall_time_s", math.nan),
+            f"last_{metric}": m.get(metric, math.nan),
+            "error": str(result.error).splitlines()[0] if result.error is not None else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def gather(space, sweep_dir: Path, grid) -> dict:
+    """Write the sweep's tables; returns their paths and the best trial."""
+    trials_dir = sweep_dir / "trials"
+    params = _trial_params(trials_dir)
+    records = gather_records(sweep_dir, trials_dir)
+    metric, mode = space.scheduler.metric, space.scheduler.mode
+    trials = trial_rows(grid, params, metric, mode)
+    if not records.empty and metric in records:
+        best_by_trial = records.groupby("trial_id")[metric].agg("max" if mode == "max" else "min")
+        trials[f"best_{metric}"] = trials["trial_id"].map(best_by_trial)
+    write_csv_atomic(records, sweep_dir / "records.csv")
+    write_csv_atomic(trials, sweep_dir / "trials.csv")
+    best = None
+    col = f"best_{metric}"
+    if col in trials and trials[col].notna().any():
+        best = trials.loc[trials[col].idxmax() if mode == "max" else trials[col].idxmin()].to_dict()
+    return {"records": sweep_dir / "records.csv", "trials": sweep_dir / "trials.csv", "best": best}

@@ -1,0 +1,153 @@
+"""A sweep: a Ray Tune `Tuner` whose trainable is the run driver (one trial = one TorchTrainer).
+
+The Ray Train V2 pattern: the Tune trial runs `trial_driver`, which builds the trial's `Job` from
+the search space and fits a `TorchTrainer` with Tune's report callback; ASHA (with its rungs
+persisted, see `asha.py`) stops weak trials on the monotonic `samples` attribute. Records of every
+trial are gathered into the sweep's `records.csv` and `trials.csv`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from scaling_study.errors import UserError
+
+TRIALS_DIR = "trials"
+ASHA_STATE = "asha_state.json"
+
+
+def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: str) -> None:
+    """Tune trainable: build the trial's job and fit its TorchTrainer (runs in the trial actor)."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from scaling_study.config import dump_job
+    from scaling_study.train.driver import build_trainer
+    from scaling_study.train.tasks import resolve_data_files
+    from scaling_study.tune.space import load_space
+
+    trial_id = tune.get_context().get_trial_id()
+    job = trial_job(load_space(space_path, overrides), params, trial_id, sweep_dir)
+    run_dir = Path(sweep_dir) / TRIALS_DIR / trial_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
+    dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Path(sweep_dir).name}: {params}")
+    files = resolve_data_files(job, generate=False)  # generated once by the sweep before any trial
+    trainer = build_trainer(job, files, trial_id=trial_id, callbacks=[TuneReportCallback()], verbose=False)
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error  # Tune's FailureConfig retries the trial, then reports it as ERROR
+    if (result.metrics or {}).get("failed"):
+        raise RuntimeError(f"trial {trial_id}: {result.metrics['failed']}")
+
+
+def trial_job(space, params: dict, trial_id: str, sweep_dir: str):
+    job = space.job_for(params, name=trial_id)
+    output = dataclasses.replace(job.output, dir=str(Path(sweep_dir) / TRIALS_DIR))
+    return dataclasses.replace(job, output=output)
+
+
+def sweep_dir_of(space) -> Path:
+    return Path(space.output.dir).resolve() / space.name
+
+
+def prepare_data(space) -> None:
+    """Generate or check each distinct data set the trials use, once, before any trial starts."""
+    from scaling_study.train.tasks import resolve_data_files
+
+    from scaling_study.config.components import check_components
+
+    seen = set()
+    for point in space.check_points():
+        job = space.job_for(point, name="check")
+        check_components(job, str(space.path))
+        key = json.dumps(dataclasses.asdict(job.data), sort_keys=True, default=str) + job.task
+        if key not in seen:
+            seen.add(key)
+            resolve_data_files(job)
+
+
+def concurrency(space) -> int:
+    """Trials at once: what the user asked, capped by how many of the largest trial fit the cluster."""
+    import ray
+
+    from scaling_study.ray_env import check_fits
+    from scaling_study.train.driver import per_worker_resources
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    widest = 0.0
+    for point in space.check_points():
+        job = space.job_for(point, name="check")
+        check_fits(job.scaling.num_workers, per_worker_resources(job), key="scaling")
+        widest = max(widest, max(1, job.scaling.num_workers) * job.scaling.cpus_per_worker)
+    fit = max(1, int(math.floor(cpus / widest))) if widest else 1
+    asked = space.max_concurrent_trials
+    return min(asked, fit) if asked else fit
+
+
+def build_tuner(space, space_path: str, overrides: list, *, resume: bool):
+    from ray import tune
+
+    sweep_dir = sweep_dir_of(space)
+    trainable = tune.with_parameters(trial_driver, space_path=str(Path(space_path).resolve()),
+                                     overrides=list(overrides), sweep_dir=str(sweep_dir))
+    # The trial driver only waits on its TorchTrainer: it must not hold a CPU the workers need.
+    trainable = tune.with_resources(trainable, {"CPU": 0})
+    if resume:
+        return tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True, param_space=space.param_space())
+    tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
+    run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
+                                failure_config=space.failure_config())
+    return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
+
+
+def run_sweep(space_path: str, overrides: list = (), *, address: str | None = None, resume: bool = False):
+    """Run (or resume) the sweep in `space_path`; returns the sweep directory and the ResultGrid."""
+    from scaling_study.ray_env import ensure_ray
+    from scaling_study.tune.gather import gather
+    from scaling_study.tune.space import load_space
+
+    space = load_space(space_path, list(overrides))  # everything is checked before a trial starts
+    sweep_dir = sweep_dir_of(space)
+    if resume and not (sweep_dir / "tuner.pkl").is_file():
+        raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected tuner.pkl there)")
+    if not resume and (sweep_dir / "tuner.pkl").is_file():
+        raise UserError(f"{sweep_dir} already holds a sweep named {space.name!r}: resume it with "
+                        f"--resume, or give another name (--set name=...)")
+    prepare_data(space)
+    ensure_ray(address)
+    if resume:
+        _restore_scheduler_note(sweep_dir)
+    tuner = build_tuner(space, space_path, list(overrides), resume=resume)
+    grid = tuner.fit()
+    return sweep_dir, grid, gather(space, sweep_dir, grid)
+
+
+def _restore_scheduler_note(sweep_dir: Path) -> None:
+    if (sweep_dir / ASHA_STATE).is_file():
+        print(f"[scaling_study] restoring ASHA rungs from {sweep_dir / ASHA_STATE}")
+
+
+def summary(sweep_dir: Path, grid, tables: dict) -> str:
+    """What a user reads at the end of a sweep: counts, the best trial, where the results are."""
+    import pandas as pd
+
+    trials = pd.read_csv(tables["trials"]) if Path(tables["trials"]).is_file() else pd.DataFrame()
+    counts = trials["status"].value_counts().to_dict() if len(trials) else {}
+    lines = [f"\nsweep {sweep_dir.name}: {len(trials)} trials "
+             + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))]
+    best = tables.get("best")
+    if best:
+        hp = {k[3:]: v for k, v in best.items() if k.startswith("hp.")}
+        metric = next(k for k in best if k.startswith("best_"))
+        lines.append(f"  best trial {best['trial_id']}: {metric[5:]} {best[metric]:.3f}  {hp}")
+        lines.append(f"  its job:  {sweep_dir / TRIALS_DIR / best['trial_id'] / 'job.yaml'}")
+    errors = trials[trials["status"] == "ERROR"] if len(trials) else trials
+    for _, row in errors.iterrows():
+        lines.append(f"  ERROR {row['trial_id']}: {row['error']}")
+    lines += [f"  records: {tables['records']}", f"  trials:  {tables['trials']}",
+              f"  report:  scaling-study report {sweep_dir} --out reports/{sweep_dir.name}/"]
+    return "\n".join(lines)

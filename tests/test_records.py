@@ -1,0 +1,31 @@
+"""The records file: replayed rows after a restart replace, never duplicate."""
+import math
+
+import pandas as pd
+
+from scaling_study.train.records import COLUMNS, merge_row, progress_line, read_records, write_csv_atomic
+
+
+def row(step, loss=1.0, **extra):
+    base = {c: math.nan for c in COLUMNS}
+    base.update(run_id="r", trial_id="", phase=1, step=step, samples=8 * step, throughput=10.0,
+                loss=loss, f1=50.0, train_time_s=step, wall_time_s=step + 1)
+    return base | extra
+
+
+def test_merge_row_appends_and_replaces_replayed_steps(tmp_path):
+    path = tmp_path / "records.csv"
+    df = read_records(path)
+    assert df.empty and list(df.columns) == COLUMNS
+    for step in (4, 8, 12):
+        df = merge_row(df, row(step))
+    df = merge_row(df, row(8, loss=0.5))  # a restart from the step-4 checkpoint replays step 8
+    assert list(df["step"]) == [4, 8] and df["loss"].iloc[-1] == 0.5
+    write_csv_atomic(df, path)
+    assert list(pd.read_csv(path)["step"]) == [4, 8]
+    assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
+
+
+def test_progress_line_names_the_metric():
+    line = progress_line(row(4, f1=63.25))
+    assert "step 4" in line and "f1 63.25" in line and "samples/s" in line
