@@ -72,16 +72,16 @@ def _cpu_fingerprint() -> str:
     return platform.machine() + platform.processor()
 
 
-def _compiler() -> str:
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not cxx:
-        raise OSError("no C++ compiler found (set CXX, or install g++)")
-    return cxx
+def compiler() -> str | None:
+    """The C++ compiler the kernels are built with: ``$CXX``, else ``g++`` or ``c++`` on PATH."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 
 
 def build(force: bool = False) -> Path:
     """Compile the kernels if this machine has no cached build yet; return the library's path."""
-    cxx = _compiler()
+    cxx = compiler()
+    if not cxx:
+        raise OSError("no C++ compiler found (set CXX, or install g++)")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), version,
                                     _cpu_fingerprint()]).encode()).hexdigest()[:16]

@@ -70,9 +70,11 @@ void for_chunks(int64_t n, const int64_t* numel, int k, double* out, int nthread
   const int64_t nc = static_cast<int64_t>(chunks.size());
   std::vector<double> partial(static_cast<size_t>(nc * (k > 0 ? k : 1)), 0.0);
   // One chunk's worth of work runs inline: waking a thread pool costs more than it (and on a
-  // loaded machine a thread may wait a whole scheduler slice to run).
+  // loaded machine a thread may wait a whole scheduler slice to run). Chunks are handed out
+  // dynamically, a few at a time: a thread that shares its core with other work (other Ray
+  // workers, a data loader) then takes fewer chunks instead of holding everyone up.
   const int threads = static_cast<int>(nc < nthreads ? nc : nthreads);
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
   for (int64_t c = 0; c < nc; ++c) body(chunks[c], &partial[c * k]);
   if (k == 0) return;
   for (int64_t j = 0; j < k * n; ++j) out[j] = 0.0;

@@ -1,0 +1,159 @@
+"""`scaling-study bench optim`: optimizer step time over BERT-base's parameters, against AdamW.
+
+Builds the parameter set of ``BertForPreTraining(BertConfig())`` (shapes only, on the meta
+device; random values; no download), gives every parameter a random gradient, and times each
+optimizer's ``step()`` in this process: ``--rounds`` rounds, each optimizer ``--steps`` timed steps
+per round after ``--warmup`` untimed ones. Ratios are taken within a round (AdamW's step in the
+same round is the denominator), so other load on the machine shifts both sides alike; the table
+shows the median step, the fastest step, and the median and range of the per-round ratios.
+
+The bandwidth bound: the in-process memory bandwidth (the best of an in-place scale and an
+in-place axpy over a parameter-sized float32 tensor) turned into the time an Adam-like step needs
+to read w, g, m, v and write w, m, v once — 7 × 4 bytes per parameter.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+SPECS = {  # name -> (registry key, kwargs)
+    "adamw:fused": ("adamw", {"fused": True}),
+    "adamw:foreach": ("adamw", {"foreach": True}),
+    "lamb": ("lamb", {"impl": "fused"}),
+    "lans": ("lans", {"impl": "fused"}),
+    "lars": ("lars", {"impl": "fused"}),
+    "radam": ("radam", {"foreach": True}),
+    "lamb:foreach": ("lamb", {"impl": "foreach"}),
+    "lans:foreach": ("lans", {"impl": "foreach"}),
+    "lars:foreach": ("lars", {"impl": "foreach"}),
+}
+DEFAULT = "adamw:fused,adamw:foreach,lamb,lans,lars,radam,lamb:foreach,lans:foreach"
+BASELINES = ("adamw:fused", "adamw:foreach")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=10, help="timed steps per optimizer per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the first round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over all optimizers")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--optimizers", default=DEFAULT,
+                   help=f"comma-separated, from: {', '.join(SPECS)}")
+    p.add_argument("--csv", metavar="OUT", default=None, help="also write the table as CSV")
+
+
+@dataclass
+class Timing:
+    name: str
+    times_ms: list[float] = field(default_factory=list)
+    round_medians: list[float] = field(default_factory=list)
+
+
+def bert_base_params(seed: int = 0):
+    """Parameters with BERT-base pretraining shapes (random values, float32) with gradients."""
+    import torch
+    from transformers import BertConfig, BertForPreTraining
+
+    with torch.device("meta"):
+        shapes = [p.shape for p in BertForPreTraining(BertConfig()).parameters()]
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.02) for s in shapes]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+    return params
+
+
+def bandwidth_gbps(numel: int, repeats: int = 5) -> float:
+    """Best measured GB/s of an in-place scale (2 accesses/element) and axpy (3 accesses)."""
+    import torch
+
+    x, y = torch.full((numel,), 1.0), torch.full((numel,), 1.0)
+    kernels = [(lambda: x.mul_(0.999), 2), (lambda: y.add_(x, alpha=1e-3), 3)]
+    best = 0.0
+    for fn, accesses in kernels:
+        fn()
+        seconds = min(_timed(fn) for _ in range(repeats))
+        best = max(best, accesses * 4 * numel / seconds / 1e9)
+    return best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(specs: list[str], params, steps: int, warmup: int, rounds: int) -> dict[str, Timing]:
+    from scaling_study.optim import build_optimizer
+
+    opts = {}
+    for spec in specs:
+        key, kwargs = SPECS[spec]
+        opts[spec] = build_optimizer(key, params, lr=1e-4, weight_decay=0.01, **kwargs)
+        for _ in range(warmup):  # allocates the state: first-touch page faults are not timed
+            opts[spec].step()
+    timings = {spec: Timing(spec) for spec in specs}
+    for _ in range(rounds):
+        for spec, opt in opts.items():
+            times = [_timed(opt.step) * 1e3 for _ in range(steps)]
+            timings[spec].times_ms += times
+            timings[spec].round_medians.append(statistics.median(times))
+    return timings
+
+
+def table(timings: dict[str, Timing], bound_ms: float) -> list[dict[str, str]]:
+    rows = []
+    for name, t in timings.items():
+        row = {"optimizer": name, "median_ms": f"{statistics.median(t.times_ms):.1f}",
+               "min_ms": f"{min(t.times_ms):.1f}"}
+        for base in BASELINES:
+            if base in timings:
+                ratios = [a / b for a, b in zip(t.round_medians, timings[base].round_medians)]
+                row[f"x_{base}"] = (f"{statistics.median(ratios):.2f} "
+                                    f"[{min(ratios):.2f}-{max(ratios):.2f}]")
+        row["x_bound"] = f"{statistics.median(t.times_ms) / bound_ms:.2f}"
+        rows.append(row)
+    return rows
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in cols))
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    specs = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+    unknown = [s for s in specs if s not in SPECS]
+    if unknown:
+        raise ValueError(f"--optimizers: unknown {unknown}; expected from {', '.join(SPECS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("command:", " ".join(["scaling-study", *sys.argv[1:]]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}")
+    params = bert_base_params()
+    numel = sum(p.numel() for p in params)
+    gbps = bandwidth_gbps(numel)
+    bound_ms = 7 * 4 * numel / (gbps * 1e9) * 1e3
+    print(f"BERT-base: {len(params)} tensors, {numel / 1e6:.1f} M float32 parameters; "
+          f"bandwidth {gbps:.1f} GB/s -> Adam-like step bound {bound_ms:.1f} ms")
+    print(f"{args.rounds} rounds x {args.steps} steps per optimizer (after {args.warmup} warm-up); "
+          "ratios: median of per-round ratios [min-max]")
+    rows = table(run(specs, params, args.steps, args.warmup, args.rounds), bound_ms)
+    _print_table(rows)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
+    return 0
