@@ -14,11 +14,11 @@ strings, which Python hashes the same way in every process).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from scaling_study.data import synth_vocab as V
@@ -29,32 +29,43 @@ DEFAULTS = dict(n_train=8000, n_dev=400, difficulty=DEFAULT_DIFFICULTY, seed=0, 
 QUESTIONS_PER_CONTEXT = 3
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Knobs:
-    """What ``difficulty`` sets (all derived, so one number names a task)."""
+    """What ``difficulty`` sets (all derived, so one number names a task). Counts are means:
+    each context draws floor or ceil of them, so the knob is continuous."""
 
-    people: int              # people per context
-    facts: int               # facts per person (of the five kinds)
+    people: float            # people per context
+    facts: float             # facts per person (of the five kinds)
     pronoun_p: float         # chance a later sentence uses he/she instead of the name
     short_ref_p: float       # chance a question names a person by first or last name only
-    relatives: int           # distractor sentences about relatives per context
+    relatives: float         # distractor sentences about relatives per context
 
     @classmethod
     def from_difficulty(cls, d: float) -> "Knobs":
-        return cls(people=2 + round(3 * d), facts=2 + round(2 * d), pronoun_p=0.8 * d,
-                   short_ref_p=0.6 * d, relatives=round(3 * d))
+        return cls(people=2 + 3 * d, facts=2 + 2 * d, pronoun_p=0.8 * d, short_ref_p=0.6 * d, relatives=3 * d)
+
+
+def _draw(rng: random.Random, mean: float) -> int:
+    """floor(mean) or floor(mean) + 1, with expectation ``mean``."""
+    whole = int(mean)
+    return whole + (rng.random() < mean - whole)
 
 
 def _article(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
+def _pick(rng: random.Random, used: dict[str, set], pool, kind: str):
+    """A value from ``pool`` not yet ``used`` in this context (so every answer is unambiguous)."""
+    value = rng.choice([v for v in pool if v not in used.setdefault(kind, set())])
+    used[kind].add(value)
+    return value
+
+
 def _person(rng: random.Random, used: dict[str, set]) -> dict:
     """A person with every fact filled in; values are unique within one context (``used``)."""
     def pick(pool, kind):
-        value = rng.choice([v for v in pool if v not in used.setdefault(kind, set())])
-        used[kind].add(value)
-        return value
+        return _pick(rng, used, pool, kind)
 
     gender = rng.choice("fm")
     p = {"gender": gender, "first": pick(V.FIRST_NAMES[gender], "first"), "last": pick(V.SURNAMES, "last"),
@@ -91,25 +102,29 @@ def _sentence(rng: random.Random, p: dict, fact: str, first_mention: bool, knobs
 
 
 def _relative_sentence(rng: random.Random, p: dict, used: dict[str, set]) -> str:
-    other = _person(rng, used)  # draws fresh names/cities/years so the distractors stay unique
-    fields = dict(poss_cap=f"{p['first']} {p['last']}'s", relation=rng.choice(V.RELATIONS[other["gender"]]),
-                  rel_first=other["first"], rel_city=other["born_city"], rel_year=other["born_year"],
-                  rel_art_profession=other["art_profession"], rel_instrument=other["instrument"])
+    # Fresh values from the context's pools, so a distractor never repeats an answer.
+    gender = rng.choice("fm")
+    fields = dict(poss_cap=f"{p['first']} {p['last']}'s", relation=rng.choice(V.RELATIONS[gender]),
+                  rel_first=_pick(rng, used, V.FIRST_NAMES[gender], "first"),
+                  rel_city=_pick(rng, used, V.CITIES, "city"),
+                  rel_year=str(_pick(rng, used, V.YEARS_BORN, "year")),
+                  rel_art_profession=_article(_pick(rng, used, V.PROFESSIONS, "profession")),
+                  rel_instrument=_pick(rng, used, V.INSTRUMENTS, "instrument"))
     return rng.choice(V.RELATIVE_SENTENCES).format(**fields)
 
 
 def _context(rng: random.Random, knobs: Knobs) -> tuple[str, list[dict], list[tuple[dict, str, int]]]:
     """A context, its people, and (person, slot, character start) for every answerable slot."""
     used: dict[str, set] = {}
-    people = [_person(rng, used) for _ in range(knobs.people)]
+    people = [_person(rng, used) for _ in range(_draw(rng, knobs.people))]
     blocks: list[list[tuple[str, list]]] = []  # per person: (sentence, [(person, slot, in-sentence start)])
     for p in people:
         block = []
-        for i, fact in enumerate(rng.sample(list(V.FACT_SENTENCES), knobs.facts)):
+        for i, fact in enumerate(rng.sample(list(V.FACT_SENTENCES), _draw(rng, knobs.facts))):
             text, starts = _sentence(rng, p, fact, first_mention=i == 0, knobs=knobs)
             block.append((text, [(p, slot, s) for slot, s in starts.items()]))
         blocks.append(block)
-    for _ in range(knobs.relatives):
+    for _ in range(_draw(rng, knobs.relatives)):
         # Relatives go between people's blocks at random (never inside one, where they would
         # break the chain a pronoun refers back along), so position is no shortcut.
         blocks.insert(rng.randrange(len(blocks) + 1), [(_relative_sentence(rng, rng.choice(people), used), [])])
@@ -165,8 +180,7 @@ def generate_squad(n_questions: int, *, difficulty: float, seed: int | str, vari
 def generate_corpus(n_lines: int, *, difficulty: float, seed: int | str) -> list[str]:
     """``n_lines`` paragraphs of plain text (one per line) in the same world as the questions,
     with every fact of every person, for MLM pretraining."""
-    knobs = Knobs.from_difficulty(difficulty)
-    knobs = Knobs(knobs.people, len(V.FACT_SENTENCES), knobs.pronoun_p, 0.0, knobs.relatives)
+    knobs = dataclasses.replace(Knobs.from_difficulty(difficulty), facts=len(V.FACT_SENTENCES), short_ref_p=0.0)
     rng = random.Random(f"corpus-{seed}")
     return [_context(rng, knobs)[0] for _ in range(n_lines)]
 
