@@ -77,6 +77,8 @@ def test_killed_worker_resumes_from_checkpoint(tmp_path, synth_dir, local_ray):
     rec = pd.read_csv(result.run_dir / "records.csv")
     assert list(rec["step"]) == [4, 8, 12], "each evaluation exactly once, none skipped"
     assert list(rec["samples"]) == [32, 64, 96]
+    assert rec["train_time_s"].is_monotonic_increasing, "the clocks carry over the restart"
+    assert (rec["wall_time_s"] >= rec["train_time_s"]).all()
     # Re-running a finished run with the same name continues it: nothing left to do.
     again = run_job(job, verbose=False)
     assert list(pd.read_csv(again.run_dir / "records.csv")["step"]) == [4, 8, 12]

@@ -2,11 +2,12 @@
 from scaling_study.config.job import (
     DataConfig, EvalConfig, Job, ModelConfig, OptimizerConfig, OutputConfig, Phase, PhaseConfig,
     ScalingConfig, ScheduleConfig, SynthConfig, TargetConfig, TrainConfig, MAXIMISE, TASK_METRICS,
+    with_absolute_paths,
 )
 from scaling_study.config.load import apply_overrides, dump_job, job_from_dict, load_job, load_yaml
 
 __all__ = [
     "DataConfig", "EvalConfig", "Job", "ModelConfig", "OptimizerConfig", "OutputConfig", "Phase",
     "PhaseConfig", "ScalingConfig", "ScheduleConfig", "SynthConfig", "TargetConfig", "TrainConfig",
-    "MAXIMISE", "TASK_METRICS", "apply_overrides", "dump_job", "job_from_dict", "load_job", "load_yaml",
+    "MAXIMISE", "TASK_METRICS", "with_absolute_paths", "apply_overrides", "dump_job", "job_from_dict", "load_job", "load_yaml",
 ]

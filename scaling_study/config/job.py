@@ -5,7 +5,8 @@ cross-field checks (batch arithmetic, phases, the target's metric) run once in `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from scaling_study.config.schema import FieldError
@@ -336,3 +337,22 @@ class Job:
 
         ref = self.schedule.reference_batch or phase.global_batch
         return scale_lr(phase.lr, ref, phase.global_batch, self.schedule.lr_rule)
+
+
+def with_absolute_paths(job: Job, base: Path) -> Job:
+    """`job` with its relative file paths taken from `base` (the folder the user launched from).
+
+    Tune runs each trial's driver in its own working directory, and cluster workers run elsewhere
+    again: paths are fixed on the driver before anything moves.
+    """
+    def absolute(p: str | None) -> str | None:
+        if p is None or "://" in p or Path(p).is_absolute():
+            return p
+        return str(base / p)
+
+    model = job.model
+    if Path(model.name).parts and (base / model.name).is_dir() and not Path(model.name).is_absolute():
+        model = replace(model, name=str(base / model.name))
+    data = replace(job.data, train=absolute(job.data.train), dev=absolute(job.data.dev), dir=absolute(job.data.dir))
+    output = replace(job.output, dir=absolute(job.output.dir))
+    return replace(job, model=model, data=data, output=output)

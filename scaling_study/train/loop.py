@@ -8,6 +8,7 @@ evaluate on a schedule; report one record plus a checkpoint at each evaluation.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -29,6 +30,7 @@ from scaling_study.train.setup import Setup, build_setup
 
 def train_fn_per_worker(config: dict) -> None:
     job = job_from_dict(config["job"], source=config.get("source"))
+    _quiet_ray_reports()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
@@ -37,6 +39,14 @@ def train_fn_per_worker(config: dict) -> None:
     if pos.phase >= len(s.phases) or pos.target_reached:
         return  # a finished run re-started with the same name: nothing left to train
     _train(job, s, pos, rank, world, config)
+
+
+def _quiet_ray_reports() -> None:
+    # Ray Train logs every report's full metrics dict at INFO from a logger named by its file
+    # path (outside `ray.train`, so LoggingConfig misses it); the records callback prints one line.
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _restore(s: Setup, rank: int, config: dict) -> ckpt_state.Position:
@@ -150,7 +160,7 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
     pos.records.append(row)
     pos.target_reached = pos.target_reached or reached
     stop = reached and target.stop
-    pos.wall_time_s = clock.wall()
+    pos.train_time_s, pos.wall_time_s = clock.train, clock.wall()
     _report(row, s, pos, rank, done=stop or pos.step == s.total_steps, config=config)
     if stop and rank == 0:
         print(f"[scaling_study] target {target.metric} >= {target.value} reached at step {pos.step}; stopping")
@@ -158,6 +168,9 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
 
 
 def _report(row: dict, s: Setup, pos, rank: int, done: bool, config: dict) -> None:
+    # Tune's live table shows the first few numeric metrics of a report: put those first.
+    lead = ("samples", "f1" if row["task"] == "squad" else "mlm_acc", "loss", "train_time_s")
+    row = {**{k: row[k] for k in lead}, **row}
     def save(d: Path) -> None:
         ckpt_state.save(d, rank=rank, model=s.module, optimizer=s.optimizer,
                         scheduler=s.scheduler, scaler=s.scaler, position=pos)
@@ -172,11 +185,11 @@ def _report(row: dict, s: Setup, pos, rank: int, done: bool, config: dict) -> No
         save(tmp)
         shutil.rmtree(local, ignore_errors=True)
         tmp.rename(local)
-        ray.train.report({**row, "done": done}, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
+        ray.train.report({**row, "finished": done}, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
         return
     with tempfile.TemporaryDirectory() as d:
         save(Path(d))
-        ray.train.report({**row, "done": done}, checkpoint=ray.train.Checkpoint.from_directory(d))
+        ray.train.report({**row, "finished": done}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def _local_checkpoint_dir(config: dict) -> Path | None:
@@ -187,7 +200,7 @@ def _report_divergence(job, s, pos, clock, window, phase, loss, config) -> None:
     row = make_row(job, config, phase, pos, clock, window, {}, lr=s.current_lr(),
                    device=s.device.type, reached=False)
     row.update(loss=loss, failed=f"loss became {loss} at step {pos.step}")
-    ray.train.report({**row, "done": True}, checkpoint=None)
+    ray.train.report({**row, "finished": True}, checkpoint=None)
 
 
 def _maybe_inject_fault(fault: dict, pos, rank: int, s: Setup) -> None:

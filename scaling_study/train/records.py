@@ -63,7 +63,7 @@ def read_records(path: Path) -> pd.DataFrame:
 
 def merge_row(df: pd.DataFrame, row: dict) -> pd.DataFrame:
     """Append `row`, dropping rows at or after its step (replayed after a restart)."""
-    row = {k: row.get(k, NAN) for k in COLUMNS} | {k: v for k, v in row.items() if k not in COLUMNS and k != "done"}
+    row = {k: row.get(k, NAN) for k in COLUMNS} | {k: v for k, v in row.items() if k not in COLUMNS and k != "finished"}
     kept = df[df["step"] < row["step"]] if len(df) else df
     new = pd.DataFrame([row])
     return new if kept.empty else pd.concat([kept, new], ignore_index=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -32,13 +33,20 @@ def gather_records(sweep_dir: Path, trials_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _last_line(error) -> str:
+    """The exception's own message: Ray wraps it in lines about actors and ANSI colours."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else type(error).__name__
+
+
 def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.DataFrame:
     """One row per trial: status, whether ASHA stopped it early, how far it got, its best metric."""
     rows = []
     for result in grid:
         m = result.metrics or {}
         trial_id = m.get("trial_id") or Path(result.path).name
-        status = "ERROR" if result.error is not None else ("DONE" if m.get("done") else "STOPPED")
+        status = "ERROR" if result.error is not None else ("DONE" if m.get("finished") else "STOPPED")
         rows.append({
             "trial_id": trial_id, "status": status,
             "stopped_early": status == "STOPPED",
@@ -46,7 +54,7 @@ def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.Data
             "samples": m.get("samples", math.nan), "train_time_s": m.get("train_time_s", math.nan),
             "wall_time_s": m.get("wall_time_s", math.nan),
             f"last_{metric}": m.get(metric, math.nan),
-            "error": str(result.error).splitlines()[0] if result.error is not None else "",
+            "error": _last_line(result.error) if result.error is not None else "",
         })
     return pd.DataFrame(rows)
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 from scaling_study.errors import UserError
 
 TRIALS_DIR = "trials"
 ASHA_STATE = "asha_state.json"
+DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by each trial's driver (it holds no CPU)
 
 
-def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: str) -> None:
+def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: str, cwd: str) -> None:
     """Tune trainable: build the trial's job and fit its TorchTrainer (runs in the trial actor)."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -29,7 +31,7 @@ def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: s
     from scaling_study.tune.space import load_space
 
     trial_id = tune.get_context().get_trial_id()
-    job = trial_job(load_space(space_path, overrides), params, trial_id, sweep_dir)
+    job = trial_job(load_space(space_path, overrides), params, trial_id, sweep_dir, cwd)
     run_dir = Path(sweep_dir) / TRIALS_DIR / trial_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
@@ -43,8 +45,11 @@ def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: s
         raise RuntimeError(f"trial {trial_id}: {result.metrics['failed']}")
 
 
-def trial_job(space, params: dict, trial_id: str, sweep_dir: str):
-    job = space.job_for(params, name=trial_id)
+def trial_job(space, params: dict, trial_id: str, sweep_dir: str, cwd: str):
+    """The trial's job: relative paths from where the sweep was launched, output in the sweep."""
+    from scaling_study.config import with_absolute_paths
+
+    job = with_absolute_paths(space.job_for(params, name=trial_id), Path(cwd))
     output = dataclasses.replace(job.output, dir=str(Path(sweep_dir) / TRIALS_DIR))
     return dataclasses.replace(job, output=output)
 
@@ -92,15 +97,19 @@ def build_tuner(space, space_path: str, overrides: list, *, resume: bool):
 
     sweep_dir = sweep_dir_of(space)
     trainable = tune.with_parameters(trial_driver, space_path=str(Path(space_path).resolve()),
-                                     overrides=list(overrides), sweep_dir=str(sweep_dir))
-    # The trial driver only waits on its TorchTrainer: it must not hold a CPU the workers need.
-    trainable = tune.with_resources(trainable, {"CPU": 0})
+                                     overrides=list(overrides), sweep_dir=str(sweep_dir), cwd=os.getcwd())
+    # The trial driver only waits on its TorchTrainer: it must not hold a CPU the workers need
+    # (even 0.01 CPU would keep two 1-CPU workers off a 2-CPU machine). Tune wants a non-empty
+    # bundle, so the driver reserves a little memory instead.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     if resume:
         return tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, param_space=space.param_space())
     tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
+    # verbose=1: Tune's periodic table of trials (status, hyperparameters, samples, metric, loss)
+    # without a box of every metric at every report.
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
-                                failure_config=space.failure_config())
+                                failure_config=space.failure_config(), verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 

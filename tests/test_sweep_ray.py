@@ -1,0 +1,120 @@
+"""End to end on a real local Ray: an ASHA sweep over worker counts, and resuming a killed sweep."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from scaling_study.tune.sweep import run_sweep
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_base(tmp_path, synth_dir, steps=12):
+    job = {
+        "name": "base", "task": "squad",
+        "model": {"name": "tiny", "max_seq_length": 64},
+        "data": {"train": str(synth_dir / "train.json"), "dev": str(synth_dir / "dev.json"),
+                 "doc_stride": 16, "max_query_length": 24, "max_eval_examples": 16},
+        "optimizer": {"name": "lamb", "lr": 0.01},
+        "schedule": {"name": "constant", "warmup": 0.0},
+        "scaling": {"num_workers": 1},
+        "train": {"per_worker_batch": 4, "grad_accum": 1, "steps": steps},
+        "eval": {"every_steps": 4, "target": {"metric": "loss", "value": 0.1}},
+    }
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def write_space(tmp_path, base, **spec):
+    space = {"name": "s", "base": str(base), "output": {"dir": str(tmp_path / "sweeps")},
+             "search": {"algorithm": "grid"}, "max_concurrent_trials": 1, "failure": {"max_failures": 0}, **spec}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_dir, local_ray):
+    base = tiny_base(tmp_path, synth_dir)
+    space = write_space(
+        tmp_path, base,
+        parameters={"scaling.num_workers": {"distribution": "grid", "values": [1, 2]},
+                    "optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
+        scheduler={"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
+                   "grace_period": 16, "reduction_factor": 2, "max_t": 96})
+    sweep_dir, grid, tables = run_sweep(str(space))
+    trials = pd.read_csv(tables["trials"])
+    records = pd.read_csv(tables["records"])
+    assert len(trials) == 4 and set(trials["status"]) <= {"DONE", "STOPPED"}
+    assert trials["stopped_early"].any(), "ASHA stopped no trial"
+    assert trials["stopped_early"].sum() < 4
+    assert set(records["num_workers"]) == {1, 2}
+    assert {"hp.scaling.num_workers", "hp.optimizer.lr"} <= set(records.columns)
+    done = trials[trials["status"] == "DONE"]
+    for trial_id in done["trial_id"]:
+        assert records[records["trial_id"] == trial_id]["step"].max() == 12
+    best_lr = records.loc[records["loss"].idxmin(), "hp.optimizer.lr"]
+    assert best_lr == 0.02
+    assert (sweep_dir / "asha_state.json").is_file()
+    for trial_id in trials["trial_id"]:
+        assert (sweep_dir / "trials" / trial_id / "job.yaml").is_file()
+
+
+def _sweep_cmd(space, *extra):
+    return [sys.executable, "-m", "scaling_study.cli", "sweep", str(space), *extra]
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_resume_after_the_sweep_driver_is_killed(tmp_path, synth_dir):
+    """Kill the sweep's driver (and its embedded Ray) mid-sweep; `--resume` finishes the rest."""
+    base = tiny_base(tmp_path, synth_dir, steps=120)
+    # The second trial learns faster than the first, so ASHA lets it past the first rung.
+    space = write_space(
+        tmp_path, base,
+        parameters={"optimizer.lr": {"distribution": "grid", "values": [1.0e-7, 0.02]}},
+        scheduler={"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
+                   "grace_period": 16, "reduction_factor": 2, "max_t": 480})
+    sweep_dir = tmp_path / "sweeps" / "s"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(_sweep_cmd(space), cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def second_trial_started():
+            recs = sorted((sweep_dir / "trials").glob("*/records.csv"))
+            return len(recs) == 2 and len(pd.read_csv(recs[1])) >= 2
+        _wait_for(second_trial_started, 300, "the second trial's first evaluations")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {p.parent.name: pd.read_csv(p) for p in (sweep_dir / "trials").glob("*/records.csv")}
+
+    out = subprocess.run(_sweep_cmd(space, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600, start_new_session=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "restoring ASHA rungs" in out.stdout + out.stderr
+    trials = pd.read_csv(sweep_dir / "trials.csv")
+    assert len(trials) == 2 and (trials["status"] != "ERROR").all()
+    progressed = False
+    for trial_id, rows_before in before.items():
+        rows_after = pd.read_csv(sweep_dir / "trials" / trial_id / "records.csv")
+        assert rows_after["step"].is_unique and rows_after["step"].is_monotonic_increasing
+        assert rows_after["train_time_s"].is_monotonic_increasing
+        # What was recorded before the kill stands; a resumed trial continues after it.
+        pd.testing.assert_frame_equal(rows_after.iloc[: len(rows_before)], rows_before)
+        progressed |= rows_after["step"].max() > rows_before["step"].max()
+    assert progressed, "no trial continued after --resume"
