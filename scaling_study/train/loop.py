@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,13 @@ def train_fn_per_worker(config: dict) -> None:
     _train(job, s, pos, rank, world, config)
 
 
+def say(message: str) -> None:
+    """A progress line from a worker. Ray Train patches `print` to log *and* echo (printed twice);
+    writing to the process's own stdout goes through Ray's log forwarding once."""
+    sys.__stdout__.write(f"[scaling_study] {message}\n")
+    sys.__stdout__.flush()
+
+
 def _quiet_ray_reports() -> None:
     # Ray Train logs every report's full metrics dict at INFO from a logger named by its file
     # path (outside `ray.train`, so LoggingConfig misses it); the records callback prints one line.
@@ -61,7 +69,7 @@ def _restore(s: Setup, rank: int, config: dict) -> ckpt_state.Position:
                               scheduler=s.scheduler, scaler=s.scaler)
     s.restored = True
     if rank == 0:
-        print(f"[scaling_study] resumed at phase {pos.phase + 1}, step {pos.step}, {pos.samples} samples")
+        say(f"resumed at phase {pos.phase + 1}, step {pos.step}, {pos.samples} samples")
     return pos
 
 
@@ -83,14 +91,14 @@ def _train(job: Job, s: Setup, pos: ckpt_state.Position, rank: int, world: int, 
             if not math.isfinite(loss):
                 _report_divergence(job, s, pos, clock, window, phase, loss, config)
                 return
+            if rank == 0 and pos.step % s.log_every == 0:
+                say(f"step {pos.step}/{s.total_steps} phase {pos.phase + 1} | loss {window.mean_loss():.4f} | "
+                    f"{window.throughput():.1f} samples/s")
             last = pos.step == s.total_steps
             if s.eval_due(pos.step, pos.samples, phase) or last:
                 if _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config):
                     return
                 window = Window()
-            if rank == 0 and pos.step % s.log_every == 0:
-                print(f"[scaling_study] step {pos.step}/{s.total_steps} phase {pos.phase + 1} "
-                      f"loss {window.mean_loss():.4f} {window.throughput():.1f} samples/s", flush=True)
         pos.phase += 1
         pos.epoch = pos.micro_batch = 0
 
@@ -163,7 +171,7 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
     pos.train_time_s, pos.wall_time_s = clock.train, clock.wall()
     _report(row, s, pos, rank, done=stop or pos.step == s.total_steps, config=config)
     if stop and rank == 0:
-        print(f"[scaling_study] target {target.metric} >= {target.value} reached at step {pos.step}; stopping")
+        say(f"target {target.metric} >= {target.value} reached at step {pos.step}; stopping")
     return stop
 
 
