@@ -6,6 +6,10 @@ windows of ``max_seq_length`` tokens overlapping by ``doc_stride`` (``return_ove
 + ``stride`` with ``truncation="only_second"``), and answer spans map to tokens through
 ``offset_mapping``. Every feature is padded to ``max_seq_length`` so that batches have one shape
 (throughput comparisons across runs then measure the same work per sample).
+
+``doc_stride`` is transformers' meaning: the number of context tokens two consecutive windows
+share. (BERT's ``run_squad.py`` used the same name for the step between window starts; with
+384/128 the two give similar windows, but they are not the same setting.)
 """
 from __future__ import annotations
 
