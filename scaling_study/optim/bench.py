@@ -2,8 +2,8 @@
 
 Builds the parameter set of ``BertForPreTraining(BertConfig())`` (shapes only, on the meta
 device; random values; no download), gives every parameter a random gradient, and times each
-optimizer's ``step()`` in this process: ``--rounds`` rounds, each optimizer ``--steps`` timed steps
-per round after ``--warmup`` untimed ones. Ratios are taken within a round (AdamW's step in the
+optimizer's ``step()`` in this process: ``--rounds`` rounds, in each a fresh instance of every
+optimizer takes ``--warmup`` untimed steps (allocating its state) and ``--steps`` timed ones. Ratios are taken within a round (AdamW's step in the
 same round is the denominator), so other load on the machine shifts both sides alike; the table
 shows the median step, the fastest step, and the median and range of the per-round ratios.
 
@@ -38,12 +38,21 @@ BASELINES = ("adamw:fused", "adamw:foreach")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps per optimizer per round")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the first round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per optimizer per round")
     p.add_argument("--rounds", type=int, default=3, help="rounds over all optimizers")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--optimizers", default=DEFAULT,
-                   help=f"comma-separated, from: {', '.join(SPECS)}")
+    p.add_argument("--optimizers", default=DEFAULT, type=_spec_list,
+                   help=f"comma-separated, from: {', '.join(SPECS)} (default: {DEFAULT})")
     p.add_argument("--csv", metavar="OUT", default=None, help="also write the table as CSV")
+
+
+def _spec_list(text: str) -> list[str]:
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in specs if s not in SPECS]
+    if unknown or not specs:
+        raise argparse.ArgumentTypeError(f"unknown {unknown or text!r}; expected a comma-separated "
+                                         f"list from: {', '.join(SPECS)}")
+    return specs
 
 
 @dataclass
@@ -88,20 +97,22 @@ def _timed(fn) -> float:
 
 
 def run(specs: list[str], params, steps: int, warmup: int, rounds: int) -> dict[str, Timing]:
+    """Time each optimizer's step, round-robin; one optimizer's state in memory at a time."""
     from scaling_study.optim import build_optimizer
 
-    opts = {}
-    for spec in specs:
-        key, kwargs = SPECS[spec]
-        opts[spec] = build_optimizer(key, params, lr=1e-4, weight_decay=0.01, **kwargs)
-        for _ in range(warmup):  # allocates the state: first-touch page faults are not timed
-            opts[spec].step()
     timings = {spec: Timing(spec) for spec in specs}
-    for _ in range(rounds):
-        for spec, opt in opts.items():
+    for r in range(rounds):
+        for spec in specs:
+            key, kwargs = SPECS[spec]
+            opt = build_optimizer(key, params, lr=1e-4, weight_decay=0.01, **kwargs)
+            for _ in range(warmup):  # allocates the state: first-touch page faults are not timed
+                opt.step()
             times = [_timed(opt.step) * 1e3 for _ in range(steps)]
+            del opt
             timings[spec].times_ms += times
             timings[spec].round_medians.append(statistics.median(times))
+            print(f"  round {r + 1}/{rounds} {spec}: median {statistics.median(times):.1f} ms",
+                  file=sys.stderr, flush=True)
     return timings
 
 
@@ -131,10 +142,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    specs = [s.strip() for s in args.optimizers.split(",") if s.strip()]
-    unknown = [s for s in specs if s not in SPECS]
-    if unknown:
-        raise ValueError(f"--optimizers: unknown {unknown}; expected from {', '.join(SPECS)}")
+    specs = args.optimizers if isinstance(args.optimizers, list) else _spec_list(args.optimizers)
     if args.threads:
         torch.set_num_threads(args.threads)
     print("command:", " ".join(["scaling-study", *sys.argv[1:]]))
@@ -146,7 +154,8 @@ def main(args: argparse.Namespace) -> int:
     bound_ms = 7 * 4 * numel / (gbps * 1e9) * 1e3
     print(f"BERT-base: {len(params)} tensors, {numel / 1e6:.1f} M float32 parameters; "
           f"bandwidth {gbps:.1f} GB/s -> Adam-like step bound {bound_ms:.1f} ms")
-    print(f"{args.rounds} rounds x {args.steps} steps per optimizer (after {args.warmup} warm-up); "
+    print(f"{args.rounds} rounds x {args.steps} timed steps per optimizer (after {args.warmup} "
+          "untimed); "
           "ratios: median of per-round ratios [min-max]")
     rows = table(run(specs, params, args.steps, args.warmup, args.rounds), bound_ms)
     _print_table(rows)
