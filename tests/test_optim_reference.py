@@ -144,7 +144,8 @@ def _lamb_ref_hyper(options: dict) -> dict[str, dict]:
         adapt = options.get("adapt", True) and (hyper["weight_decay"] != 0
                                                  or options.get("always_adapt", False))
         out[group] = dict(hyper, betas=(0.9, 0.999), eps=1e-6, adapt=adapt,
-                          **{k: v for k, v in options.items() if k not in ("adapt", "always_adapt")})
+                          **{k: v for k, v in options.items()
+                             if k not in ("adapt", "always_adapt")})
     return out
 
 

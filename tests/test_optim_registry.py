@@ -97,7 +97,8 @@ def test_bad_hyperparameter_in_a_group_raises():
 def test_fused_impl_refuses_what_it_cannot_run_and_auto_falls_back():
     w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
     w.grad = torch.ones(3, dtype=torch.float64)
-    with pytest.raises(RuntimeError, match=r"Lamb\(impl='fused'\) needs contiguous float32/bfloat16 CPU"):
+    with pytest.raises(RuntimeError,
+                       match=r"Lamb\(impl='fused'\) needs contiguous float32/bfloat16 CPU"):
         Lamb([w], lr=0.1, impl="fused").step()
     Lamb([w], lr=0.1).step()  # auto: the foreach path handles float64
     assert w.detach().lt(1).all()

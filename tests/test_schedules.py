@@ -79,7 +79,8 @@ def test_phases_restart_warmup_at_the_boundary():
     (lambda: build_schedule("poly", 10, warmup=True), "warmup=True is invalid"),
     (lambda: build_schedule("poly", 10, degree=2), "schedule 'poly': unknown argument 'degree'; "
                                                    "accepted: power, end"),
-    (lambda: build_schedule("poly", 10, end=1.5), "end=1.5 is invalid: expected a number in [0, 1]"),
+    (lambda: build_schedule("poly", 10, end=1.5),
+     "end=1.5 is invalid: expected a number in [0, 1]"),
     (lambda: build_schedule("lans", 10, warmup=0.5, constant=0.5), "warmup + constant = 1 of "
                                                                    "total_steps is invalid"),
     (lambda: build_schedule("cosine", 10, floor=-1), "floor=-1 is invalid"),

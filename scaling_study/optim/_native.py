@@ -2,16 +2,24 @@
 
 Why: on a CPU an optimizer step is bound by memory traffic. Over BERT-base (110 M float32
 parameters, 440 MB per tensor kind) torch's ``AdamW(fused=True)`` reads w, g, m, v and writes w,
-m, v once: ~53-68 ms on the 2-core machine this was tuned on. LAMB and LANS add per-tensor
-norms between the moment update and the parameter update, and an unfused implementation pays
-15-30 full passes (each foreach kernel reads and writes whole tensors; fresh temporaries add page
-faults): measured 4-6x AdamW here. ``torch.compile`` of the per-tensor math took ~27 s to
-compile and ran slower than these kernels; flattening the parameters into one buffer does not
-reduce the number of passes. So the step is two passes of hand-written C++ (csrc/fused_cpu.cpp):
+m, v once: ~45-65 ms on the 2-core machine this was tuned on. LAMB and LANS need per-tensor
+norms between the moment update and the parameter update. Written with ``torch._foreach_*``
+kernels (:mod:`scaling_study.optim.functional`) a step makes 15-30 full passes over memory, and
+fresh temporaries add page faults: measured 10x (LAMB) and 19x (LANS) AdamW fused here. Using
+torch's fused Adam kernel for the moments and foreach ops for the rest would take ~3x (six
+extra passes: a copy for λw, two norms, the scaled update; timed piece by piece).
+``torch.compile`` of the per-tensor math compiled for ~27 s and ran a LAMB pass at ~118 ms;
+flattening the parameters into one buffer saves no pass. So the step is two passes of
+hand-written C++ (csrc/fused_cpu.cpp):
 
 1. moments + the update's and the weights' squared norms per tensor (nothing else is written),
 2. the trust ratios (a few tiny torch ops on the stacked norms), then the update, recomputed from
-   the stored moments and applied in place.
+   the stored moments and applied in place. Keeping the update in a buffer instead measured the
+   same and would cost a parameter-sized buffer.
+
+All tensors of a group go to one call, so there is one OpenMP region per pass rather than one
+per tensor and per op; chunks are scheduled dynamically. Measured with ``scaling-study bench
+optim`` (same process, 2 threads): LAMB 1.6x and LANS 2.1x AdamW fused, LARS 1.1x.
 
 LANS adds one read-only pass for the gradient norms before (1). The kernels are compiled with the
 system C++ compiler (``$CXX``, else ``g++``/``c++``) on first use into

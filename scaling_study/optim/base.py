@@ -105,7 +105,7 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        """Take one step; ``closure``, if given, re-evaluates the model and returns the loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

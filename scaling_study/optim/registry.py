@@ -1,4 +1,4 @@
-"""Optimizers by name: the shipped ones, torch's AdamW and RAdamW, or a user's class by import path."""
+"""Optimizers by name: ours, torch's AdamW and RAdamW, or a user's class by import path."""
 from __future__ import annotations
 
 import importlib
