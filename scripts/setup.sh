@@ -25,4 +25,8 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
 fi
 echo "[setup] installing scaling_study${extras:+[$extras]} (editable)"
 pip install -q -e ".${extras:+[$extras]}"
+# Compile the optimizers' fused CPU kernels now rather than in every worker's first step (cached
+# per machine; without a compiler the optimizers fall back to torch foreach ops).
+.venv/bin/python -c "from scaling_study.optim import _native as n; print('[setup] fused optimizer kernels:', n.build() if n.compiler() else 'no C++ compiler, foreach fallback')" \
+  || echo "[setup] fused optimizer kernels did not build; the optimizers will use the foreach fallback"
 echo "[setup] ready: .venv/bin/scaling-study"

@@ -45,7 +45,9 @@ def test_mlm_model_trains_on_masked_labels(tokenizer):
     labels = torch.full_like(ids, -100)
     labels[:, 3] = ids[:, 3]
     out = model(input_ids=ids, labels=labels)
-    assert out.logits.shape == (2, 16, 30522) and torch.isfinite(out.loss)
+    assert out.logits.shape == (2, 30522) and torch.isfinite(out.loss)  # the 2 masked positions
+    out.loss.backward()
+    assert model.cls.predictions.decoder.weight.grad is not None
 
 
 def test_default_loads_offline_with_a_fresh_qa_head():
@@ -78,3 +80,24 @@ def test_unloadable_specs_name_the_spec_and_the_valid_forms(spec, message):
 def test_unknown_task_lists_the_valid_ones(tokenizer):
     with pytest.raises(UserError, match="unknown task 'ner'; valid tasks: squad, mlm"):
         build_model("tiny", "ner", tokenizer)
+
+
+def test_mlm_head_at_masked_positions_equals_the_full_head(tokenizer):
+    from transformers import BertForMaskedLM
+
+    from scaling_study.data.mlm import mlm_accuracy
+
+    model = build_model("tiny", "mlm", tokenizer, seed=0).eval()
+    full = BertForMaskedLM(model.config).eval()
+    full.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 5000, (3, 24), generator=g)
+    labels = torch.full_like(ids, -100)
+    pick = torch.rand(ids.shape, generator=g) < 0.2
+    labels[pick] = ids[pick]
+    ours, ref = model(input_ids=ids, labels=labels), full(input_ids=ids, labels=labels)
+    assert ours.logits.shape == (int(pick.sum()), model.config.vocab_size)
+    torch.testing.assert_close(ours.loss, ref.loss)
+    torch.testing.assert_close(ours.logits, ref.logits[pick])
+    assert mlm_accuracy(ours.logits, labels) == mlm_accuracy(ref.logits, labels)
+    assert model(input_ids=ids).logits.shape == (3, 24, model.config.vocab_size)  # no labels: every position

@@ -170,8 +170,10 @@ def test_tune_objects(tmp_path):
                  scheduler={"name": "asha", "grace_period": 64, "max_t": 320, "reduction_factor": 2})
     space = load_space(path)
     config = space.tune_config(str(tmp_path / "asha.json"))
-    assert (config.metric, config.mode, config.num_samples, config.max_concurrent_trials) == ("f1", "max", 3, 2)
-    assert isinstance(config.search_alg, BasicVariantGenerator)
+    assert (config.metric, config.mode, config.num_samples) == ("f1", "max", 3)
+    # The limit sits on the generator: Tune ignores TuneConfig.max_concurrent_trials for one passed in.
+    assert isinstance(config.search_alg, BasicVariantGenerator) and config.search_alg.max_concurrent == 2
+    assert space.tune_config(str(tmp_path / "a.json"), max_concurrent_trials=1).search_alg.max_concurrent == 1
     sched = config.scheduler
     assert isinstance(sched, ASHAScheduler)
     assert (sched._time_attr, sched._max_t, sched._reduction_factor) == ("samples", 320, 2)

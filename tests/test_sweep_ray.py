@@ -41,6 +41,30 @@ def write_space(tmp_path, base, **spec):
     return path
 
 
+def test_the_sweep_runs_at_most_max_concurrent_trials_at_once(tmp_path, synth_dir, local_ray):
+    """Tune ignores TuneConfig.max_concurrent_trials for a search algorithm passed in; the space's
+    limit must hold anyway (every trial past it would start a TorchTrainer controller that waits)."""
+    from ray import tune
+
+    from scaling_study.tune.space import load_space
+
+    space = load_space(write_space(tmp_path, tiny_base(tmp_path, synth_dir), max_concurrent_trials=2,
+                                   parameters={"optimizer.lr": {"distribution": "grid", "values": [1, 2, 3, 4, 5]}}))
+
+    def trainable(config):
+        start = time.time()
+        time.sleep(1.5)
+        tune.report({"start": start, "end": time.time(), "loss": 1.0})
+
+    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 0, "memory": 2**20}), param_space=space.param_space(),
+                       tune_config=space.tune_config(str(tmp_path / "asha.json")),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0))
+    spans = [(r.metrics["start"], r.metrics["end"]) for r in tuner.fit()]
+    assert len(spans) == 5
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap == 2
+
+
 def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_dir, local_ray):
     base = tiny_base(tmp_path, synth_dir)
     space = write_space(

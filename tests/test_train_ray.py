@@ -97,3 +97,36 @@ def test_time_to_target_stops_the_run(tmp_path, synth_dir, local_ray):
     result = run_job(job, verbose=False)
     rec = pd.read_csv(result.run_dir / "records.csv")
     assert list(rec["step"]) == [2] and bool(rec["target_reached"].iloc[0])
+
+
+def test_two_phase_mlm_pretraining(tmp_path, synth_dir, local_ray):
+    """LAMB/NVIDIA-style pretraining in two phases: short sequences, then longer ones with their
+    own batch, steps, re-warmup, peak LR and masking cap; masked-LM accuracy on held-out text."""
+    job = job_from_dict({
+        "name": "mlm", "task": "mlm",
+        "model": {"name": "tiny", "max_seq_length": 32},
+        "data": {"train": str(synth_dir / "corpus.txt"), "dev": str(synth_dir / "corpus_dev.txt"),
+                 "max_predictions": 5, "max_eval_examples": 16},
+        "optimizer": {"name": "lamb", "lr": 0.01},
+        "schedule": {"name": "poly", "lr_rule": "sqrt", "reference_batch": 16},
+        "scaling": {"num_workers": 2},
+        "train": {"per_worker_batch": 4, "phases": [
+            {"seq_len": 32, "global_batch": 16, "steps": 6, "warmup": 2},
+            {"seq_len": 64, "per_worker_batch": 2, "global_batch": 8, "steps": 4, "warmup": 0.75,
+             "lr": 0.005, "max_predictions": 10}]},
+        "eval": {"every_steps": 2, "target": {"metric": "mlm_acc", "value": 1.0}},
+        "output": {"dir": str(tmp_path / "runs"), "max_failures": 0},
+    })
+    result = run_job(job, verbose=False)
+    rec = pd.read_csv(result.run_dir / "records.csv")
+    assert list(rec["step"]) == [2, 4, 6, 8, 10]
+    assert list(rec["phase"]) == [1, 1, 1, 2, 2] and list(rec["seq_len"]) == [32, 32, 32, 64, 64]
+    assert list(rec["global_batch"]) == [16, 16, 16, 8, 8]
+    assert list(rec["grad_accum"]) == [2, 2, 2, 2, 2]
+    assert list(rec["samples"]) == [32, 64, 96, 112, 128]
+    # Phase peak LRs by the square-root rule from reference batch 16: 0.01 and 0.005 x sqrt(8/16).
+    assert rec["peak_lr"].tolist() == pytest.approx([0.01] * 3 + [0.005 * 0.5 ** 0.5] * 2)
+    assert rec["lr"].iloc[3] < rec["peak_lr"].iloc[3], "phase 2 warms up again"
+    assert rec["mlm_acc"].between(0, 1).all() and rec["eval_loss"].notna().all()
+    assert rec["f1"].isna().all()
+    assert rec["loss"].iloc[2] < rec["loss"].iloc[0], "masked-LM loss falls in phase 1"

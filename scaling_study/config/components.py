@@ -23,9 +23,8 @@ def check_components(job: Job, source: str | None = None) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError("optimizer.args", str(exc), source) from None
     for phase in job.phases():
-        warmup = int(phase.warmup) if phase.warmup >= 1 else phase.warmup
         try:
-            build_schedule(job.schedule.name, phase.steps or 1000, warmup=warmup, **job.schedule.args)
+            build_schedule(job.schedule.name, phase.steps or 1000, warmup=phase.warmup_arg, **job.schedule.args)
         except (TypeError, ValueError) as exc:
             key = "schedule.args" if "keyword" in str(exc) or "argument" in str(exc) else "schedule.warmup"
             raise ConfigError(key, str(exc), source) from None

@@ -137,6 +137,10 @@ class ScalingConfig:
     """CPUs given to each worker; also its torch thread count (at least 1)."""
     resources_per_worker: dict[str, float] = field(default_factory=dict)
     """Extra Ray resources per worker (e.g. {"GPU": 1} or custom labels)."""
+    sparse_embedding_allreduce: bool = True
+    """CPU workers (gloo): all-reduce the word embedding's gradient as the sparse rows a batch
+    touched, not the dense vocab x hidden matrix. Only where it applies: several CPU workers and
+    input embeddings not tied to an output layer (SQuAD; MLM ties them)."""
 
     def __post_init__(self):
         if self.num_workers < 0:
@@ -154,10 +158,13 @@ class PhaseConfig:
     grad_accum: int | None = None
     warmup: float | None = None
     lr: float | None = None
+    max_predictions: int | None = None
+    """MLM: masked positions per sequence at most in this phase (default: data.max_predictions;
+    BERT uses 20 at 128 tokens and 80 at 512)."""
 
     def __post_init__(self):
         _positive("steps", self.steps)
-        for name in ("seq_len", "per_worker_batch", "global_batch", "grad_accum", "lr"):
+        for name in ("seq_len", "per_worker_batch", "global_batch", "grad_accum", "lr", "max_predictions"):
             _positive(name, getattr(self, name), allow_none=True)
 
 
@@ -245,6 +252,13 @@ class Phase:
     warmup: float
     lr: float
     """The reference LR for this phase before the LR rule is applied."""
+    max_predictions: int = 20
+    """MLM: masked positions per sequence at most."""
+
+    @property
+    def warmup_arg(self) -> int | float:
+        """`warmup` as the schedules take it: >= 1 is a number of steps, < 1 a fraction of the phase."""
+        return int(self.warmup) if self.warmup >= 1 else self.warmup
 
 
 @dataclass(kw_only=True)
@@ -299,19 +313,20 @@ class Job:
         t = self.train
         if t.phases is None:
             return [self._resolve(0, "train", t.steps, None, t.per_worker_batch, t.global_batch,
-                                  t.grad_accum, None, None)]
+                                  t.grad_accum, None, None, None)]
         phases = [self._resolve(i, f"train.phases[{i}]", p.steps, p.seq_len,
                                 p.per_worker_batch or t.per_worker_batch,
                                 p.global_batch if (p.global_batch or p.grad_accum) else t.global_batch,
                                 p.grad_accum if (p.global_batch or p.grad_accum) else t.grad_accum,
-                                p.warmup, p.lr) for i, p in enumerate(t.phases)]
+                                p.warmup, p.lr, p.max_predictions) for i, p in enumerate(t.phases)]
         total = sum(p.steps for p in phases)
         if t.steps is not None and t.steps != total:
             raise FieldError("train.steps", f"is {t.steps} but the phases add up to {total} steps; "
                                             "make them agree or drop train.steps")
         return phases
 
-    def _resolve(self, index, key, steps, seq_len, pwb, global_batch, grad_accum, warmup, lr) -> Phase:
+    def _resolve(self, index, key, steps, seq_len, pwb, global_batch, grad_accum, warmup, lr,
+                 max_predictions) -> Phase:
         workers = self.data_workers
         per_step = pwb * workers
         if global_batch is not None:
@@ -329,7 +344,8 @@ class Job:
         return Phase(index=index, steps=steps, seq_len=seq_len or self.model.max_seq_length,
                      per_worker_batch=pwb, grad_accum=accum, global_batch=per_step * accum,
                      warmup=self.schedule.warmup if warmup is None else warmup,
-                     lr=self.optimizer.lr if lr is None else lr)
+                     lr=self.optimizer.lr if lr is None else lr,
+                     max_predictions=max_predictions or self.data.max_predictions)
 
     def peak_lr(self, phase: Phase) -> float:
         """The phase's peak LR after the LR rule moves it from the reference batch to its batch."""

@@ -149,7 +149,11 @@ def premask(dataset: TensorDictDataset, tokenizer, *, mlm_probability: float = 0
 
 def mlm_accuracy(logits: "torch.Tensor", labels: "torch.Tensor") -> tuple[int, int]:
     """(correct, count) over the masked positions (``labels != -100``): the arg-max prediction
-    equals the label. Sum both over batches and workers before dividing."""
+    equals the label. ``logits`` are [B, L, V], or [N, V] for the N masked positions only (the
+    product's MLM model gathers them before its head). Sum both over batches and workers."""
     masked = labels != -100
-    correct = (logits.argmax(dim=-1)[masked] == labels[masked]).sum()
+    predicted = logits.argmax(dim=-1)
+    if logits.dim() == 3:
+        predicted = predicted[masked]
+    correct = (predicted == labels[masked]).sum()
     return int(correct), int(masked.sum())

@@ -124,9 +124,11 @@ def load_tokenizer(spec: str = DEFAULT_SPEC) -> "PreTrainedTokenizerFast":
 
 
 def _model_class(task: str):
-    from transformers import BertForMaskedLM, BertForQuestionAnswering
+    from transformers import BertForQuestionAnswering
 
-    classes = {"squad": BertForQuestionAnswering, "mlm": BertForMaskedLM}
+    from scaling_study.models.mlm_head import BertForMaskedLMAtMaskedPositions
+
+    classes = {"squad": BertForQuestionAnswering, "mlm": BertForMaskedLMAtMaskedPositions}
     if task not in classes:
         raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     return classes[task]

@@ -37,11 +37,11 @@ STRING_COLUMNS = (
 )
 NUMERIC_COLUMNS = (
     "lr", "peak_lr", "per_worker_batch", "grad_accum", "num_workers", "global_batch", "seed",
-    "phase", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss", "f1", "em",
+    "phase", "seq_len", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss", "f1", "em",
     "mlm_acc", "eval_loss", "time_compute_s", "time_allreduce_s", "time_optimizer_s", "target_value",
 )
 # Counts: stored as int64 where a file has every value (so tables print 8, not 8.0).
-INT_COLUMNS = ("per_worker_batch", "grad_accum", "num_workers", "global_batch", "seed", "phase", "step")
+INT_COLUMNS = ("per_worker_batch", "grad_accum", "num_workers", "global_batch", "seed", "phase", "seq_len", "step")
 BOOL_COLUMNS = ("target_reached", "stopped_early")
 # Columns that order the evaluations of one run, most precise first.
 PROGRESS_COLUMNS = ("step", "samples", "train_time_s")

@@ -77,13 +77,11 @@ def _assemble(shards, n: int):
 
 
 class MlmEvaluator:
-    """Masked-LM accuracy on held-out text, with one fixed masking drawn once from `seed`."""
+    """Masked-LM accuracy on a held-out set masked once (`scaling_study.data.mlm.premask`):
+    every evaluation of every run scores the same masked positions."""
 
-    def __init__(self, dataset, tokenizer, collate, *, seed: int, batch_size: int = 32):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            idx = list(range(len(dataset)))
-            self.batches = list(_batches(dataset, idx, batch_size, collate))
+    def __init__(self, masked_dataset, *, batch_size: int = 32):
+        self.batches = list(_batches(masked_dataset, list(range(len(masked_dataset))), batch_size))
 
     @torch.no_grad()
     def run(self, model, device, *, rank: int, world: int, batch_size: int, autocast=contextlib.nullcontext):

@@ -18,7 +18,7 @@ from ray.train import UserCallback
 COLUMNS = [
     "run_id", "trial_id", "task", "model", "optimizer", "lr", "peak_lr", "lr_rule",
     "per_worker_batch", "grad_accum", "num_workers", "global_batch", "scaling_mode", "seed",
-    "device", "phase", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss",
+    "device", "phase", "seq_len", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss",
     "f1", "em", "mlm_acc", "eval_loss", "time_compute_s", "time_allreduce_s", "time_optimizer_s",
     "target_metric", "target_value", "target_reached",
 ]
@@ -34,7 +34,7 @@ def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, rea
         "per_worker_batch": phase.per_worker_batch, "grad_accum": phase.grad_accum,
         "num_workers": job.data_workers, "global_batch": phase.global_batch,
         "scaling_mode": job.train.scaling_mode, "seed": job.train.seed, "device": device,
-        "phase": phase.index + 1, "step": pos.step, "samples": pos.samples,
+        "phase": phase.index + 1, "seq_len": phase.seq_len, "step": pos.step, "samples": pos.samples,
         "train_time_s": clock.train, "wall_time_s": clock.wall(),
         "throughput": window.throughput(), "loss": window.mean_loss(),
         "f1": metrics.get("f1", NAN), "em": metrics.get("em", NAN),

@@ -42,6 +42,8 @@ class Setup:
     eval_batch_size: int = 32
     autocast: Callable = contextlib.nullcontext
     params: list = field(default_factory=list)
+    sparse_params: list = field(default_factory=list)
+    """Parameters whose gradient arrives sparse (the word embedding under sparse all-reduce)."""
 
     @property
     def ddp(self) -> bool:
@@ -62,6 +64,9 @@ class Setup:
     def optimizer_step(self) -> None:
         """Clip the global gradient norm (NVIDIA's LAMB recipe), step, advance the schedule."""
         max_norm = self.job.train.max_grad_norm
+        for p in self.sparse_params:  # all-reduced as sparse rows; the optimizers want them dense
+            if p.grad is not None and p.grad.is_sparse:
+                p.grad = p.grad.to_dense()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if max_norm is not None:
@@ -109,16 +114,16 @@ class Setup:
             indices = list(sampler)
             for b in range(pos.micro_batch, per_epoch):
                 chunk = indices[b * phase.per_worker_batch:(b + 1) * phase.per_worker_batch]
-                batch = self._collate([dataset[i] for i in chunk])
+                batch = self._collate([dataset[i] for i in chunk], phase)
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 batch["_position"] = b + 1
                 yield batch
             pos.epoch += 1
             pos.micro_batch = 0
 
-    def _collate(self, items: list) -> dict:
+    def _collate(self, items: list, phase: Phase) -> dict:
         if self.task.collate is not None:
-            return dict(self.task.collate(items))
+            return dict(self.task.collate[phase.index](items))
         return torch.utils.data.default_collate(items)
 
 
@@ -161,7 +166,10 @@ def build_setup(job: Job, config: dict, rank: int, world: int) -> Setup:
     if job.model.dropout is not None:
         set_dropout(model, job.model.dropout)
     seed_everything(job.train.seed + rank)  # dropout and masking differ per rank, as they should
-    model = ray.train.torch.prepare_model(model)
+    sparse = _use_sparse_embedding_grads(job, model, device, world)
+    # Gradients as views into DDP's all-reduce buckets: no copy into and out of the buckets
+    # each step (measured: a third of DDP's CPU overhead on the tiny model, gloo, 2 workers).
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"gradient_as_bucket_view": True})
     module = getattr(model, "module", model)
     o = job.optimizer
     groups = bert_param_groups(module, o.weight_decay, no_decay=tuple(o.no_decay))
@@ -174,7 +182,26 @@ def build_setup(job: Job, config: dict, rank: int, world: int) -> Setup:
     return Setup(job=job, device=device, model=model, module=module, optimizer=optimizer,
                  scheduler=scheduler, scaler=scaler, task=task, phases=phases, phase_start=starts,
                  world=world, rank=rank, autocast=_autocast(job, device), params=params,
-                 log_every=config.get("log_every", 10))
+                 sparse_params=sparse, log_every=config.get("log_every", 10))
+
+
+def _use_sparse_embedding_grads(job: Job, model: torch.nn.Module, device: torch.device, world: int) -> list:
+    """Switch the word embedding to sparse gradients where that shrinks the all-reduce; returns
+    the parameters so switched (to densify before the optimizer).
+
+    A batch of B x L tokens touches at most B x L of the vocabulary's rows, yet DDP would send
+    the whole vocab x hidden gradient: 89 % of a tiny BERT's and half of MiniLM's bytes. gloo
+    all-reduces sparse tensors (NCCL does not, so GPUs keep the dense path), and an input
+    embedding tied to an output layer (MLM) gets a dense gradient from the decoder anyway.
+    """
+    if not (job.scaling.sparse_embedding_allreduce and world > 1 and device.type == "cpu"):
+        return []
+    embedding = model.get_input_embeddings()
+    output = model.get_output_embeddings()
+    if not isinstance(embedding, torch.nn.Embedding) or (output is not None and output.weight is embedding.weight):
+        return []
+    embedding.sparse = True
+    return [embedding.weight]
 
 
 def lr_lambda(job: Job, phases: list[Phase], base_lr: float) -> Callable[[int], float]:
@@ -186,7 +213,6 @@ def lr_lambda(job: Job, phases: list[Phase], base_lr: float) -> Callable[[int], 
 
     parts = []
     for phase in phases:
-        warmup = int(phase.warmup) if phase.warmup >= 1 else phase.warmup
-        fn = build_schedule(job.schedule.name, phase.steps, warmup=warmup, **job.schedule.args)
+        fn = build_schedule(job.schedule.name, phase.steps, warmup=phase.warmup_arg, **job.schedule.args)
         parts.append((phase.steps, scaled(fn, job.peak_lr(phase) / base_lr)))
     return phased_schedule(parts)

@@ -57,9 +57,11 @@ class TaskData:
     """Everything a worker needs about the data: per-phase train sets, and the evaluator."""
     train_sets: dict[int, Any]
     """seq_len -> torch Dataset of training examples (features)."""
-    collate: Callable | None
+    collate: dict[int, Callable] | None
+    """phase index -> batch collator (MLM: masking with the phase's max_predictions); None: default."""
     evaluator: Any
-    """`evaluator.shard(rank, world)`, `evaluator.batches(batch_size)` and `evaluator.score(outputs)`."""
+    """`evaluator.run(model, device, rank=, world=, batch_size=, autocast=)` -> metrics dict,
+    the same on every rank."""
 
 
 def build_task_data(job: Job, files: DataFiles, tokenizer) -> TaskData:
@@ -90,12 +92,18 @@ def _mlm(job: Job, files: DataFiles, tokenizer, seq_lens: list[int]) -> TaskData
     from scaling_study.train.evaluate import MlmEvaluator
 
     d = job.data
-    collate = mlm.mlm_collator(tokenizer, mlm_probability=d.mlm_probability, max_predictions=d.max_predictions)
+    phases = job.phases()
+    collate = {p.index: mlm.mlm_collator(tokenizer, mlm_probability=d.mlm_probability,
+                                         max_predictions=p.max_predictions) for p in phases}
     sets = {n: mlm.text_dataset(files.train, tokenizer, n) for n in seq_lens}
     dev = mlm.text_dataset(files.dev, tokenizer, seq_lens[-1])
     if d.max_eval_examples:
         import torch.utils.data as tud
         dev = tud.Subset(dev, range(min(len(dev), d.max_eval_examples)))
     # A fixed masking for the held-out split: the same positions at every evaluation.
-    evaluator = MlmEvaluator(dev, tokenizer, collate, seed=job.train.seed)
+    # Held out at the longest sequence length, masked as the (last) phase at that length masks.
+    longest = [p for p in phases if p.seq_len == seq_lens[-1]][-1]
+    masked = mlm.premask(dev, tokenizer, mlm_probability=d.mlm_probability,
+                         max_predictions=longest.max_predictions, seed=job.train.seed)
+    evaluator = MlmEvaluator(masked)
     return TaskData(sets, collate, evaluator)

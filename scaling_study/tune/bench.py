@@ -29,7 +29,7 @@ def _cost(sweep_dir, tables, metric: str, mode: str) -> dict:
     best = records.loc[records[metric].idxmax() if mode == "max" else records[metric].idxmin()]
     return {"trials": len(trials), "stopped": int(trials["stopped_early"].sum()),
             "worker_s": float((last["num_workers"] * last["train_time_s"]).sum()),
-            "best": {k[3:]: best[k] for k in hp}, "metric": float(best[metric])}
+            "best": {k[3:]: getattr(best[k], "item", lambda: best[k])() for k in hp}, "metric": float(best[metric])}
 
 
 def main(args) -> int:

@@ -228,26 +228,31 @@ class SearchSpace:
         return PersistentASHA(state_path=state_path, time_attr=s.time_attr, max_t=s.max_t,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
-    def build_search_alg(self):
-        """Tune's variant generator (random and grid), or OptunaSearch."""
+    def build_search_alg(self, max_concurrent: int | None = None):
+        """Tune's variant generator (random and grid), or OptunaSearch, running at most
+        `max_concurrent` trials at once."""
         seed = self.spec.search.seed
         if self.spec.search.algorithm == "optuna":
+            from ray.tune.search import ConcurrencyLimiter
             from ray.tune.search.optuna import OptunaSearch
 
-            return OptunaSearch(seed=seed)
+            searcher = OptunaSearch(seed=seed)
+            return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed)
+        return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent or 0)
 
-    def tune_config(self, state_path: str, **overrides):
+    def tune_config(self, state_path: str, *, max_concurrent_trials: int | None = None):
         """`ray.tune.TuneConfig` with this space's metric, mode, searcher, scheduler and sizes;
-        ASHA keeps its rungs in `state_path`."""
+        ASHA keeps its rungs in `state_path`. `max_concurrent_trials` (default: the space's) is
+        enforced by the search algorithm itself: Tune ignores TuneConfig's for a
+        `BasicVariantGenerator` passed in, as every sweep here does."""
         from ray import tune
 
-        kwargs = dict(metric=self.scheduler.metric, mode=self.scheduler.mode, search_alg=self.build_search_alg(),
-                      scheduler=self.build_scheduler(state_path), num_samples=self.num_samples,
-                      max_concurrent_trials=self.max_concurrent_trials)
-        return tune.TuneConfig(**{**kwargs, **overrides})
+        limit = max_concurrent_trials or self.max_concurrent_trials
+        return tune.TuneConfig(metric=self.scheduler.metric, mode=self.scheduler.mode,
+                               search_alg=self.build_search_alg(limit),
+                               scheduler=self.build_scheduler(state_path), num_samples=self.num_samples)
 
     def failure_config(self):
         """`ray.tune.FailureConfig`: how often a failed trial's driver is restarted."""
