@@ -29,7 +29,12 @@ def _cost(sweep_dir, tables, metric: str, mode: str) -> dict:
     best = records.loc[records[metric].idxmax() if mode == "max" else records[metric].idxmin()]
     return {"trials": len(trials), "stopped": int(trials["stopped_early"].sum()),
             "worker_s": float((last["num_workers"] * last["train_time_s"]).sum()),
-            "best": {k[3:]: getattr(best[k], "item", lambda: best[k])() for k in hp}, "metric": float(best[metric])}
+            "best": {k[3:]: _plain(best[k]) for k in hp}, "metric": float(best[metric])}
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (so the table prints 0.03, not np.float64(0.03))."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def main(args) -> int:
