@@ -8,6 +8,9 @@ its causes: 2 independent plain processes (what the cores allow with no communic
 and 2 processes under DDP over gloo (adds the gradient all-reduce); what is left between that and
 Ray Train's 2 workers is Ray's own share. Ray throughput excludes the first window (start-up,
 allocator warm-up) and evaluation; the plain loops time the steps after `--warmup`.
+`--grad-accum K` makes every row accumulate K micro-batches per optimizer step (DDP all-reduces
+once per step, Determined's aggregation frequency), which divides the communication per sample
+by K.
 """
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="tiny", help="model spec (default: tiny)")
     p.add_argument("--batch", type=int, default=16, help="per-worker micro-batch (default 16)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
-    p.add_argument("--steps", type=int, default=60, help="measured steps per mode (default 60)")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per optimizer step, all-reduced once (default 1): the aggregation "
+                        "frequency; the global batch is batch x workers x this")
+    p.add_argument("--steps", type=int, default=60, help="measured optimizer steps per mode (default 60)")
     p.add_argument("--warmup", type=int, default=10, help="steps not measured (default 10)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts (default 1 2)")
     p.add_argument("--rounds", type=int, default=3,
@@ -34,15 +40,19 @@ def _job(args, workers: int):
     return load_job(args.job, [
         f"name=bench-train-{workers}w-{int(time.time())}", f"model.name={args.model}",
         f"model.max_seq_length={args.seq_len}", f"scaling.num_workers={workers}", "scaling.cpus_per_worker=1",
-        f"train.per_worker_batch={args.batch}", f"train.global_batch={args.batch * workers}",
+        f"train.per_worker_batch={args.batch}", f"train.grad_accum={args.grad_accum}",
+        f"train.global_batch={args.batch * workers * args.grad_accum}",
         f"train.steps={w + args.steps}", "eval.target=null", f"eval.every_steps={w}",
         "data.max_eval_examples=8", "output.dir=/tmp/scaling_study_bench", "output.max_failures=0"])
 
 
 def plain_throughput(args, *, rank: int = 0, world: int = 1, ddp: bool = False, barrier=None) -> float:
     """A plain PyTorch loop, 1 thread: same model, data, optimizer and batch. With `world` > 1 it
-    is one of several processes, each on its own shard, wrapped in DDP when `ddp`; returns this
-    process's samples/s, timed from a common start (`barrier`) after the warm-up steps."""
+    is one of several processes, each on its own shard, wrapped in DDP when `ddp` (accumulating
+    `--grad-accum` micro-batches under `no_sync`, as the Ray worker does); returns this process's
+    samples/s, timed from a common start (`barrier`) after the warm-up steps."""
+    import contextlib
+
     import torch
 
     from scaling_study.models import build_model, load_tokenizer
@@ -70,19 +80,21 @@ def plain_throughput(args, *, rank: int = 0, world: int = 1, ddp: bool = False, 
             if barrier is not None:
                 barrier.wait()
             t0 = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        model(**batch).loss.backward()
+        for i in range(args.grad_accum):
+            try:
+                batch = next(it)
+            except StopIteration:
+                it = iter(loader)
+                batch = next(it)
+            with model.no_sync() if ddp and i < args.grad_accum - 1 else contextlib.nullcontext():
+                (model(**batch).loss / args.grad_accum).backward()
         for p in sparse:
             p.grad = p.grad.to_dense()
         if job.train.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), job.train.max_grad_norm, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return args.steps * args.batch / (time.perf_counter() - t0)
+    return args.steps * args.batch * args.grad_accum / (time.perf_counter() - t0)
 
 
 def _process(rank: int, args, world: int, ddp: bool, port: int, barrier, results) -> None:
@@ -160,8 +172,9 @@ def main(args) -> int:
 
     import torch
 
-    print(f"# scaling-study bench train --model {args.model} --batch {args.batch} --seq-len {args.seq_len} "
-          f"--steps {args.steps} --rounds {args.rounds}   (torch {torch.__version__}, 1 thread per worker)")
+    print(f"# scaling-study bench train --model {args.model} --batch {args.batch} --grad-accum {args.grad_accum} "
+          f"--seq-len {args.seq_len} --steps {args.steps} --rounds {args.rounds}   "
+          f"(torch {torch.__version__}, 1 thread per worker)")
     rounds = []
     for r in range(args.rounds):
         rows = one_round(args)
