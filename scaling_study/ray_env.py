@@ -7,6 +7,7 @@ from scaling_study.errors import UserError
 
 # Workers build tokenizers in each process; their thread pool would warn after fork.
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
+PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
@@ -26,6 +27,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
             raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
                             "start one with `ray start --head` or leave --address out for a local Ray") from None
     else:
+        # One local node is never drained, so Ray Train's preemption watcher (an actor per run,
+        # polling every 5 s, which logs an error about its constructor arguments at start) has
+        # nothing to watch here; clusters keep it. A value the user set wins.
+        kwargs["runtime_env"] = {"env_vars": {**WORKER_ENV, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0")}}
         # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
         # cleaner polls; without it, that cleaner logs a warning every second.
         ray.init(num_cpus=num_cpus, include_dashboard=True, _node_ip_address="127.0.0.1",

@@ -30,3 +30,22 @@ def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     write_synth(out, n_train=400, n_dev=40, difficulty=0.0, seed=0, corpus_lines=300)
     return out
+
+
+def tiny_job_data(synth_dir, **sections) -> dict:
+    """A squad job on a tiny BERT and the session's generated data, as the YAML's dict; each
+    keyword replaces a top-level key or, for a dict, updates that section."""
+    data = {
+        "name": "tiny", "task": "squad",
+        "model": {"name": "tiny", "max_seq_length": 64},
+        "data": {"train": str(synth_dir / "train.json"), "dev": str(synth_dir / "dev.json"),
+                 "doc_stride": 16, "max_query_length": 24, "max_eval_examples": 24},
+        "optimizer": {"name": "lamb", "lr": 0.01},
+        "schedule": {"name": "constant", "warmup": 0.0},
+        "scaling": {"num_workers": 2},
+        "train": {"per_worker_batch": 4, "global_batch": 8, "steps": 8},
+        "eval": {"every_steps": 4, "target": {"metric": "f1", "value": 101.0}},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return data

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import tiny_job_data
 from scaling_study.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.ray
@@ -17,17 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_base(tmp_path, synth_dir, steps=12):
-    job = {
-        "name": "base", "task": "squad",
-        "model": {"name": "tiny", "max_seq_length": 64},
-        "data": {"train": str(synth_dir / "train.json"), "dev": str(synth_dir / "dev.json"),
-                 "doc_stride": 16, "max_query_length": 24, "max_eval_examples": 16},
-        "optimizer": {"name": "lamb", "lr": 0.01},
-        "schedule": {"name": "constant", "warmup": 0.0},
-        "scaling": {"num_workers": 1},
-        "train": {"per_worker_batch": 4, "grad_accum": 1, "steps": steps},
-        "eval": {"every_steps": 4, "target": {"metric": "loss", "value": 0.1}},
-    }
+    job = tiny_job_data(synth_dir, name="base", scaling={"num_workers": 1},
+                        data={"max_eval_examples": 16},
+                        train={"global_batch": None, "grad_accum": 1, "steps": steps},
+                        eval={"target": {"metric": "loss", "value": 0.1}})
     path = tmp_path / "base.yaml"
     path.write_text(yaml.safe_dump(job))
     return path

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import tiny_job_data
 from scaling_study.config import job_from_dict
 from scaling_study.train.driver import RunFailed, run_job
 
@@ -12,21 +13,8 @@ pytestmark = pytest.mark.ray
 
 
 def tiny_job(tmp_path, synth_dir, **sections):
-    data = {
-        "name": "tiny", "task": "squad",
-        "model": {"name": "tiny", "max_seq_length": 64},
-        "data": {"train": str(synth_dir / "train.json"), "dev": str(synth_dir / "dev.json"),
-                 "doc_stride": 16, "max_query_length": 24, "max_eval_examples": 24},
-        "optimizer": {"name": "lamb", "lr": 0.01},
-        "schedule": {"name": "constant", "warmup": 0.0},
-        "scaling": {"num_workers": 2},
-        "train": {"per_worker_batch": 4, "global_batch": 8, "steps": 8},
-        "eval": {"every_steps": 4, "target": {"metric": "f1", "value": 101.0}},
-        "output": {"dir": str(tmp_path / "runs"), "max_failures": 1},
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return job_from_dict(data)
+    sections["output"] = {"dir": str(tmp_path / "runs"), "max_failures": 1, **sections.get("output", {})}
+    return job_from_dict(tiny_job_data(synth_dir, **sections))
 
 
 def model_weights(result):
@@ -130,3 +118,17 @@ def test_two_phase_mlm_pretraining(tmp_path, synth_dir, local_ray):
     assert rec["mlm_acc"].between(0, 1).all() and rec["eval_loss"].notna().all()
     assert rec["f1"].isna().all()
     assert rec["loss"].iloc[2] < rec["loss"].iloc[0], "masked-LM loss falls in phase 1"
+
+
+def test_local_ray_runs_without_the_preemption_watcher(local_ray):
+    """One local node is never drained: every Ray process of the embedded Ray (trial drivers and
+    Train controllers included) sees Ray Train's preemption watcher switched off."""
+    import os
+
+    from scaling_study.ray_env import PREEMPTION_WATCHER
+
+    @local_ray.remote(num_cpus=0)
+    def env():
+        return os.environ.get(PREEMPTION_WATCHER), os.environ.get("TOKENIZERS_PARALLELISM")
+
+    assert local_ray.get(env.remote()) == ("0", "false")
