@@ -55,6 +55,7 @@ def test_batch_arithmetic():
     ({"train": {"steps": 5, "phases": [{"steps": 5, "global_batch": 48}]}}, "train.phases[0].global_batch", "multiple"),
     ({"data": {"train": "a.json"}}, "data.dev", "both"),
     ({"name": "a/b"}, "name", "plain folder name"),
+    ({"output": {"dir": "s3://bucket/runs"}}, "output.dir", "a file:// URI"),
     ({"model": {"max_seq_length": 64}, "data": {"doc_stride": 32}}, "model.max_seq_length", "at least 68"),
 ])
 def test_bad_jobs_name_the_key(sections, key, words):
@@ -100,3 +101,9 @@ def test_to_dict_is_plain_yaml():
     job = job_from_dict(make(train={"steps": 3, "phases": [{"steps": 3, "seq_len": 112}]}))
     text = yaml.safe_dump(to_dict(job))
     assert job_from_dict(yaml.safe_load(text)) == job
+
+
+def test_output_dir_as_a_file_uri_is_its_path(tmp_path):
+    job = job_from_dict(make(output={"dir": f"file://{tmp_path}/my%20runs"}))
+    assert job.output.dir == f"{tmp_path}/my runs"
+    assert job_from_dict(make(output={"dir": "runs"})).output.dir == "runs"

@@ -95,6 +95,7 @@ BAD = [
     ({"scheduler": {"name": "asha", "grace_period": 640, "max_t": 6400}}, "scheduler.grace_period", "never stop"),
     ({"scheduler": {"grace_period": 64}}, "scheduler.grace_period", "name: asha only"),
     ({"search": {"algorithm": "grid"}}, "parameters.optimizer.lr.distribution", "cannot be enumerated"),
+    ({"output": {"dir": "gs://bucket/sweeps"}}, "output.dir", "object-store URIs (gs://)"),
 ]
 
 

@@ -31,9 +31,11 @@ def test_a_job_becomes_a_run_and_storage_is_made_absolute(tmp_path, monkeypatch)
     assert shlex.split(p.entrypoint)[3:5] == ["run", "jobs/quickstart.yaml"]
 
 
-def test_uri_storage_is_passed_as_it_is():
-    p = sub.plan(ROOT / "jobs" / "quickstart.yaml", storage="s3://bucket/runs")
-    assert p.storage == "s3://bucket/runs" and shlex.split(p.entrypoint)[-1] == "output.dir=s3://bucket/runs"
+def test_storage_is_a_folder_every_node_mounts(tmp_path):
+    p = sub.plan(ROOT / "jobs" / "quickstart.yaml", storage=f"file://{tmp_path}/shared")
+    assert p.storage == str(tmp_path / "shared") and shlex.split(p.entrypoint)[-1] == f"output.dir={tmp_path}/shared"
+    with pytest.raises(UserError, match=r"--storage 's3://bucket/runs' is not supported: .*file:// URI"):
+        sub.plan(ROOT / "jobs" / "quickstart.yaml", storage="s3://bucket/runs")
 
 
 def test_a_bad_file_never_reaches_the_cluster(monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scaling_study.config.schema import FieldError
+from scaling_study.storage import results_dir
 
 TASK_METRICS = {"squad": ("f1", "em", "loss"), "mlm": ("mlm_acc", "loss")}
 MAXIMISE = {"f1": True, "em": True, "mlm_acc": True, "loss": False}
@@ -235,6 +236,10 @@ class OutputConfig:
     """Worker-group restarts from the latest checkpoint before the run fails (Ray FailureConfig)."""
 
     def __post_init__(self):
+        try:
+            object.__setattr__(self, "dir", results_dir(self.dir))
+        except ValueError as exc:
+            raise FieldError("dir", str(exc)) from None
         _positive("checkpoints_to_keep", self.checkpoints_to_keep)
         if self.max_failures < -1:
             raise FieldError("max_failures", f"must be >= 0, or -1 for unlimited, got {self.max_failures}")

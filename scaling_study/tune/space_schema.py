@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scaling_study.config.schema import FieldError
+from scaling_study.storage import results_dir
 from scaling_study.tune.study import BATCH_KEYS
 
 # Worker-reported attributes that only grow, also across a restore (Tune's own counters restart).
@@ -184,7 +185,13 @@ class Failure:
 @dataclass(kw_only=True)
 class Output:
     dir: str = "sweeps"
-    """Tune's storage_path: a local folder or a filesystem URI every node can reach."""
+    """Tune's storage_path: a folder every node can reach (see scaling_study.storage)."""
+
+    def __post_init__(self):
+        try:
+            self.dir = results_dir(self.dir)
+        except ValueError as exc:
+            raise FieldError("dir", str(exc)) from None
 
 
 @dataclass(kw_only=True)

@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 
 from scaling_study.config import Job, load_job, load_yaml
 from scaling_study.errors import ConfigError, UserError
+from scaling_study.storage import results_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 """The project folder: shipped to the cluster as the job's working directory."""
@@ -111,9 +112,10 @@ def _check_data_is_reachable(job: Job, source: str, root: Path) -> None:
 
 
 def _storage(value: str) -> str:
-    if "://" in value:
-        return value  # a filesystem URI: Ray's storage layer (pyarrow.fs) resolves it on every node
-    return str(Path(value).expanduser().resolve())
+    try:
+        return str(Path(results_dir(value)).expanduser().resolve())
+    except ValueError as exc:
+        raise UserError(f"--storage {exc}") from None
 
 
 def connect(address: str | None = None):
