@@ -107,3 +107,11 @@ def test_output_dir_as_a_file_uri_is_its_path(tmp_path):
     job = job_from_dict(make(output={"dir": f"file://{tmp_path}/my%20runs"}))
     assert job.output.dir == f"{tmp_path}/my runs"
     assert job_from_dict(make(output={"dir": "runs"})).output.dir == "runs"
+
+
+@pytest.mark.parametrize("flag, value, key", [("--out", "s3://bucket/runs", "output.dir"), ("--name", "a/b", "name")])
+def test_run_flags_are_blamed_by_their_own_name(flag, value, key, capsys):
+    from scaling_study.cli import main
+
+    assert main(["run", "jobs/quickstart.yaml", flag, value]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {flag} {value}: {key}: ")
