@@ -5,16 +5,19 @@ trains the job the bench describes and returns a rate.
 """
 import argparse
 import math
+from pathlib import Path
 
 import pytest
 import yaml
 
 from scaling_study.train import bench
 
+QUICKSTART = Path(__file__).resolve().parents[1] / "jobs" / "quickstart.yaml"
+
 
 @pytest.fixture()
 def args(synth_dir, tmp_path):
-    with open("jobs/quickstart.yaml") as f:
+    with open(QUICKSTART) as f:
         job = yaml.safe_load(f)
     job["data"]["dir"] = str(synth_dir)
     path = tmp_path / "job.yaml"

@@ -113,5 +113,5 @@ def test_output_dir_as_a_file_uri_is_its_path(tmp_path):
 def test_run_flags_are_blamed_by_their_own_name(flag, value, key, capsys):
     from scaling_study.cli import main
 
-    assert main(["run", "jobs/quickstart.yaml", flag, value]) == 2
+    assert main(["run", str(ROOT / "jobs" / "quickstart.yaml"), flag, value]) == 2
     assert capsys.readouterr().err.startswith(f"error: {flag} {value}: {key}: ")
