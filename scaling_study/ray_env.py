@@ -18,8 +18,14 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         return
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     address = address or os.environ.get("RAY_ADDRESS") or None
+    env = dict(WORKER_ENV)
+    if not address:
+        # One local node is never drained, so Ray Train's preemption watcher (an actor per run,
+        # polling every 5 s, which logs an error about its constructor arguments at start) has
+        # nothing to watch here; clusters keep it. A value the user set wins.
+        env[PREEMPTION_WATCHER] = os.environ.get(PREEMPTION_WATCHER, "0")
     kwargs = dict(log_to_driver=True, configure_logging=True, logging_level="WARNING" if quiet else "INFO",
-                  runtime_env={"env_vars": WORKER_ENV})
+                  runtime_env={"env_vars": env})
     if address:
         try:
             ray.init(address=address, **kwargs)
@@ -27,10 +33,6 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
             raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
                             "start one with `ray start --head` or leave --address out for a local Ray") from None
     else:
-        # One local node is never drained, so Ray Train's preemption watcher (an actor per run,
-        # polling every 5 s, which logs an error about its constructor arguments at start) has
-        # nothing to watch here; clusters keep it. A value the user set wins.
-        kwargs["runtime_env"] = {"env_vars": {**WORKER_ENV, PREEMPTION_WATCHER: os.environ.get(PREEMPTION_WATCHER, "0")}}
         # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
         # cleaner polls; without it, that cleaner logs a warning every second.
         ray.init(num_cpus=num_cpus, include_dashboard=True, _node_ip_address="127.0.0.1",

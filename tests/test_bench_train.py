@@ -54,3 +54,12 @@ def test_plain_loop_with_accumulation(args, monkeypatch):
 def test_ddp_processes_with_accumulation(args):
     rate = bench.processes_throughput(args, 2, ddp=True)
     assert rate > 0 and math.isfinite(rate)
+
+
+@pytest.mark.parametrize("flag, value", [("--grad-accum", "0"), ("--steps", "-3"), ("--rounds", "x")])
+def test_counts_must_be_positive(flag, value, capsys):
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    with pytest.raises(SystemExit):
+        p.parse_args([flag, value])
+    assert f"argument {flag}: expected a whole number >= 1, got {value!r}" in capsys.readouterr().err

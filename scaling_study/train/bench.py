@@ -17,18 +17,30 @@ from __future__ import annotations
 import time
 
 
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def add_arguments(p) -> None:
     p.add_argument("--job", default="jobs/quickstart.yaml", help="the job whose model/data/optimizer to use")
     p.add_argument("--model", default="tiny", help="model spec (default: tiny)")
-    p.add_argument("--batch", type=int, default=16, help="per-worker micro-batch (default 16)")
-    p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
-    p.add_argument("--grad-accum", type=int, default=1,
+    p.add_argument("--batch", type=_positive, default=16, help="per-worker micro-batch (default 16)")
+    p.add_argument("--seq-len", type=_positive, default=128, help="sequence length (default 128)")
+    p.add_argument("--grad-accum", type=_positive, default=1,
                    help="micro-batches per optimizer step, all-reduced once (default 1): the aggregation "
                         "frequency; the global batch is batch x workers x this")
-    p.add_argument("--steps", type=int, default=60, help="measured optimizer steps per mode (default 60)")
-    p.add_argument("--warmup", type=int, default=10, help="steps not measured (default 10)")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts (default 1 2)")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--steps", type=_positive, default=60, help="measured optimizer steps per mode (default 60)")
+    p.add_argument("--warmup", type=_positive, default=10, help="steps not measured (default 10)")
+    p.add_argument("--workers", type=_positive, nargs="+", default=[1, 2], help="Ray worker counts (default 1 2)")
+    p.add_argument("--rounds", type=_positive, default=3,
                    help="rounds of all modes; ratios are taken within a round, then the median (default 3)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
 

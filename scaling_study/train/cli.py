@@ -16,7 +16,6 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from scaling_study.config import load_job
-
     from scaling_study.errors import ConfigError
 
     overrides = list(args.overrides)
