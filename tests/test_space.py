@@ -95,7 +95,7 @@ BAD = [
     ({"scheduler": {"name": "asha", "grace_period": 640, "max_t": 6400}}, "scheduler.grace_period", "never stop"),
     ({"scheduler": {"grace_period": 64}}, "scheduler.grace_period", "name: asha only"),
     ({"search": {"algorithm": "grid"}}, "parameters.optimizer.lr.distribution", "cannot be enumerated"),
-    ({"output": {"dir": "gs://bucket/sweeps"}}, "output.dir", "object-store URIs (gs://)"),
+    ({"output": {"dir": "webdav://host/sweeps"}}, "output.dir", "webdav:// is not a file system"),
 ]
 
 
@@ -236,10 +236,6 @@ def test_study_keeps_each_phase_batch(tmp_path):
 
 
 def _peak_lr(job):
-    try:
-        from scaling_study.optim import scale_lr  # noqa: F401  (Job.peak_lr needs it)
-    except ImportError:
-        pytest.skip("scaling_study.optim.scale_lr is not there yet")
     return job.peak_lr(job.phases()[0])
 
 

@@ -1,6 +1,4 @@
 """End to end on a real local Ray: TorchTrainer with 2 CPU workers, a tiny BERT, generated data."""
-import dataclasses
-
 import pandas as pd
 import pytest
 import torch

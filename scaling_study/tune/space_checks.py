@@ -101,8 +101,8 @@ def _check_study(space, source: str) -> None:
     for section, keys in (("parameters", space.dimensions), ("set", space.spec.set)):
         for key in keys:
             if key in owned:
-                raise ConfigError(f"{section}.{key}", f"is set by the scaling study (study.workers, study.seeds, "
-                                                      f"study.mode); drop it here or drop the study", source)
+                raise ConfigError(f"{section}.{key}", "is set by the scaling study (study.workers, study.seeds, "
+                                                       "study.mode); drop it here or drop the study", source)
     bad, why = contradicts[study.mode]
     if bad in space.dimensions:
         raise ConfigError(f"parameters.{bad}", f"study.mode {study.mode} {why}", source)

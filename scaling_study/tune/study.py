@@ -11,7 +11,7 @@ by the job schema afterwards (`scaling_study.config.job_from_dict`).
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import Any
 
 from scaling_study.config import Phase
 
