@@ -1,4 +1,5 @@
 """Shared fixtures: one small local Ray per test module that needs it, stopped afterwards."""
+import logging
 import os
 
 import pytest
@@ -20,6 +21,35 @@ def local_ray():
     ensure_ray(None, num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+S3_BUCKET = "results"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """An S3 server on 127.0.0.1 with one bucket; its endpoint and keys in the environment (as a
+    user's would be) so that Ray's processes started afterwards reach it too."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from scaling_study import storage
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    storage._filesystem.cache_clear()
+    boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+    yield f"s3://{S3_BUCKET}"
+    storage._filesystem.cache_clear()
+    for k, v in saved.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,8 @@ def test_batch_arithmetic():
     ({"train": {"steps": 5, "phases": [{"steps": 5, "global_batch": 48}]}}, "train.phases[0].global_batch", "multiple"),
     ({"data": {"train": "a.json"}}, "data.dev", "both"),
     ({"name": "a/b"}, "name", "plain folder name"),
-    ({"output": {"dir": "s3://bucket/runs"}}, "output.dir", "a file:// URI"),
+    ({"output": {"dir": "https://host/runs"}}, "output.dir", "a file:// URI"),
+    ({"output": {"dir": "s3:///runs"}}, "output.dir", "s3://BUCKET/folder"),
     ({"model": {"max_seq_length": 64}, "data": {"doc_stride": 32}}, "model.max_seq_length", "at least 68"),
 ])
 def test_bad_jobs_name_the_key(sections, key, words):
@@ -107,9 +108,10 @@ def test_output_dir_as_a_file_uri_is_its_path(tmp_path):
     job = job_from_dict(make(output={"dir": f"file://{tmp_path}/my%20runs"}))
     assert job.output.dir == f"{tmp_path}/my runs"
     assert job_from_dict(make(output={"dir": "runs"})).output.dir == "runs"
+    assert job_from_dict(make(output={"dir": "s3://bucket/runs"})).output.dir == "s3://bucket/runs"
 
 
-@pytest.mark.parametrize("flag, value, key", [("--out", "s3://bucket/runs", "output.dir"), ("--name", "a/b", "name")])
+@pytest.mark.parametrize("flag, value, key", [("--out", "ftp://host/runs", "output.dir"), ("--name", "a/b", "name")])
 def test_run_flags_are_blamed_by_their_own_name(flag, value, key, capsys):
     from scaling_study.cli import main
 

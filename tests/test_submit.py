@@ -34,8 +34,11 @@ def test_a_job_becomes_a_run_and_storage_is_made_absolute(tmp_path, monkeypatch)
 def test_storage_is_a_folder_every_node_mounts(tmp_path):
     p = sub.plan(ROOT / "jobs" / "quickstart.yaml", storage=f"file://{tmp_path}/shared")
     assert p.storage == str(tmp_path / "shared") and shlex.split(p.entrypoint)[-1] == f"output.dir={tmp_path}/shared"
-    with pytest.raises(UserError, match=r"--storage 's3://bucket/runs' is not supported: .*file:// URI"):
-        sub.plan(ROOT / "jobs" / "quickstart.yaml", storage="s3://bucket/runs")
+    p = sub.plan(ROOT / "jobs" / "quickstart.yaml", storage="s3://bucket/runs?region=eu-west-1")
+    assert p.storage == "s3://bucket/runs?region=eu-west-1"  # an object store the nodes reach, kept as given
+    assert shlex.split(p.entrypoint)[-1] == "output.dir=s3://bucket/runs?region=eu-west-1"
+    with pytest.raises(UserError, match=r"--storage 'http://host/runs': http:// is not a file system .*s3://bucket/results"):
+        sub.plan(ROOT / "jobs" / "quickstart.yaml", storage="http://host/runs")
 
 
 def test_a_bad_file_never_reaches_the_cluster(monkeypatch):

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from scaling_study.cli import main
+from scaling_study.storage import Loc, read_csv
 from scaling_study.tune import submit as sub
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]  # a hung job fails the test; teardown still runs
@@ -64,8 +65,9 @@ def _kill(marker: str, grace_s: float = 5.0) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A 2-CPU head node on loopback with the dashboard (Job Submission API); its address."""
+def cluster(s3):
+    """A 2-CPU head node on loopback with the dashboard (Job Submission API); its address. Its
+    nodes hold the S3 server's endpoint and keys (`s3`), as a cluster writing to a bucket would."""
     marker = uuid.uuid4().hex
     temp = tempfile.mkdtemp(prefix="ssray")  # short: Ray's socket paths live under it
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
@@ -126,6 +128,17 @@ def test_a_submitted_run_succeeds_and_writes_records_to_storage(cluster, tmp_pat
 
     records = pd.read_csv(tmp_path / "shared" / "submit_smoke" / "records.csv")
     assert list(records["step"]) == [2, 4] and set(records["num_workers"]) == {1}
+
+
+def test_a_submitted_run_writes_its_results_to_an_object_store(cluster, s3):
+    storage = f"{s3}/cluster"
+    job_id = sub.submit(ROOT / "jobs" / "sweep_base_tiny.yaml", cluster, storage=storage,
+                        overrides=[*TINY, "name=submit_s3"], wait=True, out=lambda line: None)
+    assert str(sub.connect(cluster).get_job_status(job_id).value) == "SUCCEEDED"
+    run = Loc(storage) / "submit_s3"
+    assert list(read_csv(run / "records.csv")["step"]) == [2, 4]
+    assert (run / "records.parquet").is_file() and (run / "job.yaml").is_file()
+    assert any(d.name.startswith("checkpoint_") for d in run.subdirs())
 
 
 def test_jobs_name_a_missing_job(cluster, capsys):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import tiny_job_data
+from scaling_study.storage import Loc, read_csv
 from scaling_study.tune.sweep import run_sweep
 
 pytestmark = pytest.mark.ray
@@ -98,38 +99,47 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_resume_after_the_sweep_driver_is_killed(tmp_path, synth_dir):
-    """Kill the sweep's driver (and its embedded Ray) mid-sweep; `--resume` finishes the rest."""
-    base = tiny_base(tmp_path, synth_dir, steps=120)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_resume_after_the_sweep_driver_is_killed(where, tmp_path, synth_dir, request):
+    """Kill the sweep's driver (and its embedded Ray) mid-sweep; `--resume` finishes the rest.
+    On S3 too: Tune's experiment state reaches the bucket in the background, ours at each write."""
+    base = tiny_base(tmp_path, synth_dir, steps=60)
+    out_dir = f"{request.getfixturevalue('s3')}/kill" if where == "s3" else str(tmp_path / "sweeps")
     # The second trial learns faster than the first, so ASHA lets it past the first rung.
     space = write_space(
-        tmp_path, base,
+        tmp_path, base, output={"dir": out_dir},
         parameters={"optimizer.lr": {"distribution": "grid", "values": [1.0e-7, 0.02]}},
         scheduler={"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
-                   "grace_period": 16, "reduction_factor": 2, "max_t": 480})
-    sweep_dir = tmp_path / "sweeps" / "s"
-    env = {**os.environ, "RAY_ADDRESS": ""}
+                   "grace_period": 16, "reduction_factor": 2, "max_t": 240})
+    sweep_dir = Loc(out_dir) / "s"
+
+    def trial_records() -> dict:
+        found = {d.name: d / "records.csv" for d in (sweep_dir / "trials").subdirs()}
+        return {name: read_csv(f) for name, f in sorted(found.items()) if f.is_file()}
+
+    env = {**os.environ, "RAY_ADDRESS": ""}  # with the S3 endpoint and keys, when `s3` set them
     proc = subprocess.Popen(_sweep_cmd(space), cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def second_trial_started():
-            recs = sorted((sweep_dir / "trials").glob("*/records.csv"))
-            return len(recs) == 2 and len(pd.read_csv(recs[1])) >= 2
+            recs = list(trial_records().values())
+            return len(recs) == 2 and len(recs[1]) >= 2
         _wait_for(second_trial_started, 300, "the second trial's first evaluations")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    before = {p.parent.name: pd.read_csv(p) for p in (sweep_dir / "trials").glob("*/records.csv")}
+    before = trial_records()
 
     out = subprocess.run(_sweep_cmd(space, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600, start_new_session=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "restoring ASHA rungs" in out.stdout + out.stderr
-    trials = pd.read_csv(sweep_dir / "trials.csv")
+    trials = read_csv(sweep_dir / "trials.csv")
     assert len(trials) == 2 and (trials["status"] != "ERROR").all()
     progressed = False
+    after = trial_records()
     for trial_id, rows_before in before.items():
-        rows_after = pd.read_csv(sweep_dir / "trials" / trial_id / "records.csv")
+        rows_after = after[trial_id]
         assert rows_after["step"].is_unique and rows_after["step"].is_monotonic_increasing
         assert rows_after["train_time_s"].is_monotonic_increasing
         # What was recorded before the kill stands; a resumed trial continues after it.

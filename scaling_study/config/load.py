@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,12 @@ import yaml
 from scaling_study.config.job import Job
 from scaling_study.config.schema import from_dict, to_dict
 from scaling_study.errors import ConfigError, UserError
+from scaling_study.storage import Loc, as_path
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
     """Read a YAML mapping with the safe loader; errors name the file and the line."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
@@ -84,15 +84,12 @@ def load_job(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
     return job_from_dict(load_yaml(path), str(path), overrides)
 
 
-def dump_job(job: Job, path: str | os.PathLike, header: str | None = None) -> Path:
-    """Write `job` as YAML that `load_job` reads back to an equal `Job` (atomic: temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def dump_job(job: Job, path: "str | os.PathLike | Loc", header: str | None = None) -> "Path | Loc":
+    """Write `job` as YAML that `load_job` reads back to an equal `Job`, all at once (a local
+    file through a temporary name; a URI, see `storage.Loc`, in one PUT)."""
+    path = as_path(path)
     text = yaml.safe_dump(to_dict(job), sort_keys=False, default_flow_style=False)
     if header:
         text = "".join(f"# {line}\n" for line in header.splitlines()) + text
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    Loc(path).write_text(text)
     return path

@@ -25,6 +25,7 @@ from scaling_study.reports.records import Results, load_results
 from scaling_study.reports.targets import (
     METRIC_MODES, Target, best_trial, make_target, rank_by_time_to_target, resolve_target,
 )
+from scaling_study.storage import Loc, as_path
 from scaling_study.tune import study
 from scaling_study.tune.sweep import TRIALS_DIR
 
@@ -59,7 +60,7 @@ def usable_records(results: Results) -> pd.DataFrame:
     if not keys or "trial_id" not in results.records.columns:
         return results.records
     rec = results.records
-    mask = [(str(Path(s).parent), t) in keys for s, t in zip(rec["source"], rec["trial_id"])]
+    mask = [(str(as_path(s).parent), t) in keys for s, t in zip(rec["source"], rec["trial_id"])]
     left = rec[~pd.Series(mask, index=rec.index)]
     if left.empty:
         raise UserError(f"{', '.join(results.sources)}: every trial ended in ERROR; nothing to export")
@@ -76,7 +77,7 @@ def _errored(results: Results) -> set[tuple[str, str]]:
     if trials is None or not {"trial_id", "status"} <= set(trials.columns):
         return set()
     bad = trials[trials["status"].str.upper() == "ERROR"]
-    return {(str(Path(s).parent), t) for s, t in zip(bad["source"], bad["trial_id"])}
+    return {(str(as_path(s).parent), t) for s, t in zip(bad["source"], bad["trial_id"])}
 
 
 def _check_metric(records: pd.DataFrame, metric: str) -> None:
@@ -119,12 +120,12 @@ def _trial_id(row: pd.Series) -> str:
     return row["run"]
 
 
-def load_trial_job(row: pd.Series) -> tuple[Path, Job]:
+def load_trial_job(row: pd.Series) -> tuple[Path | Loc, Job]:
     """The job file of the run in `row` (a `select_trial` row) and its job: a sweep's
     trials/<trial_id>/job.yaml, or a run directory's job.yaml. UserError naming the file when it
     is missing or holds another run's job (a trial's job is named after the trial, a run's
     after the run)."""
-    folder = Path(row["source"]).parent
+    folder = as_path(row["source"]).parent
     trial_id = row.get("trial_id") or ""
     in_sweep = bool(trial_id) and (folder / TRIALS_DIR).is_dir()
     path = folder / TRIALS_DIR / trial_id / JOB_FILE if in_sweep else folder / JOB_FILE
@@ -247,7 +248,7 @@ def export(sweep_dirs: str | Path | Sequence[str | Path], metric: str, mode: str
     trial_id, row = select_trial(results, metric, mode, goal)
     job_file, job = load_trial_job(row)
     new, changes = rescale(job, workers, scaling) if workers is not None else (job, [])
-    folder = Path(row["source"]).parent
+    folder = as_path(row["source"]).parent
     default = f"best_{folder.name}" + (f"_{workers}w" if changes else "")
     new, renamed = _standalone(new, name or default, folder)
     result = _result_text(row, metric, mode, goal)
@@ -258,13 +259,13 @@ def export(sweep_dirs: str | Path | Sequence[str | Path], metric: str, mode: str
     return Exported(path, trial_id, job_file, result, tuple(renamed + changes), tuple(notes), replaced)
 
 
-def _standalone(job: Job, name: str, folder: Path) -> tuple[Job, list[str]]:
+def _standalone(job: Job, name: str, folder: Path | Loc) -> tuple[Job, list[str]]:
     """The job under `name`, writing its run to the default output folder rather than into a
     sweep's trials folder (where a trial's job points); a run's own output folder is kept."""
     data, lines = to_dict(job), _diff("name", job.name, name)
     data["name"] = name
-    trials = {(folder / TRIALS_DIR).resolve(), folder.resolve().parent}  # a sweep dir, or a trial's dir
-    out = Path(job.output.dir).resolve()
+    trials = {Loc(folder / TRIALS_DIR), Loc(folder).parent}  # a sweep dir, or a trial's dir
+    out = Loc(job.output.dir)
     if out.name == TRIALS_DIR and out in trials:
         data["output"]["dir"] = OutputConfig().dir
         lines += _diff("output.dir", job.output.dir, data["output"]["dir"])

@@ -2,8 +2,6 @@
 that `build.py` computed and writes next to the dashboard."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -11,6 +9,7 @@ from plotly.subplots import make_subplots
 
 from scaling_study.reports import scaling, targets
 from scaling_study.reports.sweeps import METRIC_NAMES
+from scaling_study.storage import as_path
 
 _COLORS = qualitative.Plotly
 _IDEAL = dict(color="#888", dash="dot", width=1.5)
@@ -151,7 +150,7 @@ def grid_figure(tables, report) -> go.Figure:
 def lifetimes_figure(tables, report) -> go.Figure:
     table = tables["trial_lifetimes"]
     # Trial ids repeat across sweeps: name the sweep's folder where they do.
-    folder = table["source"].map(lambda s: Path(s).parent.name)
+    folder = table["source"].map(lambda s: as_path(s).parent.name)
     shared = table["trial_id"].duplicated(keep=False)
     table = table.assign(trial_id=table["trial_id"].where(~shared, folder + "/" + table["trial_id"]))
     fig = go.Figure()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from scaling_study.errors import UserError
+from scaling_study.storage import Loc, as_path, read_csv, read_parquet
 
 RECORD_FILES = ("records.csv", "records.parquet")
 TRIALS_FILE = "trials.csv"
@@ -119,7 +120,7 @@ def load_results(paths: list[str | Path]) -> Results:
     if not paths:
         raise UserError("no results given: pass a run dir, a sweep dir or a records CSV/Parquet file")
     records, trials = [], []
-    for path in map(Path, paths):
+    for path in map(as_path, paths):  # local paths, or URIs of results on an object store
         records_file, trials_file = _locate(path)
         records.append(normalize(read_table(records_file), str(records_file)))
         if trials_file is not None:
@@ -129,7 +130,7 @@ def load_results(paths: list[str | Path]) -> Results:
     return Results(table, trials_table, tuple(table["source"].unique()))
 
 
-def _locate(path: Path) -> tuple[Path, Path | None]:
+def _locate(path: Path | Loc) -> tuple[Path | Loc, Path | Loc | None]:
     """Return (records file, trials file or None) for a file, run dir or sweep dir."""
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
@@ -142,14 +143,14 @@ def _locate(path: Path) -> tuple[Path, Path | None]:
     raise UserError(f"{path}: a results directory must hold {' or '.join(RECORD_FILES)}")
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path | Loc) -> pd.DataFrame:
     """Read a CSV or Parquet table; UserError if it cannot be read or has no rows."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            df = pd.read_parquet(path)
+            df = read_parquet(Loc(path))
         elif suffix in (".csv", ".txt"):
-            df = pd.read_csv(path, dtype={c: str for c in STRING_COLUMNS})
+            df = read_csv(Loc(path), dtype={c: str for c in STRING_COLUMNS})
         else:
             raise UserError(f"{path}: expected a .csv or .parquet file")
     except (OSError, ValueError, pd.errors.ParserError) as exc:

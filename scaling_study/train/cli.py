@@ -35,7 +35,8 @@ def _run(args) -> int:
 
     from scaling_study.train.driver import run_job
 
-    result = run_job(job, address=args.address)
+    where = f"--out {args.out}: output.dir" if args.out else f"{args.job}: output.dir"
+    result = run_job(job, address=args.address, output_key=where)
     _summary(job, result)
     return 0
 

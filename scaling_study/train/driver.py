@@ -13,11 +13,13 @@ import pandas as pd
 from scaling_study.config import Job, dump_job
 from scaling_study.config.schema import to_dict
 from scaling_study.errors import UserError
+from scaling_study.storage import Loc, as_path, write_parquet
 
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | Loc
+    """A `Path` for a local folder, a `Loc` for a URI (both have `/`, `name`, `is_file`, ...)."""
     records: pd.DataFrame
     metrics: dict
     checkpoint: str | None
@@ -35,8 +37,9 @@ def per_worker_resources(job: Job) -> dict[str, float]:
     return res
 
 
-def run_dir_of(job: Job) -> Path:
-    return Path(job.output.dir).resolve() / job.name
+def run_dir_of(job: Job) -> Loc:
+    """`output.dir/name`: an absolute local path, or a URI (see `scaling_study.storage`)."""
+    return Loc(job.output.dir) / job.name
 
 
 def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: dict | None = None,
@@ -59,7 +62,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: d
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
-            name=job.name, storage_path=str(run_dir.parent),
+            name=job.name, storage_path=str(run_dir.parent),  # a URI: Ray writes checkpoints through pyarrow.fs
             failure_config=ray.train.FailureConfig(max_failures=job.output.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
             callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
@@ -90,12 +93,12 @@ def finish(job: Job, result) -> RunResult:
         raise RunFailed(f"run {job.name!r} stopped: {metrics['failed']} (lr {metrics.get('lr'):.3g}); "
                         "lower optimizer.lr, raise schedule.warmup or set train.max_grad_norm")
     if len(records):
-        records.to_parquet(run_dir / "records.parquet", index=False)
+        write_parquet(records, run_dir / "records.parquet")
     checkpoint = result.checkpoint.path if result.checkpoint else None
-    return RunResult(run_dir, records, metrics, checkpoint)
+    return RunResult(as_path(run_dir), records, metrics, checkpoint)
 
 
-def _final_records(run_dir: Path, result) -> pd.DataFrame:
+def _final_records(run_dir: Loc, result) -> pd.DataFrame:
     """The run's records; the latest checkpoint's rows are authoritative (they also cover local
     mode, where Ray Train calls no callbacks)."""
     from scaling_study.train.records import COLUMNS, read_records, write_csv_atomic
@@ -114,20 +117,22 @@ def _final_records(run_dir: Path, result) -> pd.DataFrame:
 
 
 def run_job(job: Job, *, address: str | None = None, fault: dict | None = None, verbose: bool = True,
-            log_every: int = 10) -> RunResult:
+            log_every: int = 10, output_key: str = "output.dir") -> RunResult:
     """Run `job` on Ray Train (embedded local Ray unless `address`), return its records.
 
     Re-running a job with the same `name` and `output.dir` continues it from its last checkpoint.
+    `output_key` names where `output.dir` came from in errors (the job file, a flag).
     """
     from scaling_study.config.components import check_components
     from scaling_study.ray_env import ensure_ray
     from scaling_study.train.tasks import resolve_data_files
 
     check_components(job)
+    run_dir = run_dir_of(job)
+    run_dir.parent.check_reachable(output_key)  # a bucket and credentials, before Ray starts
     files = resolve_data_files(job)  # generate/check data before any worker starts
     ensure_ray(address)
     check_job_runs_here(job)
-    run_dir = run_dir_of(job)
     dump_job(job, run_dir / "job.yaml", header=f"The job of run {job.name!r}, as it ran.")
     trainer = build_trainer(job, files, fault=fault, verbose=verbose, log_every=log_every)
     return finish(job, fit(trainer, job))

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from scaling_study.config import Job, job_from_dict
+from scaling_study.storage import Loc
 from scaling_study.train import state as ckpt_state
 from scaling_study.train.records import make_row
 from scaling_study.train.setup import Setup, build_setup
@@ -61,7 +62,7 @@ def _restore(s: Setup, rank: int, config: dict) -> ckpt_state.Position:
     checkpoint = ray.train.get_checkpoint()
     local = _local_checkpoint_dir(config)
     if checkpoint is None and local is not None and local.is_dir():
-        checkpoint = ray.train.Checkpoint.from_directory(str(local))
+        checkpoint = ray.train.Checkpoint(path=local.fs_path, filesystem=local.fs)
     if checkpoint is None:
         return ckpt_state.Position()
     with checkpoint.as_directory() as d:
@@ -183,25 +184,52 @@ def _report(row: dict, s: Setup, pos, rank: int, done: bool, config: dict) -> No
         ckpt_state.save(d, rank=rank, model=s.module, optimizer=s.optimizer,
                         scheduler=s.scheduler, scaler=s.scaler, position=pos)
 
-    local = _local_checkpoint_dir(config)
-    if local is not None:
+    if config.get("local"):
         # Local mode (num_workers=0) keeps no storage of its own: keep the latest checkpoint in
         # the run directory, replaced atomically, so a re-run continues from it.
-        tmp = local.with_name(local.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save(tmp)
-        shutil.rmtree(local, ignore_errors=True)
-        tmp.rename(local)
-        ray.train.report({**row, "finished": done}, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
+        local = _save_local_checkpoint(Loc(config["run_dir"]), pos.step, save)
+        ray.train.report({**row, "finished": done}, checkpoint=ray.train.Checkpoint(path=local.fs_path, filesystem=local.fs))
         return
     with tempfile.TemporaryDirectory() as d:
         save(Path(d))
         ray.train.report({**row, "finished": done}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def _local_checkpoint_dir(config: dict) -> Path | None:
-    return Path(config["run_dir"]) / "checkpoint_local" if config.get("local") else None
+LOCAL_CHECKPOINT = "checkpoint_local"
+
+
+def _local_checkpoint_dir(config: dict) -> Loc | None:
+    """Local mode's latest checkpoint: RUN_DIR/checkpoint_local, or on an object store (which
+    cannot rename a folder) the folder that RUN_DIR/checkpoint_local.txt names."""
+    if not config.get("local"):
+        return None
+    run_dir = Loc(config["run_dir"])
+    if run_dir.is_local:
+        return run_dir / LOCAL_CHECKPOINT
+    pointer = run_dir / f"{LOCAL_CHECKPOINT}.txt"
+    return run_dir / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def _save_local_checkpoint(run_dir: Loc, step: int, save) -> Loc:
+    if run_dir.is_local:
+        local = run_dir.local / LOCAL_CHECKPOINT
+        tmp = local.with_name(local.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save(tmp)
+        shutil.rmtree(local, ignore_errors=True)
+        tmp.rename(local)
+        return run_dir / LOCAL_CHECKPOINT
+    # Object store: upload a new folder, then point at it, then drop the old one.
+    previous = _local_checkpoint_dir({"local": True, "run_dir": str(run_dir)})
+    target = run_dir / f"{LOCAL_CHECKPOINT}_{step:09d}"
+    with tempfile.TemporaryDirectory() as d:
+        save(Path(d))
+        target.upload_dir(d)
+    (run_dir / f"{LOCAL_CHECKPOINT}.txt").write_text(target.name)
+    if previous is not None and previous != target and previous.exists():
+        previous.fs.delete_dir(previous.fs_path)
+    return target
 
 
 def _report_divergence(job, s, pos, clock, window, phase, loss, config) -> None:

@@ -8,12 +8,11 @@ rows, so no step appears twice or goes missing.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 from ray.train import UserCallback
+
+from scaling_study.storage import Loc, read_csv, write_csv
 
 COLUMNS = [
     "run_id", "trial_id", "task", "model", "optimizer", "lr", "peak_lr", "lr_rule",
@@ -46,19 +45,17 @@ def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, rea
     }
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def write_csv_atomic(df: pd.DataFrame, path) -> Loc:
+    """Write `df` to `path` (a local path or a URI, see `storage.Loc`) all at once."""
+    return write_csv(df, Loc(path))
 
 
-def read_records(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if path.is_dir():
+def read_records(path) -> pd.DataFrame:
+    """A run's records: `path` is its records.csv or its folder (local or a URI); no rows if absent."""
+    path = Loc(path)
+    if path.suffix != ".csv" or path.is_dir():
         path = path / "records.csv"
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+    return read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
 
 def merge_row(df: pd.DataFrame, row: dict) -> pd.DataFrame:
@@ -84,7 +81,7 @@ class RecordsCallback(UserCallback):
     """Runs on the Ray Train controller: writes each reported record and prints progress."""
 
     def __init__(self, run_dir: str, verbose: bool = True):
-        self.path = Path(run_dir) / "records.csv"
+        self.path = Loc(run_dir) / "records.csv"
         self.verbose = verbose
 
     def after_report(self, run_context, metrics, checkpoint):

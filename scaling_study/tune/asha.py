@@ -10,11 +10,10 @@ References: Li et al. 2018, "A System for Massively Parallel Hyperparameter Tuni
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
+
+from scaling_study.storage import Loc
 
 
 class PersistentASHA(ASHAScheduler):
@@ -22,7 +21,7 @@ class PersistentASHA(ASHAScheduler):
 
     def __init__(self, *, state_path: str, **kwargs):
         super().__init__(**kwargs)
-        self._state_path = Path(state_path)
+        self._state_path = Loc(state_path)  # a local path or a URI, next to the sweep's results
         self._saved_brackets: dict[str, int] = {}
         if self._state_path.is_file():
             self._load()
@@ -64,11 +63,7 @@ class PersistentASHA(ASHAScheduler):
             "trial_bracket": {**self._saved_brackets,
                               **{t: index[id(b)] for t, b in self._trial_info.items()}},
         }
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._state_path.parent, prefix=".asha.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh, default=float)
-        os.replace(tmp, self._state_path)
+        self._state_path.write_text(json.dumps(state, default=float))  # atomic
 
     def _load(self) -> None:
         state = json.loads(self._state_path.read_text())

@@ -15,16 +15,16 @@ def add_arguments(p) -> None:
                    help="an all-grid search space with an ASHA scheduler (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the space (repeatable)")
-    p.add_argument("--out", default="/tmp/scaling_study_bench_asha", help="where the two sweeps go")
+    p.add_argument("--out", default="/tmp/scaling_study_bench_asha", help="where the two sweeps go (a folder or an object-store URI)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
 
 
 def _cost(sweep_dir, tables, metric: str, mode: str) -> dict:
-    import pandas as pd
+    from scaling_study.storage import read_csv
 
-    records = pd.read_csv(tables["records"])
+    records = read_csv(tables["records"])  # local, or on the object store --out names
     last = records.sort_values("step").groupby("trial_id").tail(1)
-    trials = pd.read_csv(tables["trials"])
+    trials = read_csv(tables["trials"])
     hp = [c for c in records.columns if c.startswith("hp.")]
     best = records.loc[records[metric].idxmax() if mode == "max" else records[metric].idxmin()]
     return {"trials": len(trials), "stopped": int(trials["stopped_early"].sum()),

@@ -4,28 +4,30 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import pandas as pd
 
+from scaling_study.storage import Loc, as_path
 from scaling_study.train.records import read_records, write_csv_atomic
 
 HP_PREFIX = "hp."
 
 
-def _trial_params(trials_dir: Path) -> dict[str, dict]:
+def _trial_params(trials_dir) -> dict[str, dict]:
     out = {}
-    for path in sorted(trials_dir.glob("*/params.json")):
-        data = json.loads(path.read_text())
-        out[data["trial_id"]] = data["params"]
+    for folder in Loc(trials_dir).subdirs():
+        path = folder / "params.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            out[data["trial_id"]] = data["params"]
     return out
 
 
-def gather_records(sweep_dir: Path, trials_dir: Path) -> pd.DataFrame:
+def gather_records(sweep_dir, trials_dir) -> pd.DataFrame:
     """All trials' records with their swept hyperparameters as `hp.<key>` columns."""
     frames = []
     for trial_id, params in _trial_params(trials_dir).items():
-        rec = read_records(trials_dir / trial_id)
+        rec = read_records(Loc(trials_dir) / trial_id)
         if rec.empty:
             continue
         rec = rec.assign(trial_id=trial_id, **{HP_PREFIX + k: v for k, v in params.items()})
@@ -45,7 +47,7 @@ def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.Data
     rows = []
     for result in grid:
         m = result.metrics or {}
-        trial_id = m.get("trial_id") or Path(result.path).name
+        trial_id = m.get("trial_id") or str(result.path).rstrip("/").rsplit("/", 1)[-1]  # a path on Ray's fs
         status = "ERROR" if result.error is not None else ("DONE" if m.get("finished") else "STOPPED")
         rows.append({
             "trial_id": trial_id, "status": status,
@@ -59,8 +61,9 @@ def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def gather(space, sweep_dir: Path, grid) -> dict:
-    """Write the sweep's tables; returns their paths and the best trial."""
+def gather(space, sweep_dir: Loc, grid) -> dict:
+    """Write the sweep's tables; returns their paths (a `Path`, or a `Loc` for a URI) and the best trial."""
+    sweep_dir = Loc(sweep_dir)
     trials_dir = sweep_dir / "trials"
     params = _trial_params(trials_dir)
     records = gather_records(sweep_dir, trials_dir)
@@ -75,4 +78,4 @@ def gather(space, sweep_dir: Path, grid) -> dict:
     col = f"best_{metric}"
     if col in trials and trials[col].notna().any():
         best = trials.loc[trials[col].idxmax() if mode == "max" else trials[col].idxmin()].to_dict()
-    return {"records": sweep_dir / "records.csv", "trials": sweep_dir / "trials.csv", "best": best}
+    return {"records": as_path(sweep_dir / "records.csv"), "trials": as_path(sweep_dir / "trials.csv"), "best": best}

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 from scaling_study.config import Job, load_job, load_yaml
 from scaling_study.errors import ConfigError, UserError
-from scaling_study.storage import results_dir
+from scaling_study.storage import Loc
 
 ROOT = Path(__file__).resolve().parents[2]
 """The project folder: shipped to the cluster as the job's working directory."""
@@ -113,7 +113,7 @@ def _check_data_is_reachable(job: Job, source: str, root: Path) -> None:
 
 def _storage(value: str) -> str:
     try:
-        return str(Path(results_dir(value)).expanduser().resolve())
+        return str(Loc(value))  # an absolute path, or an object-store URI every node reaches
     except ValueError as exc:
         raise UserError(f"--storage {exc}") from None
 

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from scaling_study.errors import UserError
+from scaling_study.storage import Loc, as_path, read_csv
 
 TRIALS_DIR = "trials"
 ASHA_STATE = "asha_state.json"
@@ -32,10 +33,9 @@ def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: s
 
     trial_id = tune.get_context().get_trial_id()
     job = trial_job(load_space(space_path, overrides), params, trial_id, sweep_dir, cwd)
-    run_dir = Path(sweep_dir) / TRIALS_DIR / trial_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Loc(sweep_dir) / TRIALS_DIR / trial_id
     (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
-    dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Path(sweep_dir).name}: {params}")
+    dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Loc(sweep_dir).name}: {params}")
     files = resolve_data_files(job, generate=False)  # generated once by the sweep before any trial
     trainer = build_trainer(job, files, trial_id=trial_id, callbacks=[TuneReportCallback()], verbose=False)
     result = trainer.fit()
@@ -50,12 +50,13 @@ def trial_job(space, params: dict, trial_id: str, sweep_dir: str, cwd: str):
     from scaling_study.config import with_absolute_paths
 
     job = with_absolute_paths(space.job_for(params, name=trial_id), Path(cwd))
-    output = dataclasses.replace(job.output, dir=str(Path(sweep_dir) / TRIALS_DIR))
+    output = dataclasses.replace(job.output, dir=str(Loc(sweep_dir) / TRIALS_DIR))
     return dataclasses.replace(job, output=output)
 
 
-def sweep_dir_of(space) -> Path:
-    return Path(space.output.dir).resolve() / space.name
+def sweep_dir_of(space) -> Loc:
+    """`output.dir/name`: an absolute local path, or a URI (see `scaling_study.storage`)."""
+    return Loc(space.output.dir) / space.name
 
 
 def prepare_data(space) -> None:
@@ -108,19 +109,22 @@ def build_tuner(space, space_path: str, overrides: list, *, resume: bool):
     tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
     # verbose=1: Tune's periodic table of trials (status, hyperparameters, samples, metric, loss)
     # without a box of every metric at every report.
+    # A URI storage_path: Tune writes its experiment state there through pyarrow.fs, as `Loc` does.
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
                                 failure_config=space.failure_config(), verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 
 def run_sweep(space_path: str, overrides: list = (), *, address: str | None = None, resume: bool = False):
-    """Run (or resume) the sweep in `space_path`; returns the sweep directory and the ResultGrid."""
+    """Run (or resume) the sweep in `space_path`; returns the sweep directory (a `Path`, or a
+    `Loc` for a URI), the ResultGrid and the gathered tables."""
     from scaling_study.ray_env import ensure_ray
     from scaling_study.tune.gather import gather
     from scaling_study.tune.space import load_space
 
     space = load_space(space_path, list(overrides))  # everything is checked before a trial starts
     sweep_dir = sweep_dir_of(space)
+    sweep_dir.parent.check_reachable(f"{space.path}: output.dir")
     if resume and not (sweep_dir / "tuner.pkl").is_file():
         raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected tuner.pkl there)")
     if not resume and (sweep_dir / "tuner.pkl").is_file():
@@ -132,19 +136,19 @@ def run_sweep(space_path: str, overrides: list = (), *, address: str | None = No
         _restore_scheduler_note(sweep_dir)
     tuner = build_tuner(space, space_path, list(overrides), resume=resume)
     grid = tuner.fit()
-    return sweep_dir, grid, gather(space, sweep_dir, grid)
+    return as_path(sweep_dir), grid, gather(space, sweep_dir, grid)
 
 
-def _restore_scheduler_note(sweep_dir: Path) -> None:
+def _restore_scheduler_note(sweep_dir) -> None:
     if (sweep_dir / ASHA_STATE).is_file():
         print(f"[scaling_study] restoring ASHA rungs from {sweep_dir / ASHA_STATE}")
 
 
-def summary(sweep_dir: Path, grid, tables: dict) -> str:
+def summary(sweep_dir, grid, tables: dict) -> str:
     """What a user reads at the end of a sweep: counts, the best trial, where the results are."""
     import pandas as pd
 
-    trials = pd.read_csv(tables["trials"]) if Path(tables["trials"]).is_file() else pd.DataFrame()
+    trials = read_csv(tables["trials"]) if tables["trials"].is_file() else pd.DataFrame()
     counts = trials["status"].value_counts().to_dict() if len(trials) else {}
     lines = [f"\nsweep {sweep_dir.name}: {len(trials)} trials "
              + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))]
