@@ -118,15 +118,16 @@ def test_two_phase_mlm_pretraining(tmp_path, synth_dir, local_ray):
     assert rec["loss"].iloc[2] < rec["loss"].iloc[0], "masked-LM loss falls in phase 1"
 
 
-def test_local_ray_runs_without_the_preemption_watcher(local_ray):
+def test_local_ray_runs_without_the_preemption_watcher_and_polls_workers_often(local_ray):
     """One local node is never drained: every Ray process of the embedded Ray (trial drivers and
-    Train controllers included) sees Ray Train's preemption watcher switched off."""
+    Train controllers included) sees Ray Train's preemption watcher switched off, and a health
+    check interval short enough that frequent evaluations do not wait on it."""
     import os
 
-    from scaling_study.ray_env import PREEMPTION_WATCHER
+    from scaling_study.ray_env import HEALTH_CHECK_INTERVAL, PREEMPTION_WATCHER
 
     @local_ray.remote(num_cpus=0)
     def env():
-        return os.environ.get(PREEMPTION_WATCHER), os.environ.get("TOKENIZERS_PARALLELISM")
+        return tuple(os.environ.get(k) for k in (PREEMPTION_WATCHER, HEALTH_CHECK_INTERVAL, "TOKENIZERS_PARALLELISM"))
 
-    assert local_ray.get(env.remote()) == ("0", "false")
+    assert local_ray.get(env.remote()) == ("0", "0.2", "false")
