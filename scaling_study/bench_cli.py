@@ -1,6 +1,7 @@
 """`scaling-study bench optim|train|asha`: benchmarks that print ratios against a same-process baseline."""
 from __future__ import annotations
 
+import argparse
 import importlib
 
 # name -> (module, help). Each module has `add_arguments(parser)` and `main(args)`.
@@ -9,6 +10,17 @@ _BENCHES = {
     "train": ("scaling_study.train.bench", "samples/s: plain PyTorch vs Ray Train 1 and 2 workers"),
     "asha": ("scaling_study.tune.bench", "ASHA vs full grid: compute spent and best config found"),
 }
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: a whole number >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def register(sub) -> None:

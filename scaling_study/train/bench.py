@@ -16,17 +16,7 @@ from __future__ import annotations
 
 import time
 
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+from scaling_study.bench_cli import positive_int as _positive
 
 
 def add_arguments(p) -> None:
