@@ -125,7 +125,8 @@ class Loc:
     def parent(self) -> "Loc":
         if self._base is None:
             return Loc._make(None, str(Path(self._path).parent), "")
-        return Loc._make(self._base, posixpath.dirname(self._path) if self._path != "/" else "", self._query)
+        up = posixpath.dirname(self._path)
+        return Loc._make(self._base, "" if up == "/" else up, self._query)  # "" is the bucket itself
 
     @property
     def suffix(self) -> str:

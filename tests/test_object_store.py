@@ -62,12 +62,13 @@ def test_loc_writes_reads_and_lists(where, s3, tmp_path):
         assert keys("unit") == {"trials/t1/params.json", "trials/t0/job.yaml", "records.csv", "records.parquet"}
 
 
-def test_loc_names_uris_as_paths_and_keeps_their_query():
+def test_loc_names_uris_as_paths_and_keeps_their_query(s3):  # s3: fs_path resolves the bucket there
     loc = Loc("s3://bucket/a/b?region=eu-west-1&scheme=http")
     assert str(loc / "c" / "d.csv") == "s3://bucket/a/b/c/d.csv?region=eu-west-1&scheme=http"
     assert (loc / "d.csv").name == "d.csv" and (loc / "d.csv").suffix == ".csv"
     assert str(loc.parent) == "s3://bucket/a?region=eu-west-1&scheme=http"
     assert str(Loc("gs://b")) == "gs://b" and str(Loc("gs://b/") / "x") == "gs://b/x"
+    assert Loc("s3://b/sweep").parent == Loc("s3://b") and Loc("s3://b/sweep").parent.fs_path == "b"
     assert Loc("file:///tmp/x%20y").local.as_posix() == "/tmp/x y"
     with pytest.raises(TypeError, match="not a local path"):
         os.fspath(loc)
