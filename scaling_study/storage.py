@@ -186,12 +186,11 @@ class Loc:
         import pyarrow.fs as pafs
 
         if self._base is None:
-            p = self.local
-            return sorted((Loc._make(None, str(c), "") for c in p.iterdir() if c.is_dir()), key=lambda l: l.name) \
-                if p.is_dir() else []
-        infos = self.fs.get_file_info(pafs.FileSelector(self.fs_path, allow_not_found=True))
-        return sorted((self / posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.Directory),
-                      key=lambda l: l.name)
+            names = [c.name for c in self.local.iterdir() if c.is_dir()] if self.local.is_dir() else []
+        else:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.fs_path, allow_not_found=True))
+            names = [posixpath.basename(i.path) for i in infos if i.type == pafs.FileType.Directory]
+        return [self / name for name in sorted(names)]
 
     def check_reachable(self, key: str) -> None:
         """Raise a UserError, naming `key`, when the file system cannot be reached or read here
@@ -202,11 +201,11 @@ class Loc:
             return
         try:
             fs, path = self.fs, self.fs_path
-            fs.get_file_info(path)
             # An object store answers "not found" for a key in a missing bucket, and refuses the
-            # write later: check the bucket (container) itself.
+            # write later: ask about the bucket (container) itself.
             bucket = path.lstrip("/").split("/")[0] if self._base.split(":")[0].lower() in BUCKET_SCHEMES else None
-            missing = bucket is not None and fs.get_file_info(bucket).type != pafs.FileType.Directory
+            info = fs.get_file_info(bucket or path)
+            missing = bucket is not None and info.type != pafs.FileType.Directory
         except Exception as exc:  # pyarrow raises OSError and ArrowException subclasses
             raise UserError(f"{key}: {self} cannot be reached from here ({str(exc).splitlines()[0]}); check "
                              "the URI and this machine's credentials for it") from None
@@ -243,11 +242,6 @@ class Loc:
 
     def write_text(self, text: str, encoding: str = "utf-8") -> "Loc":
         return self.write_bytes(text.encode(encoding))
-
-    def mkdir(self) -> None:
-        """Create the folder (and its parents); object stores have no folders to create."""
-        if self._base is None:
-            self.local.mkdir(parents=True, exist_ok=True)
 
     def upload_dir(self, local_dir: str | os.PathLike) -> None:
         """Replace this folder with a copy of `local_dir`."""

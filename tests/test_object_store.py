@@ -97,6 +97,13 @@ def test_a_missing_bucket_is_refused_before_anything_starts(s3, synth_dir, tmp_p
                                      "parameters": {"optimizer.lr": {"distribution": "choice", "values": [0.01]}}}))
     with pytest.raises(UserError, match=rf"{space}: output.dir: s3://no-such-bucket/sweeps: the bucket"):
         run_sweep(str(space))
+    # Reading results back: a missing bucket, or a store that does not answer, is said as such.
+    assert main(["report", "s3://no-such-bucket/sweeps/s", "--out", str(tmp_path / "r")]) == 2
+    assert "results: s3://no-such-bucket/sweeps/s: the bucket 'no-such-bucket' does not exist" in capsys.readouterr().err
+    dead = f"{s3}/sweeps/s?endpoint_override=127.0.0.1:9&scheme=http"  # nothing listens on port 9
+    assert main(["export", dead, "--metric", "f1", "--out", str(tmp_path / "best.yaml")]) == 2
+    assert f"results: {dead} cannot be reached from here" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "best.yaml").exists()
 
 
 # --- on a real local Ray ---------------------------------------------------------------------------

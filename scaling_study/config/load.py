@@ -87,9 +87,8 @@ def load_job(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
 def dump_job(job: Job, path: "str | os.PathLike | Loc", header: str | None = None) -> "Path | Loc":
     """Write `job` as YAML that `load_job` reads back to an equal `Job`, all at once (a local
     file through a temporary name; a URI, see `storage.Loc`, in one PUT)."""
-    path = as_path(path)
     text = yaml.safe_dump(to_dict(job), sort_keys=False, default_flow_style=False)
     if header:
         text = "".join(f"# {line}\n" for line in header.splitlines()) + text
     Loc(path).write_text(text)
-    return path
+    return as_path(path)  # as given: a relative path stays relative in what the caller prints

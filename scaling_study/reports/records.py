@@ -132,6 +132,8 @@ def load_results(paths: list[str | Path]) -> Results:
 
 def _locate(path: Path | Loc) -> tuple[Path | Loc, Path | Loc | None]:
     """Return (records file, trials file or None) for a file, run dir or sweep dir."""
+    if isinstance(path, Loc):
+        path.check_reachable("results")  # an unreachable store or missing bucket, said as such
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.is_file():

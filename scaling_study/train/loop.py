@@ -199,11 +199,13 @@ LOCAL_CHECKPOINT = "checkpoint_local"
 
 
 def _local_checkpoint_dir(config: dict) -> Loc | None:
-    """Local mode's latest checkpoint: RUN_DIR/checkpoint_local, or on an object store (which
-    cannot rename a folder) the folder that RUN_DIR/checkpoint_local.txt names."""
-    if not config.get("local"):
-        return None
-    run_dir = Loc(config["run_dir"])
+    """Local mode's latest checkpoint (None outside local mode, or before its first)."""
+    return _latest_local_checkpoint(Loc(config["run_dir"])) if config.get("local") else None
+
+
+def _latest_local_checkpoint(run_dir: Loc) -> Loc | None:
+    """RUN_DIR/checkpoint_local, or on an object store (which cannot rename a folder) the folder
+    that RUN_DIR/checkpoint_local.txt names."""
     if run_dir.is_local:
         return run_dir / LOCAL_CHECKPOINT
     pointer = run_dir / f"{LOCAL_CHECKPOINT}.txt"
@@ -221,7 +223,7 @@ def _save_local_checkpoint(run_dir: Loc, step: int, save) -> Loc:
         tmp.rename(local)
         return run_dir / LOCAL_CHECKPOINT
     # Object store: upload a new folder, then point at it, then drop the old one.
-    previous = _local_checkpoint_dir({"local": True, "run_dir": str(run_dir)})
+    previous = _latest_local_checkpoint(run_dir)
     target = run_dir / f"{LOCAL_CHECKPOINT}_{step:09d}"
     with tempfile.TemporaryDirectory() as d:
         save(Path(d))

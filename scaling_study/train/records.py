@@ -53,7 +53,7 @@ def write_csv_atomic(df: pd.DataFrame, path) -> Loc:
 def read_records(path) -> pd.DataFrame:
     """A run's records: `path` is its records.csv or its folder (local or a URI); no rows if absent."""
     path = Loc(path)
-    if path.suffix != ".csv" or path.is_dir():
+    if path.suffix != ".csv":
         path = path / "records.csv"
     return read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
