@@ -8,7 +8,7 @@ from scaling_study.train.records import COLUMNS, merge_row, progress_line, read_
 
 def row(step, loss=1.0, **extra):
     base = {c: math.nan for c in COLUMNS}
-    base.update(run_id="r", trial_id="", phase=1, step=step, samples=8 * step, throughput=10.0,
+    base.update(run_id="r", trial_id="", task="squad", phase=1, step=step, samples=8 * step, throughput=10.0,
                 loss=loss, f1=50.0, train_time_s=step, wall_time_s=step + 1)
     return base | extra
 
@@ -16,7 +16,7 @@ def row(step, loss=1.0, **extra):
 def test_merge_row_appends_and_replaces_replayed_steps(tmp_path):
     path = tmp_path / "records.csv"
     df = read_records(path)
-    assert df.empty and list(df.columns) == COLUMNS
+    assert df.empty and tuple(df.columns) == COLUMNS
     for step in (4, 8, 12):
         df = merge_row(df, row(step))
     df = merge_row(df, row(8, loss=0.5))  # a restart from the step-4 checkpoint replays step 8

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_job_data
+from scaling_study.contract import COLUMN_NAMES
 from scaling_study.config import job_from_dict
 from scaling_study.train.driver import RunFailed, run_job
 
@@ -24,6 +25,7 @@ def test_two_workers_train_and_write_records(tmp_path, synth_dir, local_ray):
     job = tiny_job(tmp_path, synth_dir, train={"steps": 12}, eval={"every_steps": 4})
     result = run_job(job, verbose=False)
     rec = pd.read_csv(result.run_dir / "records.csv")
+    assert tuple(rec.columns) == COLUMN_NAMES  # the contract, written by a real run
     assert list(rec["step"]) == [4, 8, 12]
     assert list(rec["samples"]) == [32, 64, 96]
     assert (rec["num_workers"] == 2).all() and (rec["global_batch"] == 8).all()

@@ -1,7 +1,7 @@
 """Job configuration: typed dataclasses loaded from YAML with every key checked."""
 from scaling_study.config.job import (
     DataConfig, EvalConfig, Job, ModelConfig, OptimizerConfig, OutputConfig, Phase, PhaseConfig,
-    ScalingConfig, ScheduleConfig, SynthConfig, TargetConfig, TrainConfig, MAXIMISE, TASK_METRICS,
+    ScalingConfig, ScheduleConfig, SynthConfig, TargetConfig, TrainConfig,
     with_absolute_paths,
 )
 from scaling_study.config.load import apply_overrides, dump_job, job_from_dict, load_job, load_yaml
@@ -9,5 +9,5 @@ from scaling_study.config.load import apply_overrides, dump_job, job_from_dict, 
 __all__ = [
     "DataConfig", "EvalConfig", "Job", "ModelConfig", "OptimizerConfig", "OutputConfig", "Phase",
     "PhaseConfig", "ScalingConfig", "ScheduleConfig", "SynthConfig", "TargetConfig", "TrainConfig",
-    "MAXIMISE", "TASK_METRICS", "with_absolute_paths", "apply_overrides", "dump_job", "job_from_dict", "load_job", "load_yaml",
+    "with_absolute_paths", "apply_overrides", "dump_job", "job_from_dict", "load_job", "load_yaml",
 ]

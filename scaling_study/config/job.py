@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scaling_study.config.schema import FieldError
+from scaling_study.contract import task_metrics
 from scaling_study.storage import results_dir
 
-TASK_METRICS = {"squad": ("f1", "em", "loss"), "mlm": ("mlm_acc", "loss")}
-MAXIMISE = {"f1": True, "em": True, "mlm_acc": True, "loss": False}
 
 
 def _positive(name: str, value, allow_none: bool = False) -> None:
@@ -296,7 +295,7 @@ class Job:
         target = self.eval.target
         if target is None:
             return
-        valid = TASK_METRICS[self.task]
+        valid = task_metrics(self.task)
         if target.metric not in valid:
             raise FieldError("eval.target.metric",
                              f"task {self.task!r} does not produce {target.metric!r}; valid: {', '.join(valid)}")

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scaling_study.contract import METRICS
+
+METRIC_NAMES = tuple(METRICS)
+
 
 def register(sub) -> None:
     """Add the `report` subcommand to the `scaling-study` parser."""
@@ -21,7 +25,7 @@ def register(sub) -> None:
                    help="run dir (records.csv), sweep dir (records.csv + trials.csv), or a records CSV/Parquet file")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output directory, e.g. reports/NAME/ (replaced atomically if it holds a previous report)")
-    p.add_argument("--target-metric", choices=("f1", "em", "mlm_acc", "eval_loss", "loss"),
+    p.add_argument("--target-metric", choices=METRIC_NAMES,
                    help="metric of the time-to-target figures (default: the records' target_metric)")
     p.add_argument("--target", type=float, metavar="VALUE",
                    help="value to reach, in the metric's unit: F1/EM in percent (88), mlm_acc a fraction (0.6)")
@@ -63,7 +67,7 @@ def register_export(sub) -> None:
     p.add_argument("results", nargs="+", metavar="SWEEP_DIR",
                    help="sweep dir (records.csv, trials.csv, trials/<id>/job.yaml) or run dir (records.csv, job.yaml)")
     p.add_argument("--metric", required=True,
-                   help="f1, em, mlm_acc, eval_loss, loss: best value over a run's evaluations; "
+                   help=f"{', '.join(METRIC_NAMES)}: best value over a run's evaluations; "
                         "time_to_target: the first run to reach the target")
     p.add_argument("--mode", choices=("max", "min"),
                    help="whether higher or lower is better (default: the metric's own; loss: min)")
@@ -74,7 +78,7 @@ def register_export(sub) -> None:
     p.add_argument("--scaling", choices=("weak", "strong"),
                    help="with --workers: keep the per-worker batch (weak) or the global batch "
                         "(strong); default: the job's train.scaling_mode, else weak")
-    p.add_argument("--target-metric", choices=("f1", "em", "mlm_acc", "eval_loss", "loss"),
+    p.add_argument("--target-metric", choices=METRIC_NAMES,
                    help="with --metric time_to_target: the metric to reach (default: the records' target)")
     p.add_argument("--target", type=float, metavar="VALUE",
                    help="with --metric time_to_target: the value to reach, F1/EM in percent, mlm_acc a fraction")

@@ -14,7 +14,7 @@ import plotly.offline
 from scaling_study.reports import scaling
 from scaling_study.reports.build import TABLES_DIR, Report, Section
 from scaling_study.reports.figures import figure_for
-from scaling_study.reports.sweeps import METRIC_NAMES
+from scaling_study.contract import metric_label
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 _OPEN_TABLES = {"trials"}  # shown expanded: the table is the section
@@ -47,7 +47,7 @@ def render_dashboard(report: Report) -> str:
 def _header(report: Report) -> str:
     inputs = "".join(f"<li><code>{_e(s)}</code></li>" for s in report.inputs)
     target = _e(str(report.target)) if report.target else "none set"
-    metric = _e(METRIC_NAMES.get(report.metric, report.metric)) if report.metric else "none recorded"
+    metric = _e(metric_label(report.metric)) if report.metric else "none recorded"
     return (
         f"<h1>{_e(report.title)}</h1>\n"
         f"<p class=\"meta\">Target: <b>{target}</b>. Plotted metric: <b>{metric}</b>.</p>\n"

@@ -20,10 +20,11 @@ import pandas as pd
 
 from scaling_study.config import Job, OutputConfig, dump_job, job_from_dict, load_job
 from scaling_study.config.schema import to_dict
+from scaling_study.contract import HP_PREFIX, METRICS
 from scaling_study.errors import UserError
 from scaling_study.reports.records import Results, load_results
 from scaling_study.reports.targets import (
-    METRIC_MODES, Target, best_trial, make_target, rank_by_time_to_target, resolve_target,
+    Target, best_trial, make_target, rank_by_time_to_target, resolve_target,
 )
 from scaling_study.storage import Loc, as_path
 from scaling_study.tune import study
@@ -50,7 +51,7 @@ def select_trial(results: Results, metric: str, mode: str | None = None,
         row = _fastest(records, target or resolve_target(records))
     else:
         _check_metric(records, metric)
-        row = best_trial(records, metric, mode or METRIC_MODES[metric])
+        row = best_trial(records, metric, mode or METRICS[metric].mode)
     return _trial_id(row), row
 
 
@@ -81,7 +82,7 @@ def _errored(results: Results) -> set[tuple[str, str]]:
 
 
 def _check_metric(records: pd.DataFrame, metric: str) -> None:
-    have = [m for m in METRIC_MODES if m in records.columns and records[m].notna().any()]
+    have = [m for m in METRICS if m in records.columns and records[m].notna().any()]
     if metric not in have:
         where = ", ".join(records["source"].unique())
         raise UserError(f"{where}: --metric {metric!r}: the records have no values of it; "
@@ -274,7 +275,7 @@ def _standalone(job: Job, name: str, folder: Path | Loc) -> tuple[Job, list[str]
 
 def _result_text(row: pd.Series, metric: str, mode: str | None, goal: Target | None) -> str:
     if goal is None:
-        return f"best {metric} {row[f'best_{metric}']:.4g} ({mode or METRIC_MODES[metric]})"
+        return f"best {metric} {row[f'best_{metric}']:.4g} ({mode or METRICS[metric].mode})"
     at = f" (step {int(row['step'])})" if not _missing(row.get("step")) else ""
     return f"reached {goal} after {row['train_time_s']:.1f} s of training{at}"
 
@@ -292,7 +293,7 @@ def _notes(results: Results, job: Job, workers: int | None, changes: list[str]) 
 def _header(folder: Path, trial_id: str, metric: str, result: str, row: pd.Series,
             job_file: Path, changes: list[str]) -> str:
     swept = ", ".join(f"{c[3:]}={_fmt(row[c])}" for c in row.index
-                      if c.startswith("hp.") and not _missing(row[c]))
+                      if c.startswith(HP_PREFIX) and not _missing(row[c]))
     lines = [f"Best trial of {folder} by {metric}: {trial_id}, {result}.",
              f"Swept values: {swept or '(none recorded)'}",
              f"From {job_file}, written by `scaling-study export`.",

@@ -8,7 +8,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from scaling_study.reports import scaling, targets
-from scaling_study.reports.sweeps import METRIC_NAMES
+from scaling_study.contract import metric_label
 from scaling_study.storage import as_path
 
 _COLORS = qualitative.Plotly
@@ -124,7 +124,7 @@ def curves_figure(tables, report) -> go.Figure:
                                  hovertemplate=f"{run}<br>%{{x:.4g}} s: %{{y:.4g}}<extra></extra>"))
     if report.target is not None and report.target.metric == metric:
         fig.add_hline(y=report.target.value, line=_IDEAL, annotation_text=f"target {report.target}")
-    fig.update_layout(height=_HEIGHT, xaxis_title="train time (s)", yaxis_title=METRIC_NAMES.get(metric, metric))
+    fig.update_layout(height=_HEIGHT, xaxis_title="train time (s)", yaxis_title=metric_label(metric))
     return fig
 
 
@@ -143,7 +143,7 @@ def grid_figure(tables, report) -> go.Figure:
         ), row=1, col=col)
         fig.update_xaxes(title=grid["lr_column"].iloc[0], type="category", row=1, col=col)
         fig.update_yaxes(title="global batch" if col == 1 else None, type="category", row=1, col=col)
-    name = METRIC_NAMES.get(value.removeprefix("final_"), value)
+    name = metric_label(value.removeprefix("final_"))
     return fig.update_layout(height=_HEIGHT, coloraxis=dict(colorscale="Viridis", colorbar_title=name))
 
 

@@ -20,33 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling_study.contract import (
+    BOOL_COLUMNS, CONFIG_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS, PROGRESS_COLUMNS, STRING_COLUMNS,
+)
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc, as_path, read_csv, read_parquet
 
 RECORD_FILES = ("records.csv", "records.parquet")
 TRIALS_FILE = "trials.csv"
 
-# The columns that describe how a run was configured (constant within a run, except `lr`, which
-# is the scheduled LR at each evaluation and so is not here).
-CONFIG_COLUMNS = (
-    "task", "model", "optimizer", "peak_lr", "lr_rule", "per_worker_batch", "grad_accum",
-    "num_workers", "global_batch", "scaling_mode", "seed", "device",
-)
-STRING_COLUMNS = (
-    "run_id", "trial_id", "task", "model", "optimizer", "lr_rule", "scaling_mode", "device",
-    "target_metric", "status",
-)
-NUMERIC_COLUMNS = (
-    "lr", "peak_lr", "per_worker_batch", "grad_accum", "num_workers", "global_batch", "seed",
-    "phase", "seq_len", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss", "f1", "em",
-    "mlm_acc", "eval_loss", "time_compute_s", "time_allreduce_s", "time_optimizer_s", "target_value",
-)
-# Counts: stored as int64 where a file has every value (so tables print 8, not 8.0).
-INT_COLUMNS = ("per_worker_batch", "grad_accum", "num_workers", "global_batch", "seed", "phase", "seq_len", "step")
-BOOL_COLUMNS = ("target_reached", "stopped_early")
-# Columns that order the evaluations of one run, most precise first.
-PROGRESS_COLUMNS = ("step", "samples", "train_time_s")
-
+# Column types and meanings are the contract's (scaling_study.contract); `status` and
+# `stopped_early` come from a sweep's trials.csv.
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
 

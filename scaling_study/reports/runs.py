@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from scaling_study.contract import HP_PREFIX
 from scaling_study.reports.records import CONFIG_COLUMNS, Needs, ordered
 
 THROUGHPUT_INPUTS = (("samples", "train_time_s"), ("throughput",))
@@ -24,7 +25,7 @@ _FINAL_COLUMNS = ("step", "samples", "train_time_s", "wall_time_s")
 
 def config_columns(records: pd.DataFrame) -> list[str]:
     """The configuration and swept-hyperparameter (`hp.*`) columns present in `records`."""
-    hp = [c for c in records.columns if c.startswith("hp.")]
+    hp = [c for c in records.columns if c.startswith(HP_PREFIX)]
     return [c for c in CONFIG_COLUMNS if c in records.columns] + hp
 
 

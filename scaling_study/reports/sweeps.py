@@ -20,14 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling_study.contract import HP_PREFIX, METRICS, PRIMARY_METRIC
 from scaling_study.errors import UserError
 from scaling_study.reports.records import Needs, ordered
 from scaling_study.reports.runs import run_summary
 
-PLOTTED_METRICS = ("f1", "mlm_acc", "em")
-SWEPT_LR = "hp.optimizer.lr"
-METRIC_NAMES = {"f1": "F1 (%)", "em": "exact match (%)", "mlm_acc": "MLM accuracy",
-                "eval_loss": "evaluation loss", "loss": "training loss"}
+# The metrics a report may plot, in order of preference: each task's primary, then the other
+# bounded scores (losses are plotted only as a target's metric).
+PLOTTED_METRICS = (*PRIMARY_METRIC.values(),
+                   *(m.name for m in METRICS.values() if m.scale and m.name not in PRIMARY_METRIC.values()))
+SWEPT_LR = HP_PREFIX + "optimizer.lr"
 
 DEFINITIONS = {
     "curves": "The metric at each evaluation against the run's train time (evaluation excluded).",

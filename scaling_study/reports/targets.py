@@ -19,15 +19,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from scaling_study.contract import HP_PREFIX, metric as contract_metric
 from scaling_study.errors import UserError
 from scaling_study.reports.records import Needs, ordered
 from scaling_study.reports.runs import best_metric, run_config, run_summary
 from scaling_study.reports.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
 
-# Metrics a target can name, and which way is better.
-METRIC_MODES = {"f1": "max", "em": "max", "mlm_acc": "max", "eval_loss": "min", "loss": "min"}
-# Scales of the contract's metrics, to catch "--target-metric mlm_acc --target 60".
-_SCALES = {"f1": 100.0, "em": 100.0, "mlm_acc": 1.0}
 # Swept keys that vary with N by design, or are repeats: not part of a time-to-target group.
 _NOT_GROUPING = ("worker", "batch", "accum", "seed")
 
@@ -58,13 +55,11 @@ class Target:
 
 def make_target(metric: str, value: float) -> Target:
     """A checked Target. UserError for an unknown metric or a value outside the metric's scale."""
-    if metric not in METRIC_MODES:
-        raise UserError(f"--target-metric {metric!r}: valid metrics are {', '.join(METRIC_MODES)}")
-    scale = _SCALES.get(metric)
-    if scale is not None and not 0 <= value <= scale:
-        hint = " (mlm_acc is a fraction 0-1)" if scale == 1.0 else " (a percentage 0-100)"
-        raise UserError(f"--target {value:g} is outside the range of {metric}{hint}")
-    return Target(metric, float(value), METRIC_MODES[metric])
+    m = contract_metric(metric, "--target-metric")
+    # The scale catches "--target-metric mlm_acc --target 60".
+    if m.scale is not None and not 0 <= value <= m.scale:
+        raise UserError(f"--target {value:g} is outside the range of {metric} ({m.unit_hint()})")
+    return Target(metric, float(value), m.mode)
 
 
 def resolve_target(records: pd.DataFrame, metric: str | None = None,
@@ -111,7 +106,7 @@ def target_keys(table: pd.DataFrame, mode: str) -> list[str]:
     """Grouping keys for time-to-target scaling in `mode` ("weak" or "strong")."""
     base = present(table, WEAK_KEYS if mode == "weak" else STRONG_KEYS)
     swept = [c for c in table.columns
-             if c.startswith("hp.") and not any(word in c for word in _NOT_GROUPING)]
+             if c.startswith(HP_PREFIX) and not any(word in c for word in _NOT_GROUPING)]
     # A swept key that never splits a group (hp.optimizer.name next to optimizer) adds nothing.
     return base + [c for c in swept if _splits(table, base, c)]
 

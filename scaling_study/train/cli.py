@@ -42,11 +42,13 @@ def _run(args) -> int:
 
 
 def _summary(job, result) -> None:
+    from scaling_study.contract import PRIMARY_METRIC
+
     rec = result.records
     print(f"\nrun {job.name!r} finished: {len(rec)} evaluations")
     if len(rec):
         last = rec.iloc[-1]
-        metric = "f1" if job.task == "squad" else "mlm_acc"
+        metric = PRIMARY_METRIC[job.task]
         print(f"  final: step {int(last['step'])}, {metric} {last[metric]:.3f}, best {rec[metric].max():.3f}, "
               f"train {last['train_time_s']:.0f}s, wall {last['wall_time_s']:.0f}s")
         if job.eval.target is not None:

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from scaling_study.config import Job, job_from_dict
+from scaling_study.contract import PRIMARY_METRIC
 from scaling_study.storage import Loc
 from scaling_study.train import state as ckpt_state
 from scaling_study.train.records import make_row
@@ -178,7 +179,7 @@ def _evaluate_and_report(job, s, pos, clock, window, phase, rank, world, config)
 
 def _report(row: dict, s: Setup, pos, rank: int, done: bool, config: dict) -> None:
     # Tune's live table shows the first few numeric metrics of a report: put those first.
-    lead = ("samples", "f1" if row["task"] == "squad" else "mlm_acc", "loss", "train_time_s")
+    lead = ("samples", PRIMARY_METRIC[row["task"]], "loss", "train_time_s")
     row = {**{k: row[k] for k in lead}, **row}
     def save(d: Path) -> None:
         ckpt_state.save(d, rank=rank, model=s.module, optimizer=s.optimizer,

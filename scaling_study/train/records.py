@@ -12,16 +12,12 @@ import math
 import pandas as pd
 from ray.train import UserCallback
 
+from scaling_study.contract import COLUMN_NAMES as COLUMNS, METRICS, PRIMARY_METRIC
 from scaling_study.storage import Loc, read_csv, write_csv
 
-COLUMNS = [
-    "run_id", "trial_id", "task", "model", "optimizer", "lr", "peak_lr", "lr_rule",
-    "per_worker_batch", "grad_accum", "num_workers", "global_batch", "scaling_mode", "seed",
-    "device", "phase", "seq_len", "step", "samples", "train_time_s", "wall_time_s", "throughput", "loss",
-    "f1", "em", "mlm_acc", "eval_loss", "time_compute_s", "time_allreduce_s", "time_optimizer_s",
-    "target_metric", "target_value", "target_reached",
-]
 NAN = float("nan")
+# The metrics an evaluator returns (the training loss comes from the window).
+EVAL_METRICS = tuple(name for name in METRICS if name != "loss")
 
 
 def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, reached) -> dict:
@@ -36,8 +32,7 @@ def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, rea
         "phase": phase.index + 1, "seq_len": phase.seq_len, "step": pos.step, "samples": pos.samples,
         "train_time_s": clock.train, "wall_time_s": clock.wall(),
         "throughput": window.throughput(), "loss": window.mean_loss(),
-        "f1": metrics.get("f1", NAN), "em": metrics.get("em", NAN),
-        "mlm_acc": metrics.get("mlm_acc", NAN), "eval_loss": metrics.get("eval_loss", NAN),
+        **{name: metrics.get(name, NAN) for name in EVAL_METRICS},
         "time_compute_s": window.per_step("compute"), "time_allreduce_s": window.per_step("allreduce"),
         "time_optimizer_s": window.per_step("optimizer"),
         "target_metric": target.metric if target else "", "target_value": target.value if target else NAN,
@@ -67,7 +62,8 @@ def merge_row(df: pd.DataFrame, row: dict) -> pd.DataFrame:
 
 
 def progress_line(row: dict) -> str:
-    metric = next((f"{k} {row[k]:.2f}" for k in ("f1", "mlm_acc") if _finite(row.get(k))), "")
+    name = PRIMARY_METRIC[row["task"]]
+    metric = f"{name} {row[name]:.2f}" if _finite(row.get(name)) else ""
     return (f"[{row['run_id']}] phase {row['phase']} step {row['step']} | {row['samples']} samples | "
             f"{row['throughput']:.1f} samples/s | loss {row['loss']:.4f} | {metric} | "
             f"train {row['train_time_s']:.0f}s wall {row['wall_time_s']:.0f}s")

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import ray.train.torch
 
-from scaling_study.config import Job, MAXIMISE, Phase
+from scaling_study.config import Job, Phase
+from scaling_study.contract import METRICS
 from scaling_study.train.tasks import DataFiles, TaskData, build_task_data
 
 
@@ -93,7 +94,7 @@ class Setup:
         value = metrics.get(t.metric)
         if value is None or not math.isfinite(value):
             return False
-        return value >= t.value if MAXIMISE[t.metric] else value <= t.value
+        return METRICS[t.metric].reached(value, t.value)
 
     def shard_batches(self, phase: Phase, pos) -> Iterator[dict]:
         """This rank's micro-batches for `phase`, from where `pos` says, epoch after epoch.

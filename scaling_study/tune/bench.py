@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+from scaling_study.contract import HP_PREFIX
 from scaling_study.bench_cli import positive_int
 
 
@@ -35,7 +36,7 @@ def _cost(sweep_dir, tables, metric: str, mode: str) -> dict:
     records = read_csv(tables["records"])  # local, or on the object store --out names
     last = records.sort_values("step").groupby("trial_id").tail(1)
     trials = read_csv(tables["trials"])
-    hp = [c for c in records.columns if c.startswith("hp.")]
+    hp = [c for c in records.columns if c.startswith(HP_PREFIX)]
     best = records.loc[records[metric].idxmax() if mode == "max" else records[metric].idxmin()]
     return {"trials": len(trials), "stopped": int(trials["stopped_early"].sum()),
             "worker_s": float((last["num_workers"] * last["train_time_s"]).sum()),

@@ -7,10 +7,10 @@ import re
 
 import pandas as pd
 
+from scaling_study.contract import HP_PREFIX
 from scaling_study.storage import Loc, as_path
 from scaling_study.train.records import read_records, write_csv_atomic
 
-HP_PREFIX = "hp."
 
 
 def _trial_params(trials_dir) -> dict[str, dict]:

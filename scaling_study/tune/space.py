@@ -51,9 +51,10 @@ from typing import Any
 
 import yaml
 
-from scaling_study.config import MAXIMISE, TASK_METRICS, Job, Phase, job_from_dict, load_yaml
+from scaling_study.config import Job, Phase, job_from_dict, load_yaml
 from scaling_study.config.load import apply_overrides
 from scaling_study.config.schema import from_dict
+from scaling_study.contract import METRICS, task_metrics
 from scaling_study.errors import ConfigError
 from scaling_study.tune import study as _study
 from scaling_study.tune.space_schema import Dimension, Failure, Output, Scheduler, Search, SpaceFile, Study
@@ -333,12 +334,12 @@ def _load_base(path: Path, spec: SpaceFile) -> tuple[Path, dict, Job]:
 
 def _resolve_scheduler(s: Scheduler, job: Job, source: str) -> Scheduler:
     """Fill in metric (the base's target metric, else the task's first) and mode (its natural one)."""
-    valid = TASK_METRICS[job.task]
+    valid = task_metrics(job.task)
     metric = s.metric or (job.eval.target.metric if job.eval.target else valid[0])
     if metric not in valid:
         raise ConfigError("scheduler.metric", f"task {job.task!r} of the base job does not report {metric!r}; "
                                               f"valid: {', '.join(valid)}", source)
-    natural = "max" if MAXIMISE[metric] else "min"
+    natural = METRICS[metric].mode
     if s.mode is not None and s.mode != natural:
         raise ConfigError("scheduler.mode", f"{metric} is better when {'higher' if natural == 'max' else 'lower'}; "
                                             f"mode {s.mode} would keep the worst trials; valid: {natural}", source)

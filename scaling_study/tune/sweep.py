@@ -13,6 +13,7 @@ import math
 import os
 from pathlib import Path
 
+from scaling_study.contract import HP_PREFIX
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc, as_path, read_csv
 
@@ -154,7 +155,7 @@ def summary(sweep_dir, grid, tables: dict) -> str:
              + ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))]
     best = tables.get("best")
     if best:
-        hp = {k[3:]: v for k, v in best.items() if k.startswith("hp.")}
+        hp = {k.removeprefix(HP_PREFIX): v for k, v in best.items() if k.startswith(HP_PREFIX)}
         metric = next(k for k in best if k.startswith("best_"))
         lines.append(f"  best trial {best['trial_id']}: {metric[5:]} {best[metric]:.3f}  {hp}")
         lines.append(f"  its job:  {sweep_dir / TRIALS_DIR / best['trial_id'] / 'job.yaml'}")
