@@ -7,7 +7,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest
 import torch
 
-from scaling_study.data.mlm import mlm_accuracy, mlm_collator, premask, split_holdout, text_dataset
+from scaling_study.data.mlm import mlm_accuracy, mlm_collator, premask, text_dataset
 from scaling_study.errors import UserError
 from scaling_study.models import load_tokenizer
 
@@ -87,16 +87,6 @@ def test_seeded_collator_and_premask_are_reproducible(blocks, tokenizer):
     fixed = premask(blocks, tokenizer, seed=3)
     assert torch.equal(fixed.tensors["labels"], premask(blocks, tokenizer, seed=3).tensors["labels"])
     assert len(fixed) == len(blocks)
-
-
-def test_split_holdout_is_a_seeded_partition(blocks):
-    train, held = split_holdout(blocks, 0.1, seed=0)
-    assert len(train) + len(held) == len(blocks) and len(held) == round(0.1 * len(blocks))
-    rows = {tuple(r) for r in train.tensors["input_ids"].tolist()} | {tuple(r) for r in held.tensors["input_ids"].tolist()}
-    assert len(rows) == len(blocks)
-    assert torch.equal(split_holdout(blocks, 0.1, seed=0)[1].tensors["input_ids"], held.tensors["input_ids"])
-    with pytest.raises(UserError):
-        split_holdout(blocks, 1.0)
 
 
 def test_mlm_accuracy_counts_only_masked_positions():

@@ -3,8 +3,7 @@
 Pretraining runs in phases as LAMB (You et al. 2020) and NVIDIA's BERT recipe do: phase 1 at
 sequence length 128, phase 2 at 512, each with its own global batch, steps and warmup. A phase
 calls ``text_dataset(paths, tokenizer, seq_len)`` with its length and ``mlm_collator`` with its
-``max_predictions`` (BERT's ``max_predictions_per_seq``: 20 at 128, 80 at 512, see
-``MAX_PREDICTIONS``).
+``max_predictions`` (BERT's ``max_predictions_per_seq``: 20 at 128, 80 at 512).
 
 Masking is transformers' ``DataCollatorForLanguageModeling`` (15 % of non-special tokens; of
 those 80 % [MASK], 10 % random, 10 % kept), capped at ``max_predictions`` masked positions per
@@ -22,10 +21,6 @@ from scaling_study.errors import UserError
 
 if TYPE_CHECKING:
     import torch
-
-# BERT / NVIDIA phase settings: max masked positions per sequence for each sequence length.
-MAX_PREDICTIONS = {128: 20, 512: 80}
-
 
 def _as_list(paths) -> list[str | Path]:
     return [paths] if isinstance(paths, (str, Path)) else list(paths)
@@ -74,22 +69,6 @@ def text_dataset(paths: Sequence[str | Path] | str | Path, tokenizer, seq_len: i
     # BERT's create_pretraining_data.py.
     special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)).long()
     return TensorDictDataset({"input_ids": input_ids, "special_tokens_mask": special})
-
-
-def split_holdout(dataset: TensorDictDataset, fraction: float, seed: int = 0) -> tuple[TensorDictDataset, TensorDictDataset]:
-    """(train, held-out) blocks: a seeded random ``fraction`` of the blocks is held out."""
-    import torch
-
-    n = len(dataset)
-    n_held = round(n * fraction)
-    if not 0 < fraction < 1 or n_held < 1 or n_held >= n:
-        raise UserError(f"cannot hold out fraction {fraction} of {n} MLM blocks (need at least 1 on each side)")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-    def take(idx):
-        return TensorDictDataset({k: v[idx.sort().values] for k, v in dataset.tensors.items()})
-
-    return take(order[n_held:]), take(order[:n_held])
 
 
 def _data_collator_class():

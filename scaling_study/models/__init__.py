@@ -176,19 +176,3 @@ def _from_pretrained(cls, spec: str):
     if info.get("missing_keys"):
         log.info("model %s: newly initialised %s", spec, ", ".join(sorted(info["missing_keys"])))
     return model
-
-
-def describe_model(spec: str) -> dict:
-    """What ``spec`` resolves to without loading weights: kind, source and BERT dimensions."""
-    from transformers import AutoConfig
-
-    if spec in MODEL_SIZES:
-        return {"spec": spec, "kind": "size", "source": "BertConfig", **MODEL_SIZES[spec]}
-    name, local_only = _resolve(spec)
-    try:
-        config = AutoConfig.from_pretrained(name, local_files_only=local_only)
-    except (OSError, ValueError) as exc:
-        raise _load_error(spec, "config", exc) from exc
-    kind = "default" if spec == DEFAULT_SPEC else ("local" if local_only else "hub")
-    dims = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-    return {"spec": spec, "kind": kind, "source": name, **{k: getattr(config, k, None) for k in dims}}
