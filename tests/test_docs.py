@@ -169,3 +169,14 @@ def test_the_search_space_example_is_a_valid_space(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(data), encoding="utf-8")
     load_space(space)
+
+
+def test_records_reference_is_the_contract():
+    """docs/records.md's tables are generated from scaling_study.contract and up to date."""
+    from scaling_study.config import reference
+    from scaling_study.contract import COLUMN_NAMES
+
+    page = reference.RECORDS.read_text(encoding="utf-8")
+    assert reference.render_records(page) == page, f"run `{reference.COMMAND}`"
+    block = page.split(reference.RECORDS_BEGIN)[1]
+    assert all(f"| `{name}` |" in block for name in COLUMN_NAMES)

@@ -5,7 +5,8 @@ sections) is a dataclass field. Its meaning is the string literal written right 
 in the class body, its type comes from the annotation and its default from the field, so the
 reference cannot drift from the code:
 
-    python -m scaling_study.config.reference            # write docs/configuration.md
+    python -m scaling_study.config.reference            # write docs/configuration.md (and
+                                                        # the contract's tables in docs/records.md)
     python -m scaling_study.config.reference --check    # exit 1 when the file is stale
 
 A field without such a string is an error (exit 2, naming every such key): the reference
@@ -32,6 +33,11 @@ from scaling_study.tune.space_schema import Dimension, SpaceFile
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "configuration.md"
+# docs/records.md: its tables of columns and metrics are generated from scaling_study.contract
+# between these two markers; the prose around them is written by hand.
+RECORDS = ROOT / "docs" / "records.md"
+RECORDS_BEGIN = "<!-- generated from scaling_study/contract.py: begin -->"
+RECORDS_END = "<!-- generated from scaling_study/contract.py: end -->"
 COMMAND = "python -m scaling_study.config.reference"
 
 
@@ -254,6 +260,31 @@ def render() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+_TYPE_WORDS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
+def records_block() -> str:
+    """The tables of docs/records.md: every column of the contract and every metric."""
+    from scaling_study.contract import COLUMNS, METRICS
+
+    lines = [RECORDS_BEGIN, "", "### Columns of `records.csv`", "", "| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {_TYPE_WORDS[c.dtype]} | {c.meaning} |" for c in COLUMNS]
+    lines += ["", "### Metrics", "", "| metric | tasks | scale | better | label |", "|---|---|---|---|---|"]
+    for m in METRICS.values():
+        better = "higher" if m.maximise else "lower"
+        lines.append(f"| `{m.name}` | {', '.join(m.tasks)} | {m.unit_hint()} | {better} | {m.label} |")
+    return "\n".join([*lines, "", RECORDS_END])
+
+
+def render_records(page: str) -> str:
+    """`page` (docs/records.md) with its generated block replaced by the contract's tables."""
+    head, sep, rest = page.partition(RECORDS_BEGIN)
+    _, sep2, tail = rest.partition(RECORDS_END)
+    if not (sep and sep2):
+        raise SystemExit(f"{RECORDS}: the markers {RECORDS_BEGIN!r} and {RECORDS_END!r} are missing")
+    return head + records_block() + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
@@ -266,15 +297,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {len(missing)} config keys have no docstring (the string literal right under the "
               "field in its class):\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
-    text = render()
+    pages = {args.out: render(), RECORDS: render_records(RECORDS.read_text(encoding="utf-8"))}
     if args.check:
-        if not args.out.is_file() or args.out.read_text(encoding="utf-8") != text:
-            print(f"{args.out} is stale: run `{COMMAND}`", file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+        stale = [p for p, text in pages.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+        for p in stale:
+            print(f"{p} is stale: run `{COMMAND}`", file=sys.stderr)
+        return 1 if stale else 0
+    for p, text in pages.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        print(f"wrote {p}")
     return 0
 
 
