@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from scaling_study.errors import UserError
 
@@ -15,6 +16,9 @@ PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # jobs/sweep_base_tiny.yaml 0.81 of the wall time (README, "On a Ray cluster").
 HEALTH_CHECK_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
+# `ray.init(address=...)` retries a GCS that is not there for more than five minutes; a plain TCP
+# connect to the address answers within this many seconds (at once when the port is closed).
+PROBE_TIMEOUT_S = 10.0
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
@@ -23,7 +27,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    where = f"--address {address}" if address else f"$RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}"
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = dict(WORKER_ENV)
     if not address:
@@ -36,16 +40,47 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
     kwargs = dict(log_to_driver=True, configure_logging=True, logging_level="WARNING" if quiet else "INFO",
                   runtime_env={"env_vars": env})
     if address:
+        _probe(address, where)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError) as exc:
-            raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc}); "
+            raise UserError(f"{where}: cannot reach a Ray cluster there ({exc}); "
                             "start one with `ray start --head` or leave --address out for a local Ray") from None
     else:
         # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
-        # cleaner polls; without it, that cleaner logs a warning every second.
-        ray.init(num_cpus=num_cpus, include_dashboard=True, _node_ip_address="127.0.0.1",
-                 dashboard_host="127.0.0.1", dashboard_port=None, **kwargs)
+        # cleaner polls; without it, that cleaner logs a warning every second. The node itself
+        # registers under this machine's interface address whatever we ask (Ray resolves
+        # 127.0.0.1 to it); that traffic stays on this machine.
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=None, **kwargs)
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """`(host, port)` of a `HOST:PORT` or `ray://HOST:PORT` address; None for `auto`, `local` and
+    anything else Ray resolves itself."""
+    scheme, sep, rest = address.partition("://")
+    if sep and scheme != "ray":
+        return None
+    host, sep, port = (rest if sep else address).rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe(address: str, where: str) -> None:
+    """Raise a UserError, naming `where` the address came from, when nothing listens at `address`
+    (Ray would retry for minutes)."""
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        host, port = target
+        flag = "--ray-client-server-port" if address.startswith("ray://") else "--port"
+        raise UserError(f"{where}: no Ray cluster listens at {host}:{port} "
+                        f"({exc.strerror or exc}). Start one there with `ray start --head {flag} {port}`, "
+                        "correct the host and port, or leave --address out to run on a local Ray") from None
 
 
 def check_fits(num_workers: int, per_worker: dict[str, float], key: str = "scaling") -> None:

@@ -33,6 +33,14 @@ def test_adamw_gets_the_fused_kernel_and_radam_decoupled_decay():
     assert radam.defaults["decoupled_weight_decay"] is True
 
 
+def test_adamw_falls_back_to_foreach_where_torch_has_no_fused_kernel():
+    cplx = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))  # fused AdamW takes real dtypes only
+    opt = build_optimizer("adamw", [*_params(), cplx], lr=0.1)
+    assert opt.defaults["foreach"] is True and not opt.defaults["fused"]
+    cplx.grad = torch.ones_like(cplx)
+    opt.step()
+
+
 @pytest.mark.parametrize("path", ["torch.optim:SGD", "torch.optim.SGD"])
 def test_build_a_user_class_by_import_path(path):
     opt = build_optimizer(path, _params(), lr=0.1, momentum=0.5)

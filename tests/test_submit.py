@@ -78,9 +78,7 @@ def test_data_in_an_unshipped_folder_is_refused(tmp_path):
     ("search_spaces/weak_scaling.yaml", True), ("reports/example/tables.csv", True),
 ])
 def test_working_dir_excludes(path, shipped):
-    from ray._private.runtime_env.packaging import _get_excludes  # the matcher Ray applies to working_dir
-
-    assert _get_excludes(ROOT, sub.EXCLUDES)(ROOT / path) is not shipped
+    assert sub.excluded(ROOT / path) is not shipped
 
 
 def test_an_unreachable_cluster_is_a_clear_error():

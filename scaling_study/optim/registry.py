@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import torch
-from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
 from scaling_study.optim.base import check_kwargs
 from scaling_study.optim.lamb import Lamb
@@ -73,10 +73,26 @@ def _tensors(params: list[Any]) -> list[torch.Tensor]:
     return out
 
 
+@lru_cache(maxsize=None)
+def _fused_adamw_runs(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether torch's fused AdamW steps a tensor of this device and dtype.
+
+    torch has no public list of the devices its fused kernels support and checks them only at the
+    first step, so take one step on a one-element tensor (once per device and dtype).
+    """
+    try:
+        p = torch.zeros(1, device=device, dtype=dtype, requires_grad=True)
+        p.grad = torch.zeros_like(p)
+        torch.optim.AdamW([p], fused=True).step()
+    except RuntimeError:  # NotImplementedError included: a dtype without a kernel
+        return False
+    return True
+
+
 def _fast_adamw_kwargs(tensors: list[torch.Tensor]) -> dict[str, bool]:
     """``fused=True`` where torch has a fused AdamW for every tensor, else ``foreach=True``."""
-    fused_devices = _get_fused_kernels_supported_devices()
-    if tensors and all(t.device.type in fused_devices and t.is_floating_point() for t in tensors):
+    kinds = {(t.device, t.dtype) for t in tensors}
+    if kinds and all(_fused_adamw_runs(device, dtype) for device, dtype in kinds):
         return {"fused": True}
     return {"foreach": True}
 

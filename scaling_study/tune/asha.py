@@ -3,7 +3,8 @@
 Ray's `Tuner.restore` does not save scheduler state: a restored sweep would start ASHA with empty
 rungs and let every unfinished trial past them. `PersistentASHA` writes its rungs (each
 milestone's recorded trial results) and each trial's bracket to a JSON file after every decision,
-and reads them back when it is created over an existing file.
+and reads them back when it is created over an existing file. ASHA's bookkeeping is private to
+Ray; `scaling_study.compat` is the one place that reaches it.
 
 References: Li et al. 2018, "A System for Massively Parallel Hyperparameter Tuning" (ASHA).
 """
@@ -13,6 +14,7 @@ import json
 
 from ray.tune.schedulers import ASHAScheduler
 
+from scaling_study import compat
 from scaling_study.storage import Loc
 
 
@@ -23,6 +25,7 @@ class PersistentASHA(ASHAScheduler):
         super().__init__(**kwargs)
         self._state_path = Loc(state_path)  # a local path or a URI, next to the sweep's results
         self._saved_brackets: dict[str, int] = {}
+        compat.asha_rungs(self)  # a Ray that moved ASHA's bookkeeping fails here, before any trial runs
         if self._state_path.is_file():
             self._load()
 
@@ -38,7 +41,7 @@ class PersistentASHA(ASHAScheduler):
         super().on_trial_add(tune_controller, trial)
         idx = self._saved_brackets.get(trial.trial_id)
         if idx is not None:  # a trial restored from before the restart keeps its bracket
-            self._trial_info[trial.trial_id] = self._brackets[idx]
+            compat.asha_assign_bracket(self, trial.trial_id, idx)
 
     def on_trial_result(self, tune_controller, trial, result):
         action = super().on_trial_result(tune_controller, trial, result)
@@ -52,23 +55,24 @@ class PersistentASHA(ASHAScheduler):
     # state --------------------------------------------------------------------------------
     def rungs(self) -> list[list[tuple[float, dict]]]:
         """Per bracket: [(milestone, {trial_id: recorded value}), ...] (highest milestone first)."""
-        return [[(m, dict(r)) for m, r in b._rungs] for b in self._brackets]
+        return [[(m, dict(r)) for m, r in bracket] for bracket in compat.asha_rungs(self)]
 
     def _save(self) -> None:
-        index = {id(b): i for i, b in enumerate(self._brackets)}
         state = {
-            "metric": self._metric, "mode": self._mode, "time_attr": self._time_attr,
-            "num_stopped": self._num_stopped,
-            "brackets": [[[m, r] for m, r in b._rungs] for b in self._brackets],
-            "trial_bracket": {**self._saved_brackets,
-                              **{t: index[id(b)] for t, b in self._trial_info.items()}},
+            **compat.asha_settings(self),
+            "num_stopped": compat.asha_num_stopped(self),
+            "brackets": [[[m, r] for m, r in bracket] for bracket in compat.asha_rungs(self)],
+            "trial_bracket": {**self._saved_brackets, **compat.asha_trial_brackets(self)},
         }
         self._state_path.write_text(json.dumps(state, default=float))  # atomic
 
     def _load(self) -> None:
         state = json.loads(self._state_path.read_text())
-        for bracket, rungs in zip(self._brackets, state["brackets"]):
-            saved = {float(m): r for m, r in rungs}
-            bracket._rungs = [(m, dict(saved.get(float(m), r))) for m, r in bracket._rungs]
+        for bracket, saved_rungs in zip(compat.asha_rungs(self), state["brackets"]):
+            saved = {float(m): r for m, r in saved_rungs}
+            for milestone, recorded in bracket:
+                if milestone in saved:
+                    recorded.clear()
+                    recorded.update(saved[milestone])
         self._saved_brackets = {t: int(i) for t, i in state["trial_bracket"].items()}
-        self._num_stopped = int(state.get("num_stopped", 0))
+        compat.asha_num_stopped(self, int(state.get("num_stopped", 0)))

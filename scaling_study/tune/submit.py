@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import pathspec
+
 from scaling_study.config import Job, load_job, load_yaml
 from scaling_study.errors import ConfigError, UserError
 from scaling_study.storage import Loc
@@ -95,17 +97,21 @@ def _inside(path: Path, root: Path, what: str) -> str:
                         "receives; copy it into the project (e.g. jobs/ or search_spaces/)") from None
 
 
+def excluded(path: Path, root: Path = ROOT) -> bool:
+    """Whether `path` (inside `root`) is left out of the shipped working directory: Ray reads
+    `runtime_env.excludes` as gitignore patterns relative to the working directory."""
+    rel = path.resolve().relative_to(root.resolve()).as_posix()
+    return pathspec.GitIgnoreSpec.from_lines(EXCLUDES).match_file(rel)
+
+
 def _check_data_is_reachable(job: Job, source: str, root: Path) -> None:
     """Relative data paths are read on the cluster inside the shipped folder, without /data."""
-    from ray._private.runtime_env.packaging import _get_excludes  # the matcher Ray applies to working_dir
-
-    excluded = _get_excludes(root, EXCLUDES)
     for key in ("train", "dev"):
         value = getattr(job.data, key)
         if not value or os.path.isabs(value):
             continue
         local = (root / value).resolve()
-        if not local.is_relative_to(root.resolve()) or excluded(local):
+        if not local.is_relative_to(root.resolve()) or excluded(local, root):
             raise ConfigError(f"data.{key}", f"{value!r} is not in what the cluster receives (the project folder "
                                              f"without {', '.join(EXCLUDES)}); give a path every node can read",
                               source)
