@@ -13,7 +13,7 @@ PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # waits until the controller has taken its previous report (a queue of one), so evaluations less
 # than 2 s apart stall training, and a run's end is noticed up to 2 s late. On the local Ray the
 # polls are cheap calls between processes of one machine: 0.2 s makes a 60-step run of
-# jobs/sweep_base_tiny.yaml 0.81 of the wall time (README, "On a Ray cluster").
+# jobs/sweep_base_tiny.yaml 0.81 of the wall time (docs/benchmarks.md).
 HEALTH_CHECK_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
 # `ray.init(address=...)` retries a GCS that is not there for more than five minutes; a plain TCP
