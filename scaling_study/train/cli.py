@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from scaling_study.config import load_job
+    from scaling_study.check import check_job
 
     overrides = list(args.overrides)
     labels = {}  # the override each flag became -> the flag, for error messages
@@ -25,7 +25,7 @@ def _run(args) -> int:
     if args.name:
         overrides.append(f"name={args.name}")
         labels[overrides[-1]] = f"--name {args.name}"
-    job = load_job(args.job, overrides, labels)  # every key checked before Ray starts
+    job = check_job(args.job, overrides, labels)  # every check that needs no cluster, before Ray starts
 
     from scaling_study.train.driver import run_job
 
