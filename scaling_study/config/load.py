@@ -120,8 +120,8 @@ def job_from_dict(data: dict, source: str | None = None, overrides: list[str] = 
 
 
 def load_job(path: str | os.PathLike, overrides: list[str] = (), labels: dict[str, str] | None = None) -> Job:
-    """Load and validate a job YAML file; nothing starts before this succeeds. `overrides` and
-    `labels` as for `job_from_dict`."""
+    """Load and validate a job YAML file; nothing starts before this succeeds. An error caused
+    by one of `overrides` names it (or its label, see `blame_override`) after the file."""
     return job_from_dict(load_yaml(path), str(path), overrides, labels)
 
 

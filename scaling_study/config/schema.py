@@ -3,7 +3,9 @@
 `from_dict(cls, data)` walks a dataclass's fields: unknown keys, missing required keys, wrong types
 and `Literal` values outside their set fail with a `ConfigError` naming the dotted key and what
 would be valid. Single-field checks live in each dataclass's `__post_init__` (raising
-`FieldError`, which this module turns into a `ConfigError` with the full dotted key).
+`FieldError`, which this module turns into a `ConfigError` with the full dotted key), through
+the checks here: `check_number` (finite, bounded numbers), `check_finite_values` (free-form
+mappings) and `check_choice` (a registry's names).
 """
 from __future__ import annotations
 
