@@ -33,8 +33,6 @@ def test_configuration_reference_is_current():
         f"docs/configuration.md is stale: run `{reference.COMMAND}`"
 
 
-@pytest.mark.xfail(strict=True, reason="54 config fields have no docstring yet; they are added with "
-                                       "the config work, after which this mark goes")
 def test_every_config_key_is_documented():
     assert reference.undocumented() == []
 

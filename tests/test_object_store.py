@@ -87,7 +87,8 @@ def test_a_missing_bucket_is_refused_before_anything_starts(s3, synth_dir, tmp_p
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump(tiny_job_data(synth_dir)))
     assert main(["run", str(job_file), "--out", "s3://no-such-bucket/runs"]) == 2
-    assert capsys.readouterr().err.startswith("error: --out s3://no-such-bucket/runs: output.dir: s3://no-such-bucket/runs: the bucket")
+    assert capsys.readouterr().err.startswith(f"error: {job_file} (--out s3://no-such-bucket/runs): output.dir: "
+                                              "s3://no-such-bucket/runs: the bucket")
     from scaling_study.tune.sweep import run_sweep
 
     space = tmp_path / "space.yaml"

@@ -59,7 +59,7 @@ BAD = [
     ({"parameters": {"optimizer.name": {"distribution": "grid"}}}, "parameters.optimizer.name.values", "at least one"),
     ({"parameters": {"optimizer.name": {**GRID, "values": ["lamb", "lamb"]}}}, "parameters.optimizer.name.values", "more than once"),
     ({"parameters": {"optimizer.lr": {"distribution": "uniform", "min": 0.2, "max": 0.1}}}, "parameters.optimizer.lr.min", "greater than max"),
-    ({"parameters": {"optimizer.lr": {"distribution": "loguniform", "min": 0.0, "max": 0.1}}}, "parameters.optimizer.lr.min", "min > 0"),
+    ({"parameters": {"optimizer.lr": {"distribution": "loguniform", "min": 0.0, "max": 0.1}}}, "parameters.optimizer.lr.min", "> 0"),
     ({"parameters": {"train.seed": {"distribution": "randint", "min": 0, "max": 2.5}}}, "parameters.train.seed.max", "integers"),
     ({"parameters": {"optimizer.lr": {"distribution": "normal", "min": 0, "max": 1}}}, "parameters.optimizer.lr.distribution", "'choice'"),
     ({"parameters": {"optimizer.lr": {"distribution": "uniform", "values": [1]}}}, "parameters.optimizer.lr.values", "min and max"),
@@ -96,6 +96,20 @@ BAD = [
     ({"scheduler": {"grace_period": 64}}, "scheduler.grace_period", "name: asha only"),
     ({"search": {"algorithm": "grid"}}, "parameters.optimizer.lr.distribution", "cannot be enumerated"),
     ({"output": {"dir": "webdav://host/sweeps"}}, "output.dir", "webdav:// is not a file system"),
+    ({"parameters": {"optimizer.lr": {"distribution": "uniform", "min": 0.1, "max": math.inf}}},
+     "parameters.optimizer.lr.max", "finite"),
+    ({"parameters": {"optimizer.lr": {"distribution": "loguniform", "min": math.nan, "max": 0.1}}},
+     "parameters.optimizer.lr.min", "finite"),
+    ({"parameters": {"optimizer.lr": {**GRID, "values": [0.1, math.nan]}}}, "parameters.optimizer.lr", "finite"),
+    ({"parameters": {"optimizer.args.eps": {**GRID, "values": [1e-6, math.inf]}}},
+     "parameters.optimizer.args.eps", "finite"),
+    ({"scheduler": {"name": "asha", "grace_period": math.nan, "max_t": 32}}, "scheduler.grace_period", "finite"),
+    ({"scheduler": {"name": "asha", "grace_period": 8, "max_t": 32, "reduction_factor": math.inf}},
+     "scheduler.reduction_factor", "finite"),
+    ({"lr_scaling": {"rule": "cubic"}}, "lr_scaling.rule", "valid: sqrt, linear, none"),
+    ({"lr_scaling": {"rule": "sqrt", "reference_batch": 0}}, "lr_scaling.reference_batch", "> 0"),
+    ({"study": {"mode": "weak", "workers": [2, 0]}}, "study.workers[1]", ">= 1"),
+    ({"max_concurrent_trials": 0}, "max_concurrent_trials", ">= 1"),
 ]
 
 
@@ -108,6 +122,14 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, space, key, words):
     assert (err.key, err.source) == (key, str(path)), str(err)
     assert words in err.message, str(err)
     assert str(err).startswith(f"{path}: {key}: ")
+
+
+def test_a_set_key_past_the_base_phases_is_blamed_on_set(tmp_path):
+    base = {**BASE, "train": {**BASE["train"], "phases": [{"steps": 10}, {"steps": 10}]}}
+    path = write(tmp_path, base, set={"train.phases.3.steps": 5})
+    with pytest.raises(ConfigError) as info:
+        load_space(path)
+    assert str(info.value).startswith(f"{path}: set.train.phases.3.steps: train.phases.3: no item 3"), str(info.value)
 
 
 def test_optuna_missing_is_a_clear_error(tmp_path, monkeypatch):

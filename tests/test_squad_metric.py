@@ -1,12 +1,17 @@
 """The official SQuAD v1.1 metric against hand-computed cases, and `scaling-study squad-eval`."""
+import copy
 import json
+from pathlib import Path
 
 import pytest
 
 from scaling_study.cli import main
-from scaling_study.data.squad import SquadExample
+from scaling_study.data.squad import SquadExample, read_squad
 from scaling_study.data.squad_metric import (evaluate, evaluate_examples, exact_match_score, f1_score,
                                              normalize_answer)
+from scaling_study.errors import UserError
+
+TRICKY = Path(__file__).parent / "data" / "squad_tricky.json"
 
 
 @pytest.mark.parametrize("raw, normalized", [
@@ -84,3 +89,43 @@ def test_squad_eval_cli_rejects_bad_predictions(tmp_path, capsys):
     preds.write_text(json.dumps(["not", "a", "dict"]))
     assert main(["squad-eval", str(data), str(preds)]) == 2
     assert "pred.json" in capsys.readouterr().err
+
+
+def _qas(doc):
+    return [qa for article in doc["data"] for para in article["paragraphs"] for qa in para["qas"]]
+
+
+def test_squad_eval_reads_only_answer_texts_as_the_official_script(tmp_path, capsys):
+    doc = json.loads(TRICKY.read_text(encoding="utf-8"))
+    moved = copy.deepcopy(doc)  # every answer_start off by one; one answer without it at all
+    for qa in _qas(moved):
+        for ans in qa["answers"]:
+            ans["answer_start"] += 1
+    del _qas(moved)[0]["answers"][0]["answer_start"]
+    (tmp_path / "moved.json").write_text(json.dumps(moved), encoding="utf-8")
+    with pytest.raises(UserError, match="answer_start"):
+        read_squad(tmp_path / "moved.json")  # the training reader stays strict
+
+    preds = {qa["id"]: qa["answers"][-1]["text"] for qa in _qas(doc)}
+    preds[_qas(doc)[0]["id"]] = "Paris"  # one wrong answer of six
+    (tmp_path / "pred.json").write_text(json.dumps(preds), encoding="utf-8")
+    assert main(["squad-eval", str(tmp_path / "moved.json"), str(tmp_path / "pred.json")]) == 0
+    moved_score = json.loads(capsys.readouterr().out)
+    assert main(["squad-eval", str(TRICKY), str(tmp_path / "pred.json")]) == 0
+    assert json.loads(capsys.readouterr().out) == moved_score
+    assert moved_score == pytest.approx({"exact_match": 500 / 6, "f1": 500 / 6})
+
+
+@pytest.mark.parametrize("cut, where", [
+    (lambda d: d.pop("data"), "$: missing key 'data'"),
+    (lambda d: _qas(d)[1].pop("answers"), "data[0].paragraphs[0].qas[1]: missing key 'answers'"),
+    (lambda d: _qas(d)[1]["answers"][0].update(text=7), "data[0].paragraphs[0].qas[1].answers[0].text: expected"),
+    (lambda d: _qas(d)[1].update(answers=[]), "data[0].paragraphs[0].qas[1].answers: empty"),
+])
+def test_squad_eval_names_the_json_path_it_cannot_read(tmp_path, capsys, cut, where):
+    doc = json.loads(TRICKY.read_text(encoding="utf-8"))
+    cut(doc)
+    (tmp_path / "dev.json").write_text(json.dumps(doc), encoding="utf-8")
+    (tmp_path / "pred.json").write_text("{}")
+    assert main(["squad-eval", str(tmp_path / "dev.json"), str(tmp_path / "pred.json")]) == 2
+    assert f"dev.json: {where}" in capsys.readouterr().err

@@ -46,7 +46,7 @@ def test_a_bad_file_never_reaches_the_cluster(monkeypatch):
     with pytest.raises(ConfigError, match=r"weak_scaling_small.yaml \(--set study.workers=\[0\]\): study.workers"):
         sub.submit(ROOT / "search_spaces" / "weak_scaling_small.yaml", "http://127.0.0.1:1",
                    overrides=["study.workers=[0]"])
-    with pytest.raises(ConfigError, match="--set train.stepz=1: train.stepz: unknown key"):
+    with pytest.raises(ConfigError, match=r"quickstart.yaml \(--set train.stepz=1\): train.stepz: unknown key"):
         sub.submit(ROOT / "jobs" / "quickstart.yaml", "http://127.0.0.1:1", overrides=["train.stepz=1"])
 
 

@@ -1,13 +1,22 @@
-"""Checks that need the components themselves: the optimizer and the schedule are built once,
-on the driver, from the job's names and arguments, so a typo fails before Ray starts."""
+"""Checks of a loaded job that look beyond the YAML: the optimizer and the schedule are built
+once from the job's names and arguments, and a model given as a local folder must be there.
+
+They run on the driver (and in `scaling-study check`) before Ray starts, so that a typo fails in
+a second rather than inside the workers. Relative paths are taken from the current directory,
+which is why these checks are not part of loading: a sweep's trials load the same job elsewhere.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from scaling_study.config.job import Job
 from scaling_study.errors import ConfigError
 
 
 def check_components(job: Job, source: str | None = None) -> None:
-    """Raise ConfigError naming the key when the optimizer or schedule cannot be built."""
+    """Raise ConfigError naming the key (and `source`, the file) when the model folder is missing
+    or the optimizer or schedule cannot be built."""
+    check_model(job.model.name, source)
     import torch
 
     from scaling_study.optim import build_optimizer, build_schedule, resolve_optimizer
@@ -28,3 +37,35 @@ def check_components(job: Job, source: str | None = None) -> None:
         except (TypeError, ValueError) as exc:
             key = "schedule.args" if "keyword" in str(exc) or "argument" in str(exc) else "schedule.warmup"
             raise ConfigError(key, str(exc), source) from None
+
+
+def local_model_path(name: str) -> Path | None:
+    """The folder `name` stands for when it is a local path, else None (a named model or a hub id).
+
+    `./x`, `../x`, `/x`, `~/x` and anything with more than one `/` are paths; `org/name` is a hub
+    id unless such a folder exists here (transformers decides the same way).
+    """
+    from scaling_study.models import DEFAULT_SPEC, MODEL_SIZES  # torch-free module
+
+    if name == DEFAULT_SPEC or name in MODEL_SIZES:
+        return None
+    path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.is_dir():
+        return path
+    return None
+
+
+def check_model(name: str, source: str | None = None) -> None:
+    """Raise ConfigError(`model.name`) when `name` is a local path with no checkpoint folder
+    (config.json) there; named sizes, 'default' and hub ids pass (a hub id is tried at run time)."""
+    from scaling_study.models import DEFAULT_SPEC, MODEL_SIZES
+
+    path = local_model_path(name)
+    if path is None or (path / "config.json").is_file():
+        return
+    what = "is not a folder" if not path.is_dir() else "has no config.json (not a Hugging Face checkpoint)"
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    raise ConfigError("model.name", f"{name!r} is a local path, and {path}{where} {what}; valid: "
+                                    f"{DEFAULT_SPEC!r} (the packaged MiniLM), a size ({', '.join(MODEL_SIZES)}), "
+                                    "an existing checkpoint folder, or a hub name such as bert-base-uncased",
+                      source)

@@ -9,17 +9,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from scaling_study.config.schema import FieldError
+from scaling_study.config.schema import FieldError, check_choice, check_finite_values, check_number
 from scaling_study.contract import task_metrics
+from scaling_study.optim.groups import NO_DECAY
+from scaling_study.optim.names import OPTIMIZER_NAMES, SCHEDULE_NAMES
+from scaling_study.optim.scaling import LR_RULES
 from scaling_study.storage import results_dir
 
 
 
-def _positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value <= 0:
-        raise FieldError(name, f"must be > 0, got {value!r}")
+def _check_warmup(key: str, value: float) -> None:
+    """A warmup is a ratio of its phase's steps in [0, 1) or a whole number of steps (>= 1)."""
+    check_number(key, value, ge=0)
+    if value >= 1 and value != int(value):
+        raise FieldError(key, f"{value:g} is neither a ratio < 1 of the phase's steps nor a whole number of steps")
 
 
 @dataclass(kw_only=True)
@@ -33,27 +36,30 @@ class ModelConfig:
     """Override the model's hidden and attention dropout (null: keep the checkpoint's/size's)."""
 
     def __post_init__(self):
-        _positive("max_seq_length", self.max_seq_length)
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise FieldError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if not self.name.strip():
+            raise FieldError("name", "is empty; give 'default', a size, a local checkpoint folder or a hub name")
+        check_number("max_seq_length", self.max_seq_length, gt=0)
+        check_number("dropout", self.dropout, ge=0, lt=1, allow_none=True)
 
 
 @dataclass(kw_only=True)
 class SynthConfig:
     """Generated SQuAD-format data (written once to `data.dir` when its files are missing)."""
     train: int = 2000
+    """Training questions to generate."""
     dev: int = 200
+    """Dev questions to generate."""
     difficulty: float = 0.0
     """0 (two people, two facts each: fits 128 tokens) to 1 (five people, pronouns, distractors)."""
     seed: int = 0
+    """Generator seed (the output is a pure function of these parameters)."""
     corpus_lines: int = 4000
+    """Lines of the MLM text corpus generated alongside."""
 
     def __post_init__(self):
-        _positive("train", self.train)
-        _positive("dev", self.dev)
-        _positive("corpus_lines", self.corpus_lines)
-        if not 0 <= self.difficulty <= 1:
-            raise FieldError("difficulty", f"must be in [0, 1], got {self.difficulty}")
+        for name in ("train", "dev", "corpus_lines"):
+            check_number(name, getattr(self, name), gt=0)
+        check_number("difficulty", self.difficulty, ge=0, le=1)
 
     def folder(self) -> str:
         """A folder name per parameter set, so jobs with different data never share files."""
@@ -72,21 +78,25 @@ class DataConfig:
     dir: str = "data/synth"
     """Where generated data lives (in a subfolder named after the `synth` parameters)."""
     doc_stride: int = 64
+    """SQuAD: context tokens two consecutive windows share (transformers' stride)."""
     max_query_length: int = 32
+    """SQuAD: question tokens kept at most."""
     max_answer_length: int = 30
+    """SQuAD post-processing: longest answer span in tokens."""
     n_best_size: int = 20
+    """SQuAD post-processing: start/end candidates per window."""
     max_eval_examples: int | None = None
     """Evaluate on the first N dev examples only (None: all)."""
     max_predictions: int = 20
     """MLM: masked positions per sequence at most (BERT's max_predictions_per_seq)."""
     mlm_probability: float = 0.15
+    """MLM: fraction of tokens masked (BERT: 0.15)."""
 
     def __post_init__(self):
-        _positive("doc_stride", self.doc_stride)
-        _positive("max_query_length", self.max_query_length)
-        _positive("max_eval_examples", self.max_eval_examples, allow_none=True)
-        if not 0 < self.mlm_probability < 1:
-            raise FieldError("mlm_probability", f"must be in (0, 1), got {self.mlm_probability}")
+        for name in ("doc_stride", "max_query_length", "max_answer_length", "n_best_size", "max_predictions"):
+            check_number(name, getattr(self, name), gt=0)
+        check_number("max_eval_examples", self.max_eval_examples, gt=0, allow_none=True)
+        check_number("mlm_probability", self.mlm_probability, gt=0, lt=1)
         if self.train is None and self.synth is None:
             raise FieldError("train", "give a training file, or `data.synth` to generate data offline")
         if (self.train is None) != (self.dev is None):
@@ -96,43 +106,54 @@ class DataConfig:
 @dataclass(kw_only=True)
 class OptimizerConfig:
     name: str = "lamb"
-    """A registered optimizer (lamb, lans, lars, adamw, radam) or an import path `pkg.mod:Class`."""
+    """A registered optimizer (lamb, lans, lars, adamw, radam; see `scaling_study.optim.names`)
+    or an import path `pkg.mod:Class`."""
     lr: float = 1e-3
     """Peak learning rate at `schedule.reference_batch` (scaled to the global batch by `schedule.lr_rule`)."""
     weight_decay: float = 0.01
+    """Decoupled weight decay (0 for the no_decay group)."""
     args: dict[str, Any] = field(default_factory=dict)
     """Extra constructor arguments (betas, eps, momentum, trust_coefficient, always_adapt, ...)."""
-    no_decay: list[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "LayerNorm.bias"])
+    no_decay: list[str] = field(default_factory=lambda: list(NO_DECAY))
     """Parameter-name patterns put in the weight_decay=0 group (also excluded from layer adaptation)."""
 
     def __post_init__(self):
-        _positive("lr", self.lr)
-        if self.weight_decay < 0:
-            raise FieldError("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        # An import path is imported (with torch) by `check_components`, not at load time.
+        if self.name.lower() not in OPTIMIZER_NAMES and ":" not in self.name and "." not in self.name:
+            raise FieldError("name", f"{self.name!r} is not a registered optimizer; valid: "
+                                     f"{', '.join(OPTIMIZER_NAMES)}, or an import path 'package.module:Class'")
+        check_number("lr", self.lr, gt=0)
+        check_number("weight_decay", self.weight_decay, ge=0)
+        check_finite_values("args", self.args)
 
 
 @dataclass(kw_only=True)
 class ScheduleConfig:
-    name: Literal["poly", "lans", "cosine", "constant"] = "poly"
+    name: str = "poly"
+    """A registered schedule (poly, lans, cosine, constant; see `scaling_study.optim.names`)."""
     warmup: float = 0.1
     """Warmup as a ratio of the phase's steps (< 1) or a number of steps (>= 1)."""
     args: dict[str, Any] = field(default_factory=dict)
     """Schedule options: poly: power, end; lans: constant, degree; cosine: floor."""
-    lr_rule: Literal["sqrt", "linear", "none"] = "none"
+    lr_rule: str = "none"
     """How the peak LR follows the global batch from `reference_batch` (LAMB: sqrt; Goyal et al.: linear)."""
     reference_batch: int | None = None
     """The global batch at which `optimizer.lr` is given (default: the job's own global batch)."""
 
     def __post_init__(self):
-        if self.warmup < 0:
-            raise FieldError("warmup", f"must be >= 0 (a ratio < 1 or a step count), got {self.warmup}")
-        _positive("reference_batch", self.reference_batch, allow_none=True)
+        check_choice("name", self.name, SCHEDULE_NAMES, "a registered schedule")
+        _check_warmup("warmup", self.warmup)
+        check_choice("lr_rule", self.lr_rule, LR_RULES, "an LR scaling rule")
+        check_finite_values("args", self.args)
+        check_number("reference_batch", self.reference_batch, gt=0, allow_none=True)
 
 
 @dataclass(kw_only=True)
 class ScalingConfig:
     num_workers: int = 2
+    """Data-parallel Ray Train workers (0: run in the calling process)."""
     use_gpu: bool = False
+    """One GPU per worker, NCCL between them."""
     cpus_per_worker: float = 1.0
     """CPUs given to each worker; also its torch thread count (at least 1)."""
     resources_per_worker: dict[str, float] = field(default_factory=dict)
@@ -145,27 +166,39 @@ class ScalingConfig:
     def __post_init__(self):
         if self.num_workers < 0:
             raise FieldError("num_workers", f"must be >= 1 (0 runs in the driver process), got {self.num_workers}")
-        _positive("cpus_per_worker", self.cpus_per_worker)
+        check_number("cpus_per_worker", self.cpus_per_worker, gt=0)
+        for name, amount in self.resources_per_worker.items():
+            check_number(f"resources_per_worker.{name}", amount, ge=0)
 
 
 @dataclass(kw_only=True)
 class PhaseConfig:
     """One phase of training (LAMB/LANS pretraining: 128 tokens, then 512)."""
     steps: int
+    """Optimizer steps in this phase."""
     seq_len: int | None = None
+    """Tokens per sequence (default: model.max_seq_length)."""
     per_worker_batch: int | None = None
+    """Micro-batch per worker (default: train.per_worker_batch)."""
     global_batch: int | None = None
+    """Samples per optimizer step (give this or grad_accum; default: the job's)."""
     grad_accum: int | None = None
+    """Micro-batches per optimizer step (default: the job's)."""
     warmup: float | None = None
+    """This phase's warmup: a ratio of its steps (< 1) or a step count (default: schedule.warmup); each
+    phase warms up again."""
     lr: float | None = None
+    """This phase's reference LR before the LR rule (default: optimizer.lr)."""
     max_predictions: int | None = None
     """MLM: masked positions per sequence at most in this phase (default: data.max_predictions;
     BERT uses 20 at 128 tokens and 80 at 512)."""
 
     def __post_init__(self):
-        _positive("steps", self.steps)
+        check_number("steps", self.steps, gt=0)
         for name in ("seq_len", "per_worker_batch", "global_batch", "grad_accum", "lr", "max_predictions"):
-            _positive(name, getattr(self, name), allow_none=True)
+            check_number(name, getattr(self, name), gt=0, allow_none=True)
+        if self.warmup is not None:
+            _check_warmup("warmup", self.warmup)
 
 
 @dataclass(kw_only=True)
@@ -179,21 +212,22 @@ class TrainConfig:
     steps: int | None = None
     """Optimizer steps in all (give steps, epochs or phases)."""
     epochs: float | None = None
+    """Passes over the training data (alone, instead of steps or phases)."""
     phases: list[PhaseConfig] | None = None
+    """Training phases, each with its own length, batch and warmup; keys left out take the job's."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm before the optimizer (NVIDIA's LAMB recipe); null: no clipping."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """fp32; bf16 (autocast); fp16 (autocast + GradScaler, GPU only)."""
     seed: int = 0
+    """Seed of model init, data order (per epoch) and dropout/masking (per rank)."""
     scaling_mode: Literal["weak", "strong", ""] = ""
     """What a change of worker count keeps: the per-worker batch (weak) or the global batch (strong)."""
 
     def __post_init__(self):
-        _positive("per_worker_batch", self.per_worker_batch)
-        _positive("global_batch", self.global_batch, allow_none=True)
-        _positive("grad_accum", self.grad_accum, allow_none=True)
-        _positive("steps", self.steps, allow_none=True)
-        _positive("epochs", self.epochs, allow_none=True)
-        _positive("max_grad_norm", self.max_grad_norm, allow_none=True)
+        check_number("per_worker_batch", self.per_worker_batch, gt=0)
+        for name in ("global_batch", "grad_accum", "steps", "epochs", "max_grad_norm"):
+            check_number(name, getattr(self, name), gt=0, allow_none=True)
         given = [k for k in ("steps", "epochs", "phases") if getattr(self, k) is not None]
         if not given:
             raise FieldError("steps", "give one of train.steps, train.epochs or train.phases")
@@ -206,22 +240,30 @@ class TrainConfig:
 @dataclass(kw_only=True)
 class TargetConfig:
     metric: str = "f1"
+    """A metric the task produces: f1, em or loss (squad); mlm_acc, eval_loss or loss (mlm)."""
     value: float = 80.0
+    """The value to reach, in the metric's scale (F1/EM in percent, mlm_acc a fraction)."""
     stop: bool = False
     """Stop the run at the first evaluation that reaches the target (time-to-target mode)."""
+
+    def __post_init__(self):
+        check_number("value", self.value)
 
 
 @dataclass(kw_only=True)
 class EvalConfig:
     every_steps: int | None = 20
+    """Evaluate every N optimizer steps (give this or every_samples)."""
     every_samples: int | None = None
     """Evaluate every N training samples instead of every N steps."""
     at_end: bool = True
+    """Evaluate after the last step even when the schedule does not fall on it."""
     target: TargetConfig | None = None
+    """A metric value to reach; time to target is measured against it."""
 
     def __post_init__(self):
-        _positive("every_steps", self.every_steps, allow_none=True)
-        _positive("every_samples", self.every_samples, allow_none=True)
+        check_number("every_steps", self.every_steps, gt=0, allow_none=True)
+        check_number("every_samples", self.every_samples, gt=0, allow_none=True)
         if (self.every_steps is None) == (self.every_samples is None):
             raise FieldError("every_steps", "give exactly one of eval.every_steps or eval.every_samples")
 
@@ -231,6 +273,7 @@ class OutputConfig:
     dir: str = "runs"
     """Runs are written to DIR/NAME/ (records.csv, checkpoints, job.yaml)."""
     checkpoints_to_keep: int = 2
+    """Checkpoints kept per run (Ray's CheckpointConfig num_to_keep)."""
     max_failures: int = 2
     """Worker-group restarts from the latest checkpoint before the run fails (Ray FailureConfig)."""
 
@@ -239,7 +282,7 @@ class OutputConfig:
             object.__setattr__(self, "dir", results_dir(self.dir))
         except ValueError as exc:
             raise FieldError("dir", str(exc)) from None
-        _positive("checkpoints_to_keep", self.checkpoints_to_keep)
+        check_number("checkpoints_to_keep", self.checkpoints_to_keep, gt=0)
         if self.max_failures < -1:
             raise FieldError("max_failures", f"must be >= 0, or -1 for unlimited, got {self.max_failures}")
 
@@ -268,20 +311,33 @@ class Phase:
 @dataclass(kw_only=True)
 class Job:
     name: str
+    """Run name: results go to output.dir/NAME/; re-running a name continues it from its last checkpoint."""
     task: Literal["squad", "mlm"] = "squad"
+    """squad (BertForQuestionAnswering, F1/EM) or mlm (BertForMaskedLM, masked-LM accuracy)."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The BERT to train."""
     data: DataConfig
+    """Training and held-out data: files, or generated offline (synth)."""
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    """The optimizer and its hyperparameters."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """The LR schedule and how the peak LR follows the global batch."""
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    """Ray Train workers and what each one holds."""
     train: TrainConfig
+    """Batch arithmetic, length, clipping, precision, seed."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """When to evaluate, and the target to reach."""
     output: OutputConfig = field(default_factory=OutputConfig)
+    """Where the run is written; checkpoints and restarts."""
 
     def __post_init__(self):
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise FieldError("name", f"must be a plain folder name (no '/'), got {self.name!r}")
         self._check_target()
+        if self.train.precision == "fp16" and not self.scaling.use_gpu:
+            # fp16 needs a GradScaler on CUDA; a CPU run learns that only inside its workers.
+            raise FieldError("train.precision", "fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
         phases = self.phases()  # every phase's batch arithmetic must work out
         if self.task == "squad":
             self._check_windows(phases)

@@ -3,14 +3,19 @@
 `from_dict(cls, data)` walks a dataclass's fields: unknown keys, missing required keys, wrong types
 and `Literal` values outside their set fail with a `ConfigError` naming the dotted key and what
 would be valid. Single-field checks live in each dataclass's `__post_init__` (raising
-`FieldError`, which this module turns into a `ConfigError` with the full dotted key).
+`FieldError`, which this module turns into a `ConfigError` with the full dotted key), through
+the checks here: `check_number` (finite, bounded numbers), `check_finite_values` (free-form
+mappings) and `check_choice` (a registry's names).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import numbers
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal, Union, get_args, get_origin
 
 from scaling_study.errors import ConfigError
@@ -22,6 +27,53 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str):
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
+
+
+def check_number(key: str, value: Any, *, gt: float | None = None, ge: float | None = None,
+                 lt: float | None = None, le: float | None = None, integer: bool = False,
+                 allow_none: bool = False) -> None:
+    """Raise FieldError(`key`) unless `value` is a finite number (an int when `integer`) within
+    the given bounds; None passes only with `allow_none`.
+
+    The one number check of the configs: NaN passes every `<`/`>` test and YAML reads `.inf` and
+    `.nan` as floats, so each bound alone would let them through.
+    """
+    if value is None and allow_none:
+        return
+    bounds = " and ".join(f"{op} {b:g}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None)
+
+    def fail(what: str) -> FieldError:
+        return FieldError(key, f"must be {' '.join(w for w in (what, bounds) if w)}, got {value!r}")
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise fail("an integer" if integer else "a number")
+    if not math.isfinite(value):
+        raise fail("a finite number")
+    if integer and not isinstance(value, numbers.Integral):
+        raise fail("an integer")
+    if ((gt is not None and not value > gt) or (ge is not None and not value >= ge)
+            or (lt is not None and not value < lt) or (le is not None and not value <= le)):
+        raise fail("")
+
+
+def check_finite_values(key: str, value: Any) -> None:
+    """Raise FieldError naming the dotted key of any non-finite number inside a free-form value
+    (a mapping such as `optimizer.args`, with lists and nested mappings)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite_values(f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite_values(f"{key}[{i}]", v)
+    elif isinstance(value, float):
+        check_number(key, value)
+
+
+def check_choice(key: str, value: Any, valid: Iterable[str], what: str = "") -> None:
+    """Raise FieldError(`key`) unless `value` is one of `valid` (a registry's names)."""
+    valid = tuple(valid)
+    if value not in valid:
+        raise FieldError(key, f"{value!r} is not {what or 'valid'}; valid: {', '.join(valid)}")
 
 
 def _join(prefix: str, key: str) -> str:
@@ -79,7 +131,8 @@ def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(key, f"expected a mapping, got {value!r}", source)
-        return dict(value)
+        value_tp = get_args(tp)[1] if get_args(tp) else Any
+        return {k: _convert(value_tp, v, f"{key}.{k}", source) for k, v in value.items()}
     return _scalar(tp, value, key, source)
 
 

@@ -64,16 +64,19 @@ def _load_json(path: Path, what: str):
 def _squad_eval(args: argparse.Namespace) -> int:
     import sys
 
-    from scaling_study.data.squad import read_squad
     from scaling_study.data.squad_metric import EXPECTED_VERSION, evaluate
 
-    read_squad(args.data)  # validates the structure, naming the JSON path of any fault
+    # Read as evaluate-v1.1.py reads it: ids and answer texts only (answer_start is not checked).
     dataset = _load_json(args.data, "dataset")
-    if dataset.get("version") != EXPECTED_VERSION:
-        print(f"Evaluation expects v-{EXPECTED_VERSION}, but got dataset with v-{dataset.get('version')}",
-              file=sys.stderr)
+    version = dataset.get("version") if isinstance(dataset, dict) else None
+    if version != EXPECTED_VERSION:
+        print(f"Evaluation expects v-{EXPECTED_VERSION}, but got dataset with v-{version}", file=sys.stderr)
     predictions = _load_json(args.predictions, "predictions")
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise UserError(f"{args.predictions}: predictions must be a JSON object {{question id: answer text}}")
-    print(json.dumps(evaluate(dataset, predictions)))
+    try:
+        result = evaluate(dataset, predictions)
+    except ValueError as exc:  # names the JSON path of what cannot be read
+        raise UserError(f"{args.data}: {exc}") from None
+    print(json.dumps(result))
     return 0

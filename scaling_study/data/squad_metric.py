@@ -65,13 +65,52 @@ def _score(questions: Iterable[tuple[str, list[str]]], predictions: Mapping[str,
     return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
 
 
-def evaluate(dataset_json: dict, predictions: Mapping[str, str]) -> dict[str, float]:
+def gold_answers(dataset_json: dict | list) -> list[tuple[str, list[str]]]:
+    """(question id, gold answer texts) of every question of a SQuAD document (the whole file as
+    loaded, ``{"version", "data": [...]}``, or its ``data`` list), in file order.
+
+    Reads what ``evaluate-v1.1.py`` reads and nothing else: ids and answer texts. Contexts and
+    ``answer_start`` offsets are not looked at, so a file whose offsets do not match its context
+    scores as the official script scores it (the training reader, ``data.squad.read_squad``,
+    rejects such a file). Raises ValueError naming the JSON path of anything the script could
+    not read.
+    """
+    if isinstance(dataset_json, dict):
+        data = _field(dataset_json, "data", list, "$", "a list of articles")
+    elif isinstance(dataset_json, list):
+        data = dataset_json
+    else:
+        raise ValueError(f"$: expected an object with 'version' and 'data', got {type(dataset_json).__name__}")
+    out = []
+    for a, article in enumerate(data):
+        paragraphs = _field(article, "paragraphs", list, f"data[{a}]", "a list of paragraphs")
+        for p, para in enumerate(paragraphs):
+            qas = _field(para, "qas", list, f"data[{a}].paragraphs[{p}]", "a list of questions")
+            for q, qa in enumerate(qas):
+                path = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                qid = _field(qa, "id", str, path, "the question id")
+                answers = _field(qa, "answers", list, path, "a list of {text, ...}")
+                if not answers:
+                    raise ValueError(f"{path}.answers: empty; a v1.1 question has at least one gold answer")
+                out.append((qid, [_field(ans, "text", str, f"{path}.answers[{i}]", "the answer text")
+                                  for i, ans in enumerate(answers)]))
+    return out
+
+
+def _field(obj, key: str, kind: type, path: str, what: str):
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected an object with '{key}', got {type(obj).__name__}")
+    if key not in obj:
+        raise ValueError(f"{path}: missing key '{key}' ({what})")
+    if not isinstance(obj[key], kind):
+        raise ValueError(f"{path}.{key}: expected {what}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def evaluate(dataset_json: dict | list, predictions: Mapping[str, str]) -> dict[str, float]:
     """``{"exact_match", "f1"}`` in percent over every question of a SQuAD JSON document
-    (the whole file as loaded: ``{"version", "data": [...]}``) or of its ``data`` list."""
-    data = dataset_json["data"] if isinstance(dataset_json, dict) else dataset_json
-    questions = ((qa["id"], [a["text"] for a in qa["answers"]])
-                 for article in data for para in article["paragraphs"] for qa in para["qas"])
-    return _score(questions, predictions)
+    (see `gold_answers`), as ``evaluate-v1.1.py`` computes them."""
+    return _score(gold_answers(dataset_json), predictions)
 
 
 def evaluate_examples(examples, predictions: Mapping[str, str]) -> dict[str, float]:

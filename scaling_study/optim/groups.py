@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # torch-free at import: the job config reads NO_DECAY as its default
+    from torch import nn
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+"""BERT's parameters without weight decay (and, with LAMB/LARS, without layer adaptation);
+the default of a job's `optimizer.no_decay`."""
 _GLOB_CHARS = frozenset("*?[")
 
 

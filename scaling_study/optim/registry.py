@@ -12,6 +12,7 @@ from scaling_study.optim.base import check_kwargs
 from scaling_study.optim.lamb import Lamb
 from scaling_study.optim.lans import Lans
 from scaling_study.optim.lars import Lars
+from scaling_study.optim.names import OPTIMIZER_NAMES, check_registry
 
 
 class RAdamW(torch.optim.RAdam):
@@ -37,6 +38,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "radam": RAdamW,
 }
+check_registry("optimizer", OPTIMIZERS, OPTIMIZER_NAMES)
 
 
 def resolve_optimizer(name: str) -> type[torch.optim.Optimizer]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scaling_study.optim.base import check_kwargs
+from scaling_study.optim.names import SCHEDULE_NAMES, check_registry
 
 Schedule = Callable[[int], float]
 
@@ -112,6 +113,7 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "cosine": cosine,
     "constant": constant,
 }
+check_registry("schedule", SCHEDULES, SCHEDULE_NAMES)
 
 
 def build_schedule(name: str, total_steps: int, *, warmup: float | int = 0.0,

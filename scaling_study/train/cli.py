@@ -15,27 +15,21 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from scaling_study.config import load_job
-    from scaling_study.errors import ConfigError
+    from scaling_study.check import check_job
 
     overrides = list(args.overrides)
-    flags = {}  # the override each flag became -> the flag, for error messages
+    labels = {}  # the override each flag became -> the flag, for error messages
     if args.out:
         overrides.append(f"output.dir={args.out}")
-        flags[f"--set output.dir={args.out}"] = f"--out {args.out}"
+        labels[overrides[-1]] = f"--out {args.out}"
     if args.name:
         overrides.append(f"name={args.name}")
-        flags[f"--set name={args.name}"] = f"--name {args.name}"
-    try:
-        job = load_job(args.job, overrides)  # every key checked before Ray starts
-    except ConfigError as exc:
-        if exc.source in flags:
-            raise ConfigError(exc.key, exc.message, flags[exc.source]) from None
-        raise
+        labels[overrides[-1]] = f"--name {args.name}"
+    job = check_job(args.job, overrides, labels)  # every check that needs no cluster, before Ray starts
 
     from scaling_study.train.driver import run_job
 
-    where = f"--out {args.out}: output.dir" if args.out else f"{args.job}: output.dir"
+    where = f"{args.job} (--out {args.out}): output.dir" if args.out else f"{args.job}: output.dir"
     result = run_job(job, address=args.address, output_key=where)
     _summary(job, result)
     return 0

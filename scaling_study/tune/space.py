@@ -49,10 +49,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scaling_study.config import Job, Phase, job_from_dict, load_yaml
-from scaling_study.config.load import apply_overrides
+from scaling_study.config.load import apply_overrides, blame_override, keys_related, parse_override
 from scaling_study.config.schema import from_dict
 from scaling_study.contract import METRICS, task_metrics
 from scaling_study.errors import ConfigError
@@ -165,8 +163,7 @@ class SearchSpace:
         self._check_params(params)
         study = {k: params.pop(k) for k in self.study_axes()}
         seed = {_study.SEED_KEY: study[_study.SEED_KEY]} if study else {}
-        data = _study.assemble(self.base_data, self.spec.set, self.lr_rule, {**params, **seed})
-        data["name"] = name
+        data = {**self._assemble({**params, **seed}, params, study), "name": name}
         if study:
             swept = {k: v for k, v in params.items() if k in _study.BATCH_KEYS}
             mode = getattr(_study, self.spec.study.mode)
@@ -179,8 +176,15 @@ class SearchSpace:
     @cached_property
     def _reference_phases(self) -> list[Phase]:
         """The phases of base + `set` at the base's worker count: the batch a study keeps."""
-        data = {**_study.assemble(self.base_data, self.spec.set, self.lr_rule, {}), "name": self.name}
+        data = {**self._assemble({}, {}, {}), "name": self.name}
         return self._job(data, {}, {}).phases()
+
+    def _assemble(self, values: dict, params: dict, study: dict) -> dict:
+        """base + `set` + the LR rule + `values`; a key that cannot be set is blamed as in `_job`."""
+        try:
+            return _study.assemble(self.base_data, self.spec.set, self.lr_rule, values)
+        except ConfigError as exc:
+            raise self._error(exc, params, study) from None
 
     def _check_params(self, params: dict) -> None:
         expected = set(self.dimensions) | set(self.study_axes())
@@ -193,15 +197,25 @@ class SearchSpace:
         try:
             return job_from_dict(data, source=str(self.path))
         except ConfigError as exc:
-            key = self._blame(exc.key, params, study)
-            detail = exc.message if key.endswith(exc.key) else f"{exc.key}: {exc.message}"
-            raise ConfigError(key, f"{detail} ({_fmt({**params, **study})})", str(self.path)) from None
+            raise self._error(exc, params, study) from None
+
+    def blame(self, exc: ConfigError, point: dict[str, Any]) -> ConfigError:
+        """An error about the job of `point` (as `job_for` takes it) as an error of this file:
+        the space key to blame (a dimension, the study, `set` or the base job) and the point."""
+        params = dict(point)
+        study = {k: params.pop(k) for k in self.study_axes()}
+        return self._error(exc, params, study)
+
+    def _error(self, exc: ConfigError, params: dict, study: dict) -> ConfigError:
+        """A job's error as this file's: the space key to blame, and the combination."""
+        key = self._blame(exc.key, params, study)
+        detail = exc.message if key.endswith(exc.key) else f"{exc.key}: {exc.message}"
+        return ConfigError(key, f"{detail} ({_fmt({**params, **study})})", str(self.path))
 
     def _blame(self, job_key: str, params: dict, study: dict) -> str:
         """The space key a job error comes from: a dimension, the study, `set`, or the base job."""
-        related = lambda k: job_key == k or job_key.startswith(k + ".") or k.startswith(job_key + ".")
         for key in params:
-            if related(key):
+            if keys_related(job_key, key):
                 return f"parameters.{key}"
         if job_key.rsplit(".", 1)[-1] in ("per_worker_batch", "global_batch", "grad_accum"):
             swept = [k for k in params if k in _study.BATCH_KEYS]
@@ -210,7 +224,7 @@ class SearchSpace:
             if study:
                 return "study.workers"
         for key in self.spec.set:
-            if related(key):
+            if keys_related(job_key, key):
                 return f"set.{key}"
         return f"base {self.base_path}: {job_key}"
 
@@ -267,13 +281,15 @@ def load_space(path: str | Path, overrides: list[str] = ()) -> SearchSpace:
 
     `overrides` are `dotted.key=value` items on the space: `study.mode=strong`,
     `set.train.steps=50` (a base-job key under `set`), `parameters.optimizer.lr.max=0.02`.
+    An error caused by one names the file and the item (see `config.load.blame_override`).
     """
     from scaling_study.tune import space_checks
 
     path = Path(path)
     source = str(path)
+    overrides = list(overrides)
+    data = apply_space_overrides(load_yaml(path), overrides, source)
     try:
-        data = apply_space_overrides(load_yaml(path), list(overrides))
         spec = from_dict(SpaceFile, data, source=source)
         dimensions = {key: _dimension(key, value, source) for key, value in spec.parameters.items()}
         base_path, base_data, base_job = _load_base(path, spec)
@@ -283,37 +299,34 @@ def load_space(path: str | Path, overrides: list[str] = ()) -> SearchSpace:
                             lr_rule=_lr_rule(spec, base_data, base_path))
         space_checks.check(space)
     except ConfigError as exc:
-        raise _blame_override(exc, overrides) from None
+        raise blame_override(exc, overrides) from None
     return space
 
 
-def apply_space_overrides(data: dict, overrides: list[str]) -> dict:
+def is_search_space(data: dict) -> bool:
+    """Whether a loaded YAML mapping is a search space (it names a base job) rather than a job."""
+    return "base" in data
+
+
+def apply_space_overrides(data: dict, overrides: list[str], source: str | None = None) -> dict:
     """`--set` items on a space file. Under `set` and `parameters` the keys are dotted job keys,
     so `set.train.steps=5` sets `set["train.steps"]` and `parameters.optimizer.lr.max=0.1`
     sets `max` of the `optimizer.lr` dimension; anything else is an ordinary dotted key."""
     plain = []
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, _, rest = key.strip().partition(".")
-        if not sep or section not in ("set", "parameters") or not rest:
+        key, value = parse_override(item)
+        section, _, rest = key.partition(".")
+        if section not in ("set", "parameters") or not rest:
             plain.append(item)
             continue
-        value = yaml.safe_load(raw) if raw.strip() else None  # parsed as `apply_overrides` parses it
         data = {**data, section: dict(data.get(section) or {})}
         dim, _, fieldname = rest.rpartition(".")
         if section == "parameters" and fieldname in DIMENSION_FIELDS and dim:
-            data[section][dim] = {**(data[section].get(dim) or {}), fieldname: value}
+            current = data[section].get(dim)
+            data[section][dim] = {**(current if isinstance(current, dict) else {}), fieldname: value}
         else:
             data[section][rest] = value
-    return apply_overrides(data, plain)
-
-
-def _blame_override(exc: ConfigError, overrides: list[str]) -> ConfigError:
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if exc.key == key or exc.key.startswith(key + ".") or key.startswith(exc.key + "."):
-            return ConfigError(exc.key, exc.message, f"{exc.source} (--set {item})")
-    return exc
+    return apply_overrides(data, plain, source)
 
 
 def _dimension(key: str, value: Any, source: str) -> Dimension:

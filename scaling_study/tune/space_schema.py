@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scaling_study.config.schema import FieldError
+from scaling_study.config.schema import FieldError, check_choice, check_number
+from scaling_study.optim.scaling import LR_RULES
 from scaling_study.storage import results_dir
 from scaling_study.tune.study import BATCH_KEYS
 
@@ -25,6 +26,8 @@ MAX_RANGE_CHECK = 512
 class Dimension:
     """One swept key: a distribution and its values or its [min, max]."""
     distribution: Literal["choice", "grid", "uniform", "loguniform", "randint"]
+    """grid (every value), choice (one sampled per trial), uniform / loguniform (floats), randint
+    (integers, both ends inclusive)."""
     values: list[Any] | None = None
     """choice / grid: the values (any YAML value, lists included)."""
     min: int | float | None = None
@@ -40,16 +43,13 @@ class Dimension:
         for name in ("min", "max"):
             if getattr(self, name) is None:
                 raise FieldError(name, f"required for distribution {self.distribution}")
-        if self.distribution == "randint":
-            for name in ("min", "max"):
-                if not isinstance(getattr(self, name), int):
-                    raise FieldError(name, f"randint takes integers, got {getattr(self, name)!r}")
-        else:  # Tune samples floats here: check jobs with floats, so an int key fails at load time
+            if self.distribution == "randint" and not isinstance(getattr(self, name), int):
+                raise FieldError(name, f"randint takes integers, got {getattr(self, name)!r}")
+            check_number(name, getattr(self, name), gt=0 if self.distribution == "loguniform" else None)
+        if self.distribution != "randint":  # Tune samples floats: check jobs with floats, so an int key fails now
             self.min, self.max = float(self.min), float(self.max)
         if self.min > self.max:
             raise FieldError("min", f"{self.min} is greater than max {self.max}")
-        if self.distribution == "loguniform" and self.min <= 0:
-            raise FieldError("min", f"loguniform needs min > 0 (it samples the log), got {self.min}")
 
     def _check_values(self) -> None:
         if self.min is not None or self.max is not None:
@@ -94,14 +94,15 @@ class Dimension:
 
 @dataclass(kw_only=True)
 class LrScaling:
-    rule: Literal["sqrt", "linear", "none"]
-    """sqrt (LAMB, LANS), linear (Goyal et al.) or none: how the peak LR follows the global batch."""
+    rule: str
+    """sqrt (LAMB, LANS), linear (Goyal et al.) or none: how the peak LR follows the global batch
+    (the rules of `scaling_study.optim.scaling.LR_RULES`)."""
     reference_batch: int | None = None
     """The global batch at which `optimizer.lr` is given (default: the base job's global batch)."""
 
     def __post_init__(self):
-        if self.reference_batch is not None and self.reference_batch <= 0:
-            raise FieldError("reference_batch", f"must be > 0, got {self.reference_batch}")
+        check_choice("rule", self.rule, LR_RULES, "an LR scaling rule")
+        check_number("reference_batch", self.reference_batch, gt=0, allow_none=True)
 
 
 @dataclass(kw_only=True)
@@ -110,6 +111,7 @@ class Study:
     mode: Literal["weak", "strong"]
     """weak: per-worker batch fixed, global batch grows; strong: global batch fixed."""
     workers: list[int]
+    """Worker counts to run (each >= 1)."""
     seeds: list[int] | None = None
     """Repeats over `train.seed` (default: the base job's seed only)."""
 
@@ -119,8 +121,8 @@ class Study:
         for name, values in (("workers", self.workers), ("seeds", self.seeds or [])):
             if len(set(values)) != len(values):
                 raise FieldError(name, f"has a value more than once: {values}")
-        if min(self.workers) < 1:
-            raise FieldError("workers", f"worker counts must be >= 1, got {self.workers}")
+        for i, workers in enumerate(self.workers):
+            check_number(f"workers[{i}]", workers, ge=1)
 
 
 @dataclass(kw_only=True)
@@ -163,13 +165,12 @@ class Scheduler:
                     raise FieldError(key, "applies to name: asha only (this scheduler is fifo)")
             return
         for key in ("grace_period", "max_t"):
-            value = getattr(self, key)
-            if value is None or value <= 0:
-                raise FieldError(key, f"ASHA needs a value > 0 (in {self.time_attr}), got {value!r}")
+            if getattr(self, key) is None:
+                raise FieldError(key, f"ASHA needs a value > 0 (in {self.time_attr}), got None")
+            check_number(key, getattr(self, key), gt=0)
         if self.grace_period > self.max_t:
             raise FieldError("grace_period", f"{self.grace_period} is greater than max_t {self.max_t}")
-        if self.reduction_factor <= 1:
-            raise FieldError("reduction_factor", f"must be > 1, got {self.reduction_factor}")
+        check_number("reduction_factor", self.reduction_factor, gt=1)
 
 
 @dataclass(kw_only=True)
@@ -178,7 +179,7 @@ class Failure:
     """Restarts of a failed trial (Tune's FailureConfig); -1: unlimited."""
 
     def __post_init__(self):
-        if self.max_failures < -1:
+        if self.max_failures < -1:  # -1 is a sentinel, not a bound: say so rather than ">= -1"
             raise FieldError("max_failures", f"must be >= 0, or -1 for unlimited, got {self.max_failures}")
 
 
@@ -198,24 +199,34 @@ class Output:
 class SpaceFile:
     """A search-space file as written (the `parameters` are parsed into `Dimension`s apart)."""
     name: str
+    """The sweep's folder name under output.dir."""
     base: str
+    """The base job file, relative to this file."""
     set: dict[str, Any] = field(default_factory=dict)
+    """Fixed overrides of the base job, as dotted keys."""
     parameters: dict[str, Any] = field(default_factory=dict)
+    """The dimensions: a dotted job key -> its distribution."""
     lr_scaling: LrScaling | None = None
+    """Sets schedule.lr_rule and reference_batch in every trial, so that a batch sweep moves the LR."""
     study: Study | None = None
+    """A scaling study over worker counts and seeds."""
     num_samples: int = 1
+    """Times Tune repeats the grid, sampling the other dimensions afresh."""
     search: Search = field(default_factory=Search)
+    """How trials are drawn."""
     scheduler: Scheduler = field(default_factory=Scheduler)
+    """Which trials stop early (ASHA), on what metric."""
     max_concurrent_trials: int | None = None
+    """Trials at once at most (default: as many as the cluster holds for the widest trial)."""
     failure: Failure = field(default_factory=Failure)
+    """What happens to a failed trial."""
     output: Output = field(default_factory=Output)
+    """Where the sweep is written."""
 
     def __post_init__(self):
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise FieldError("name", f"must be a plain folder name (no '/'), got {self.name!r}")
-        if self.num_samples < 1:
-            raise FieldError("num_samples", f"must be >= 1, got {self.num_samples}")
-        if self.max_concurrent_trials is not None and self.max_concurrent_trials < 1:
-            raise FieldError("max_concurrent_trials", f"must be >= 1 (or left out), got {self.max_concurrent_trials}")
+        check_number("num_samples", self.num_samples, ge=1)
+        check_number("max_concurrent_trials", self.max_concurrent_trials, ge=1, allow_none=True)
         if not self.parameters and self.study is None:
             raise FieldError("parameters", "no dimensions to sweep; give parameters, a study, or both")

@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 from scaling_study.config import Phase
+from scaling_study.config.load import set_dotted
 
 WORKERS_KEY = "scaling.num_workers"
 SEED_KEY = "train.seed"
@@ -23,26 +24,6 @@ BATCH_KEYS = ("train.per_worker_batch", "train.global_batch", "train.grad_accum"
 
 class StudyError(ValueError):
     """The scaling study cannot place a phase's batch on a worker count (raised with the reason)."""
-
-
-def set_dotted(data: dict, key: str, value: Any) -> None:
-    """Set `a.b.c` (list items by index: `train.phases.1.lr`) in `data`, creating mappings."""
-    node: Any = data
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise KeyError(f"{where}: no item {part} in a list of {len(node)}")
-            part = int(part)
-        elif not isinstance(node, dict):
-            raise KeyError(f"{'.'.join(parts[:i])}: is {node!r}, not a mapping")
-        if i == len(parts) - 1:
-            node[part] = copy.deepcopy(value)
-        else:
-            if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
-                node[part] = {}
-            node = node[part]
 
 
 def drop_dotted(data: dict, key: str) -> None:
