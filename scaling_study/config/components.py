@@ -39,28 +39,12 @@ def check_components(job: Job, source: str | None = None) -> None:
             raise ConfigError(key, str(exc), source) from None
 
 
-def local_model_path(name: str) -> Path | None:
-    """The folder `name` stands for when it is a local path, else None (a named model or a hub id).
-
-    `./x`, `../x`, `/x`, `~/x` and anything with more than one `/` are paths; `org/name` is a hub
-    id unless such a folder exists here (transformers decides the same way).
-    """
-    from scaling_study.models import DEFAULT_SPEC, MODEL_SIZES  # torch-free module
-
-    if name == DEFAULT_SPEC or name in MODEL_SIZES:
-        return None
-    path = Path(name).expanduser()
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or path.is_dir():
-        return path
-    return None
-
-
 def check_model(name: str, source: str | None = None) -> None:
     """Raise ConfigError(`model.name`) when `name` is a local path with no checkpoint folder
     (config.json) there; named sizes, 'default' and hub ids pass (a hub id is tried at run time)."""
-    from scaling_study.models import DEFAULT_SPEC, MODEL_SIZES
+    from scaling_study.models import DEFAULT_SPEC, MODEL_SIZES, local_path  # torch-free module
 
-    path = local_model_path(name)
+    path = local_path(name)
     if path is None or (path / "config.json").is_file():
         return
     what = "is not a folder" if not path.is_dir() else "has no config.json (not a Hugging Face checkpoint)"

