@@ -71,9 +71,11 @@ def plan(target: str | os.PathLike, *, overrides: Iterable[str] = (), storage: s
     path = Path(target).resolve()
     overrides = list(overrides)
     rel = _inside(path, root, "the file")
-    if "base" in load_yaml(path):
-        from scaling_study.tune.space import load_space
+    from scaling_study.tune.space import is_search_space, load_space
 
+    # Data may live on the cluster's shared storage only, so the local data check of `check`
+    # does not apply here; what the cluster cannot receive is refused below.
+    if is_search_space(load_yaml(path)):
         space = load_space(path, overrides)
         _inside(space.base_path.resolve(), root, f"{rel}: base job")
         job = space.job_for(space.check_points()[0], space.name)  # base + set: where its data is
