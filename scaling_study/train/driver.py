@@ -75,11 +75,9 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
 
 
 def check_job_runs_here(job: Job) -> None:
-    """Checks that need the cluster (or this machine): GPUs for fp16, resources for the workers."""
+    """Checks that need the cluster: resources for the workers (the rest ran at load time)."""
     from scaling_study.ray_env import check_fits
 
-    if job.train.precision == "fp16" and not job.scaling.use_gpu:
-        raise UserError("train.precision: fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
     if job.scaling.num_workers > 0:
         check_fits(job.scaling.num_workers, per_worker_resources(job))
 

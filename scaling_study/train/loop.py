@@ -6,12 +6,12 @@ steps and report one record with a checkpoint each time; stop at the target or o
 """
 from __future__ import annotations
 
-import logging
 import math
 import sys
 
 import ray.train
 
+from scaling_study.compat import quiet_ray_train_report_logger
 from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.train import checkpoint
 from scaling_study.train.records import append_record, make_row, truncate_records
@@ -108,12 +108,3 @@ def say(message: str) -> None:
     writing to the process's own stdout goes through Ray's log forwarding once."""
     sys.__stdout__.write(f"[scaling_study] {message}\n")
     sys.__stdout__.flush()
-
-
-def quiet_ray_train_report_logger() -> None:
-    """Ray Train logs every report's full metrics dict at INFO from a logger named by its file
-    path (outside `ray.train`, so LoggingConfig misses it); the records callback prints one line."""
-    # Moves to scaling_study/compat.py (the one home of private Ray names) at merge.
-    from ray.train.v2._internal.execution import context
-
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
