@@ -2,8 +2,9 @@
 
 Builds the parameter set of ``BertForPreTraining(BertConfig())`` (shapes only, on the meta
 device; random values; no download) on ``--device`` (``cpu``, default, or ``cuda``), gives every
-parameter a random gradient, and times each optimizer's ``step()`` in this process: ``--rounds`` rounds, in each a fresh instance of every
-optimizer takes ``--warmup`` untimed steps (allocating its state) and ``--steps`` timed ones.
+parameter a random gradient, and times each optimizer's ``step()`` in this process: ``--rounds``
+rounds, in each a fresh instance of every optimizer takes ``--warmup`` untimed steps (allocating
+its state) and ``--steps`` timed ones.
 Ratios are taken within a round (AdamW's step in the same round is the denominator), so other
 load on the machine shifts both sides alike; the table shows the median and fastest step, the
 median of the per-round ratios and the ratio of the fastest steps.
