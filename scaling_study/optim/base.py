@@ -5,9 +5,9 @@ buckets them by (device, dtype), and hands each bucket to the subclass's ``_upda
 tensors, together with the module that updates them, as the group's ``impl`` says: the fused
 kernels of the bucket's device (:data:`FUSED`: C++ on the CPU, Triton on CUDA) or the portable
 multi-tensor math (:mod:`scaling_study.optim.functional`). All three modules offer the same
-``lamb_update``, ``lans_update`` and ``lars_update``. State per parameter: ``step`` (a CPU float32 tensor, as in torch.optim) plus the
-subclass's ``state_names`` buffers, each shaped and typed like the parameter; ``state_dict`` and
-``load_state_dict`` are torch's own.
+``lamb_update``, ``lans_update`` and ``lars_update``. State per parameter: ``step`` (a CPU
+float32 tensor, as in torch.optim) plus the subclass's ``state_names`` buffers, each shaped and
+typed like the parameter; ``state_dict`` and ``load_state_dict`` are torch's own.
 """
 from __future__ import annotations
 
