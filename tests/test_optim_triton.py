@@ -33,10 +33,10 @@ if HAS_TRITON and not torch.cuda.is_available() and "triton" not in sys.modules:
 INTERPRETED = HAS_TRITON and os.environ.get("TRITON_INTERPRET") == "1"
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package")
 
-# name -> shape: 0-dim, one element, three chunks with a tail, a block plus a tail, all-zero
-# weights, all-zero gradients; "view" is not 16-byte aligned (a view one element into a buffer)
-SHAPES = {"scalar": (), "one": (1,), "three": (3,), "long": (150,), "mat": (7, 9), "zero_w": (16,),
-          "zero_g": (33,), "view": (37,)}
+# name -> shape: 0-dim, one element, no element, three chunks with a tail, a block plus a tail,
+# all-zero weights, all-zero gradients; "view" is not 16-byte aligned (one element into a buffer)
+SHAPES = {"scalar": (), "one": (1,), "three": (3,), "long": (150,), "empty": (0, 4), "mat": (7, 9),
+          "zero_w": (16,), "zero_g": (33,), "view": (37,)}
 
 
 @pytest.fixture
