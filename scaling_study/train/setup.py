@@ -1,5 +1,6 @@
 """Builds what one worker trains with from its `WorkerConfig`: the data, the plan (phases and the
-steps that evaluate), and the `TrainState` (model under DDP, optimizer, LR schedule, scaler)."""
+steps that evaluate), and the `TrainState` (model under DDP, optimizer, LR schedule, scaler).
+`build_worker` builds the same from a job outside Ray Train (the benchmarks, calibration)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,13 @@ import torch
 
 from scaling_study.config import EvalConfig, Job, Phase
 from scaling_study.train.state import TrainState
-from scaling_study.train.tasks import TaskData, build_task_data
+from scaling_study.train.tasks import DataFiles, TaskData, build_task_data
+
+
+DDP_KWARGS = {"gradient_as_bucket_view": True}
+"""How the model goes under DDP. Gradients as views into DDP's all-reduce buckets: no copy into
+and out of the buckets each step (measured: a third of DDP's CPU overhead on the tiny model, gloo,
+2 workers)."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +72,31 @@ def make_plan(job: Job, task: TaskData) -> Plan:
 
 
 def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
-    """Everything worker `rank` of `world` trains with, before any checkpoint is restored."""
+    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored."""
     import ray.train.torch
 
+    def prepare(model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_KWARGS)
+
+    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=ray.train.torch.get_device(),
+                        wrap=prepare)
+
+
+def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: torch.device,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+                 ) -> tuple[TrainState, TaskData, Plan]:
+    """What rank `rank` of `world` trains with, on `device`: `build` inside Ray Train, and the
+    benchmarks and calibration outside it, so that all of them take the very same step.
+
+    `wrap` moves the model to `device` and, with `world` > 1, puts it under DDP (default
+    `wrap_ddp`: torch's DDP over the process group the caller initialised).
+    """
     from scaling_study.models import build_model, load_tokenizer
     from scaling_study.optim import bert_param_groups, build_optimizer
 
-    job = cfg.job
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
-    device = ray.train.torch.get_device()
     tokenizer = load_tokenizer(job.model.name)
-    task = build_task_data(job, cfg.files, tokenizer)
+    task = build_task_data(job, files, tokenizer)
     plan = make_plan(job, task)
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     model = build_model(job.model.name, job.task, tokenizer, seed=job.train.seed)
@@ -83,9 +104,7 @@ def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
         set_dropout(model, job.model.dropout)
     seed_everything(job.train.seed + rank)  # dropout and masking differ per rank, as they should
     sparse = _use_sparse_embedding_grads(job, model, device, world)
-    # Gradients as views into DDP's all-reduce buckets: no copy into and out of the buckets
-    # each step (measured: a third of DDP's CPU overhead on the tiny model, gloo, 2 workers).
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"gradient_as_bucket_view": True})
+    model = wrap(model) if wrap is not None else wrap_ddp(model, device, world)
     module = getattr(model, "module", model)
     o = job.optimizer
     base_lr = job.peak_lr(plan.phases[0])
@@ -97,6 +116,19 @@ def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
                        rank=rank, world=world, autocast=_autocast(job, device),
                        max_grad_norm=job.train.max_grad_norm, sparse_params=sparse)
     return state, task, plan
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
+    """`model` on `device`, under torch's DDP when `world` > 1, as Ray Train's `prepare_model`
+    wraps it (one device per process, `DDP_KWARGS`)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    model = model.to(device)
+    if world == 1:
+        return model
+    ids = [device] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=device if ids else None,
+                                                     **DDP_KWARGS)
 
 
 def seed_everything(seed: int) -> None:

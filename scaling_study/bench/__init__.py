@@ -1,4 +1,10 @@
-"""`scaling-study bench optim|train|asha`: benchmarks that print ratios against a same-process baseline."""
+"""`scaling-study bench optim|train|asha|calibrate`: benchmarks, and the calibration of the
+generated data.
+
+Benchmarks print ratios against a baseline run in the same invocation; calibration prints dev
+F1 against steps. All of them train through the product's own code (`TrainState.step`, the
+job's schedule), never a loop of their own.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +13,10 @@ import importlib
 # name -> (module, help). Each module has `add_arguments(parser)` and `main(args)`.
 _BENCHES = {
     "optim": ("scaling_study.optim.bench", "optimizer step time over BERT-base's parameters vs AdamW"),
-    "train": ("scaling_study.train.bench", "samples/s: plain PyTorch vs Ray Train 1 and 2 workers"),
-    "asha": ("scaling_study.tune.bench", "ASHA vs full grid: compute spent and best config found"),
+    "train": ("scaling_study.bench.train", "samples/s: plain PyTorch and DDP without Ray vs Ray Train"),
+    "asha": ("scaling_study.bench.asha", "ASHA vs full grid: compute spent and best config found"),
+    "calibrate": ("scaling_study.bench.calibrate",
+                  "dev F1 against steps of one fine-tuning (the generated data's difficulty)"),
 }
 
 
@@ -24,7 +32,8 @@ def positive_int(text: str) -> int:
 
 
 def register(sub) -> None:
-    bench = sub.add_parser("bench", help="performance benchmarks (ratios against a baseline run in the same process)")
+    bench = sub.add_parser("bench", help="benchmarks (ratios against a baseline run in the same process) "
+                                         "and calibration of the generated data")
     which = bench.add_subparsers(dest="bench", metavar="BENCH")
     which.required = True
     for name, (module_name, help_text) in _BENCHES.items():
@@ -34,6 +43,7 @@ def register(sub) -> None:
             if exc.name != module_name:
                 raise
             continue
-        p = which.add_parser(name, help=help_text)
+        p = which.add_parser(name, help=help_text, description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.main)
