@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scaling_study import cli
-from scaling_study.optim import bench
+from scaling_study.bench import optim as bench
 
 CUDA = torch.cuda.is_available()
 

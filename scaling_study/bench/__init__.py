@@ -12,7 +12,7 @@ import importlib
 
 # name -> (module, help). Each module has `add_arguments(parser)` and `main(args)`.
 _BENCHES = {
-    "optim": ("scaling_study.optim.bench", "optimizer step time over BERT-base's parameters vs AdamW"),
+    "optim": ("scaling_study.bench.optim", "optimizer step time over BERT-base's parameters vs AdamW"),
     "train": ("scaling_study.bench.train", "samples/s: plain PyTorch and DDP without Ray vs Ray Train"),
     "asha": ("scaling_study.bench.asha", "ASHA vs full grid: compute spent and best config found"),
     "calibrate": ("scaling_study.bench.calibrate",
