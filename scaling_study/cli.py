@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "scaling_study.reports.cli",   # report, export
     "scaling_study.data.cli",      # data, squad-eval
     "scaling_study.bench_cli",     # bench
+    "scaling_study.service.cli",   # serve
 )
 
 
