@@ -219,7 +219,8 @@ def _no_uploads_left():
 def test_a_shipped_space_is_checked_then_submitted(client, launcher, root):
     body = {"space": "weak_scaling_small.yaml", "overrides": ["set.train.steps=20", "name=ws"]}
     checked = client.post("/api/submit", json={**body, "dry_run": True}, headers=CSRF)
-    assert checked.status_code == 200 and checked.json()["name"] == "ws" and launcher.submitted == []
+    assert checked.status_code == 200 and checked.json()["ok"] and checked.json()["name"] == "ws"
+    assert launcher.submitted == []
     reply = client.post("/api/submit", json=body, headers=CSRF)
     assert reply.status_code == 201 and reply.json()["study"] == "0:ws"
     assert launcher.submitted == [("ws", ("set.train.steps=20", "name=ws"), str(root))]
@@ -243,6 +244,8 @@ def test_submission_errors_name_the_key_and_submit_nothing(client, launcher):
         assert reply.status_code == 422, (body, reply.text)
         error = reply.json()["errors"][0]
         assert error["key"] is not None and key in error["key"] if key else error["key"] is None, error
+        checked = client.post("/api/submit", json={**body, "dry_run": True}, headers=CSRF)
+        assert checked.status_code == 200 and checked.json()["errors"] == [error]  # a check answers
     malformed = client.post("/api/submit", json={"yaml": "name: [unclosed\n", "filename": "bad.yaml"}, headers=CSRF)
     assert "bad.yaml" in malformed.json()["errors"][0]["source"] and "line 2" in malformed.json()["errors"][0]["message"]
     assert launcher.submitted == [] and _no_uploads_left()
@@ -251,7 +254,7 @@ def test_submission_errors_name_the_key_and_submit_nothing(client, launcher):
 def test_an_uploaded_space_is_checked_like_a_file_next_to_the_shipped_ones(client, launcher):
     text = (launch.SPACES_DIR / "weak_scaling_small.yaml").read_text().replace("name: weak_scaling_small", "name: up")
     ok = client.post("/api/submit", json={"yaml": text, "filename": "mine.yaml", "dry_run": True}, headers=CSRF)
-    assert ok.status_code == 200 and ok.json() == {"ok": True, "name": "up", "space": "mine.yaml"}
+    assert ok.status_code == 200 and ok.json() == {"ok": True, "errors": [], "name": "up", "space": "mine.yaml"}
     bad = client.post("/api/submit", json={"yaml": text + "\nsurprise: 1\n", "filename": "mine.yaml"}, headers=CSRF)
     error = bad.json()["errors"][0]
     assert bad.status_code == 422 and error["key"] == "surprise" and error["source"] == "mine.yaml"

@@ -104,7 +104,7 @@ def test_the_status_file_follows_the_sweep(tmp_path):
 
 # --- in a real Tune run -------------------------------------------------------------------------
 
-ITERATIONS = 100
+ITERATIONS = 60
 
 
 def _make_trainable(iterations: int):

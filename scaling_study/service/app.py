@@ -261,8 +261,25 @@ async def _json_body(request: Request) -> dict:
 
 
 async def _submit(app: FastAPI, index: Index, body: dict):
+    """`dry_run`: 200 with {ok, errors} (a check is answered, not refused); otherwise 201 with the
+    submission, or 422 with the errors."""
     from starlette.concurrency import run_in_threadpool
 
+    try:
+        checked, root = await run_in_threadpool(_check_body, index, body)
+    except SubmitError as exc:
+        if body.get("dry_run"):
+            return {"ok": False, "errors": [exc.as_json()]}
+        raise
+    if body.get("dry_run"):
+        discard(checked.path)
+        return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as}
+    record = await run_in_threadpool(app.state.launcher.submit, checked, root)
+    sid = f"{root.index}:{checked.name}"
+    return JSON({**record, "study": sid, "url": f"/studies/{sid}"}, 201)
+
+
+def _check_body(index: Index, body: dict):
     overrides = body.get("overrides") or []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise SubmitError("a list of KEY=VALUE strings", key="overrides")
@@ -272,12 +289,6 @@ async def _submit(app: FastAPI, index: Index, body: dict):
     root_index = body.get("root", 0)
     if not isinstance(root_index, int) or not 0 <= root_index < len(index.roots):
         raise SubmitError(f"one of 0..{len(index.roots) - 1}", key="root")
-    checked = await run_in_threadpool(check, body.get("space"), upload.encode() if upload is not None else None,
-                                      body.get("filename"), overrides)
-    if body.get("dry_run"):
-        discard(checked.path)
-        return {"ok": True, "name": checked.name, "space": checked.shown_as}
-    root = index.roots[root_index]
-    record = await run_in_threadpool(app.state.launcher.submit, checked, root)
-    sid = f"{root.index}:{checked.name}"
-    return JSON({**record, "study": sid, "url": f"/studies/{sid}"}, 201)
+    checked = check(body.get("space"), upload.encode() if upload is not None else None, body.get("filename"),
+                    overrides)
+    return checked, index.roots[root_index]

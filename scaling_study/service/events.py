@@ -112,14 +112,15 @@ def _detail(study, since):
 
 
 async def log_stream(launcher, job_id: str, is_disconnected):
-    """`log` events with the job's output as it grows, then `end` with the job's status."""
+    """`log` events ({text}: what the job printed since the previous one), then `end` with the
+    job's status."""
     yield f"retry: {RETRY_MS * 5}\n\n"
     try:
         async for chunk in launcher.tail(job_id):
             if await is_disconnected():
                 return
             if chunk:
-                yield message("log", chunk)
+                yield message("log", {"text": chunk})
         status = await run_in_threadpool(lambda: launcher.job({"job_id": job_id}))
         yield message("end", status)
     except Exception as exc:  # the cluster went away: say so on the page, do not break the stream

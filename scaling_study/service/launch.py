@@ -210,11 +210,24 @@ class Launcher:
             raise NotFound(f"job {job_id}: not known to this service's Ray ({str(exc).splitlines()[0]})") from None
         return {"job_id": job_id, "status": str(info.status.value), "message": info.message or ""}
 
-    async def tail(self, job_id: str):
-        """The job's log as it grows (chunks of text), until the job ends."""
+    async def tail(self, job_id: str, poll_s: float = 1.0):
+        """The job's log as it grows (chunks of text, each only what is new), until the job ends.
+
+        Polls `get_job_logs` and sends what was added since: exact, where `tail_job_logs`, which
+        streams only what is printed after it connects, would lose or repeat lines around the
+        moment a page opens."""
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
         client = self.client()
-        if str(client.get_job_status(job_id).value) in ray_jobs.TERMINAL:
-            yield client.get_job_logs(job_id)
-            return
-        async for chunk in client.tail_job_logs(job_id):  # from the start of the log
-            yield chunk
+        sent = 0
+        while True:
+            status = str((await run_in_threadpool(client.get_job_status, job_id)).value)
+            text = await run_in_threadpool(client.get_job_logs, job_id)
+            if len(text) > sent:
+                yield text[sent:]
+                sent = len(text)
+            if status in ray_jobs.TERMINAL:
+                return
+            await asyncio.sleep(poll_s)

@@ -129,9 +129,29 @@ def figures(report: Report | None, why: str | None) -> dict:
         fig = figure_for(s, report) if not s.skipped else None
         sections.append({"key": s.key, "title": s.title, "definition": s.definition, "notes": s.notes,
                          "skipped": s.skipped, "tables": list(s.tables),
-                         "figure": json.loads(fig.to_json()) if fig is not None else None})
+                         "figure": plain(json.loads(fig.to_json())) if fig is not None else None})
     return {"sections": sections, "note": why, "target": str(report.target) if report.target else None,
             "metric": report.metric}
+
+
+def plain(value):
+    """A figure's JSON with plotly.py's base64 arrays ({"dtype", "bdata", "shape"}) as plain lists,
+    so that the page can extend a trace with new points (`Plotly.extendTraces`)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            shape = value.get("shape")
+            if shape:
+                array = array.reshape([int(n) for n in str(shape).split(",")])
+            return array.tolist()
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def dashboard(report: Report | None, why: str | None) -> str:

@@ -254,7 +254,7 @@ function studyPage() {
     let opened = 0;
     source.onopen = () => { if (opened++) log.textContent = ""; };  // a reconnect streams the log again
     source.addEventListener("log", (e) => {
-      log.textContent += JSON.parse(e.data);
+      log.textContent += JSON.parse(e.data).text;
       log.scrollTop = log.scrollHeight;
     });
     source.addEventListener("end", (e) => {
@@ -331,22 +331,23 @@ function submitPage() {
     $("#errors").replaceChildren(...errors.map((e) => h("li", { "data-key": e.key || "" },
       h("b", {}, e.key || e.source || "file"), `: ${e.message}`, e.source && e.key ? h("span", { class: "muted" }, ` (${e.source})`) : null)));
   }
-  async function send(dryRun) {
+  // The page always checks first (a check answers 200 with the errors), and submits only a
+  // space that passed: the same checks as the CLI, shown inline, naming the key.
+  async function send(submit) {
     showErrors([]);
-    $("#submit-result").textContent = dryRun ? "checking…" : "submitting…";
-    const r = await post("/api/submit", body(dryRun));
+    $("#submit-result").textContent = "checking…";
+    const checked = await (await post("/api/submit", body(true))).json();
+    if (!checked.ok) { $("#submit-result").textContent = ""; showErrors(checked.errors); return; }
+    if (!submit) { $("#submit-result").textContent = `${checked.space}: valid (sweep ${checked.name})`; return; }
+    $("#submit-result").textContent = "submitting…";
+    const r = await post("/api/submit", body(false));
     const d = await r.json();
-    if (!r.ok) {
-      $("#submit-result").textContent = "";
-      showErrors(d.errors || [{ key: null, message: d.error }]);
-      return;
-    }
-    if (dryRun) { $("#submit-result").textContent = `${d.space}: valid (sweep ${d.name})`; return; }
+    if (!r.ok) { $("#submit-result").textContent = ""; showErrors(d.errors || [{ key: null, message: d.error }]); return; }
     $("#submit-result").replaceChildren(`submitted as Ray job ${d.job_id}: `, h("a", { href: d.url, id: "new-study" }, d.study));
     setTimeout(() => { location.href = d.url; }, 800);
   }
-  $("#check").addEventListener("click", () => send(true));
-  form.addEventListener("submit", (e) => { e.preventDefault(); send(false); });
+  $("#check").addEventListener("click", () => send(false));
+  form.addEventListener("submit", (e) => { e.preventDefault(); send(true); });
 }
 
 ({ studies: studiesPage, study: studyPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();
