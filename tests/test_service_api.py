@@ -217,6 +217,8 @@ def _no_uploads_left():
 
 
 def test_a_shipped_space_is_checked_then_submitted(client, launcher, root):
+    spaces = {s["name"]: s for s in client.get("/api/spaces").json()["spaces"]}
+    assert "weak_scaling_small.yaml" in spaces and "weak_scaling" in spaces["weak_scaling_small.yaml"]["description"]
     body = {"space": "weak_scaling_small.yaml", "overrides": ["set.train.steps=20", "name=ws"]}
     checked = client.post("/api/submit", json={**body, "dry_run": True}, headers=CSRF)
     assert checked.status_code == 200 and checked.json()["ok"] and checked.json()["name"] == "ws"

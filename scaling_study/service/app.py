@@ -122,6 +122,11 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         return {"studies": studies, "seq": index.seq, "epoch": index.epoch,
                 "roots": [{"index": r.index, "root": r.label} for r in index.roots]}
 
+    @app.get("/api/spaces")
+    def spaces():
+        """The shipped search spaces (search_spaces/*.yaml) with the first lines of their comment."""
+        return {"spaces": shipped_spaces()}
+
     @app.get("/api/events")
     async def list_events(request: Request):
         """Server-sent events: the studies list, live."""
@@ -194,8 +199,7 @@ def _study_routes(app: FastAPI, index: Index) -> None:
     def study_detail(sid: str, since: int | None = None, evaluations: bool = True):
         """The study with its trials and their evaluations (only those after `since`, if given)."""
         study = index.get(sid, events.REFRESH_S)
-        with study.lock:
-            return {**study.detail(since=since, evaluations=evaluations), "epoch": index.epoch}
+        return {**study.detail(since=since, evaluations=evaluations), "epoch": index.epoch}
 
 
 def _sse(stream) -> StreamingResponse:
@@ -289,6 +293,9 @@ def _check_body(index: Index, body: dict):
     root_index = body.get("root", 0)
     if not isinstance(root_index, int) or not 0 <= root_index < len(index.roots):
         raise SubmitError(f"one of 0..{len(index.roots) - 1}", key="root")
+    for key in ("space", "filename"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise SubmitError("a file name", key=key)
     checked = check(body.get("space"), upload.encode() if upload is not None else None, body.get("filename"),
                     overrides)
     return checked, index.roots[root_index]

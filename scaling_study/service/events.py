@@ -107,8 +107,7 @@ async def study_stream(index: Index, sid: str, last_event_id: str | None, is_dis
 
 
 def _detail(study, since):
-    with study.lock:
-        return study.detail(since=since)
+    return study.detail(since=since)
 
 
 async def log_stream(launcher, job_id: str, is_disconnected):

@@ -282,8 +282,8 @@ class Study:
 
     def _fingerprint(self) -> tuple:
         return (self.status, self.metric, tuple(sorted(self.pending_stops[1])), self.pending_stops[0],
-                tuple((t.trial_id, t.state, t.error, len(t.records)) for t in self.trials.values()),
-                len(self.rungs), str(self.rungs)[:2000] if self.rungs else "")
+                tuple((t.trial_id, t.state, t.error, len(t.records), repr(t.params)) for t in self.trials.values()),
+                repr(self.rungs), repr(self.submission))
 
     # --- what the API shows -------------------------------------------------------------------
     def scheduler(self) -> dict:
@@ -318,6 +318,10 @@ class Study:
 
     def summary(self) -> dict:
         """The study as the studies list shows it."""
+        with self.lock:
+            return self._summary()
+
+    def _summary(self) -> dict:
         m = METRICS.get(self.metric) if self.metric else None
         return {
             "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.label,
@@ -351,7 +355,11 @@ class Study:
     def detail(self, since: int | None = None, evaluations: bool = True) -> dict:
         """The study with its trials and, unless `evaluations` is False, their evaluations
         (only those first seen after sequence number `since`, when given)."""
-        out = self.summary()
+        with self.lock:
+            return self._detail(since, evaluations)
+
+    def _detail(self, since: int | None, evaluations: bool) -> dict:
+        out = self._summary()
         out.update(scheduler=self.scheduler(), rungs=self.rungs, submission=self.submission,
                    stop_requested=self.pending_stops[0],
                    trials=[self.trial_row(t) for t in self.trials.values()])
