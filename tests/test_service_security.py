@@ -77,3 +77,11 @@ def test_an_object_store_root_serves_like_a_local_one(s3, tmp_path):
 
     assert steer.pending_requests(f"{base}/live") == (False, {"t1"})
     assert client.get("/api/studies/0:live/figures").json()["sections"]
+
+
+def test_an_unreachable_root_is_reported_not_fatal(s3, tmp_path):
+    write_run(tmp_path / "solo")
+    client = TestClient(create_app([f"{s3}-missing-bucket/x", str(tmp_path)]), base_url="http://127.0.0.1:8300")
+    listed = client.get("/api/studies").json()
+    assert [s["id"] for s in listed["studies"]] == ["1:solo"]
+    assert listed["roots"][0]["error"] and listed["roots"][1]["error"] is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from scaling_study.errors import UserError
@@ -120,7 +120,8 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         """Every study under the roots with its status, trial counts, best metric, workers and last update."""
         studies = index.studies(events.SCAN_S)
         return {"studies": studies, "seq": index.seq, "epoch": index.epoch,
-                "roots": [{"index": r.index, "root": r.label} for r in index.roots]}
+                "roots": [{"index": r.index, "root": r.label, "error": index.unreadable.get(r.label)}
+                          for r in index.roots]}
 
     @app.get("/api/spaces")
     def spaces():

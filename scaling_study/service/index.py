@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 
+from scaling_study.errors import UserError
 from scaling_study.service.roots import NotFound, Root, listdir, resolve, study_id
 from scaling_study.service.study import Study, classify
 from scaling_study.service.tail import FileCache
@@ -35,6 +36,8 @@ class Index:
         self._summaries: dict[str, dict] = {}
         self._changed: dict[str, int] = {}
         self._removed: dict[str, int] = {}
+        self.unreadable: dict[str, str] = {}
+        """Roots that could not be listed at the last scan (a missing bucket, no credentials): why."""
         self._lock = threading.Lock()
 
     # --- finding studies ------------------------------------------------------------------------
@@ -59,10 +62,21 @@ class Index:
         with self._lock:
             if time.monotonic() - self.scanned < max_age:
                 return False
-            found = {}
+            found, unreadable = {}, {}
             for root in self.roots:
-                for sid, (rel, loc, kind) in self._discover(root).items():
+                try:
+                    studies = self._discover(root)
+                    if not studies and not root.loc.is_local:
+                        root.loc.check_reachable(root.label)  # an empty listing: a missing bucket?
+                except UserError as exc:
+                    unreadable[root.label] = str(exc)
+                    studies = {}
+                except OSError as exc:  # keep what this root showed before; say why it is stale
+                    unreadable[root.label] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    studies = {sid: (s.rel, s.loc, s.kind) for sid, s in self._studies.items() if s.root is root}
+                for sid, (rel, loc, kind) in studies.items():
                     found[sid] = (root, rel, loc, kind)
+            self.unreadable = unreadable
             changed = self._update(found)
             self.scanned = time.monotonic()
             return changed
@@ -79,7 +93,10 @@ class Index:
             if study is None or study.kind != kind:
                 study = self._studies[sid] = Study(root, rel, loc, kind, self.files)
                 self._removed.pop(sid, None)
-            study.refresh()
+            try:
+                study.refresh()
+            except OSError as exc:
+                self.unreadable.setdefault(root.label, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             summary = study.summary()
             if summary != self._summaries.get(sid):
                 self._summaries[sid] = summary

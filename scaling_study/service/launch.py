@@ -20,12 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from scaling_study.errors import ConfigError, UserError
 from scaling_study.service.roots import NotFound, Root
 from scaling_study.service.study import SUBMISSION, SWEEP
-from scaling_study.storage import Loc
 from scaling_study.tune import submit as ray_jobs
 
 MAX_UPLOAD_BYTES = 64 * 1024
@@ -68,22 +66,17 @@ def _shipped(name: str) -> Path:
     return SPACES_DIR / name
 
 
-def parse_upload(data: bytes, filename: str = "upload.yaml") -> dict:
-    """An uploaded space, size-checked and read with the safe YAML loader (a mapping)."""
+def check_upload(data: bytes, filename: str = "upload.yaml") -> None:
+    """Refuse an upload that is too large or not text before anything is written. Its YAML is
+    read afterwards by the CLI's own loader (`config.load_yaml`: the safe loader), so a
+    malformed file gets the CLI's error."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise SubmitError(f"{len(data)} bytes; an uploaded search space may have at most {MAX_UPLOAD_BYTES}",
                           source=filename)
     try:
-        value = yaml.safe_load(data.decode("utf-8"))
+        data.decode("utf-8")
     except UnicodeDecodeError:
         raise SubmitError("not UTF-8 text", source=filename) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SubmitError(f"{where}not valid YAML: {getattr(exc, 'problem', exc)}", source=filename) from None
-    if not isinstance(value, dict):
-        raise SubmitError(f"expected a mapping of keys, got {type(value).__name__}", key="<top>", source=filename)
-    return value
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
             raise SubmitError(f"{item!r}: overrides are KEY=VALUE, e.g. set.train.steps=20", key="overrides")
     if upload is not None:
         shown = Path(filename or "upload.yaml").name
-        parse_upload(upload, shown)
+        check_upload(upload, shown)
         path = SPACES_DIR / f"{_UPLOAD_PREFIX}{secrets.token_hex(4)}-{_safe(shown)}"
         path.write_bytes(upload)
     else:
@@ -119,9 +112,9 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
     except ConfigError as exc:
         discard(path)
         raise SubmitError(exc.message, key=exc.key, source=_shown(exc.source, path, shown)) from None
-    except UserError as exc:
+    except UserError as exc:  # e.g. not YAML: the CLI's message, naming the upload
         discard(path)
-        raise SubmitError(str(exc).replace(str(path), shown)) from None
+        raise SubmitError(str(exc).replace(f"{path}:", "").replace(str(path), shown).strip(), source=shown) from None
     return Checked(path, loaded.name, tuple(overrides), shown)
 
 
