@@ -212,8 +212,7 @@ def venv_on_path():
 
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_a_real_sweep_is_watched_and_steered_and_a_space_submitted(tmp_path, synth_dir, venv_on_path, local_ray,
-                                                                    page):
+def test_a_real_sweep_is_watched_and_steered_from_its_page(tmp_path, synth_dir, venv_on_path, local_ray, page):
     from scaling_study.service.app import create_app
 
     results = tmp_path / "sweeps"
@@ -236,6 +235,17 @@ def test_a_real_sweep_is_watched_and_steered_and_a_space_submitted(tmp_path, syn
             raise
         output = sweep.communicate(timeout=60)[0]
         assert sweep.returncode == 0, output[-3000:]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_shipped_space_is_submitted_from_the_page(tmp_path, venv_on_path, local_ray, page):
+    from scaling_study.service.app import create_app
+
+    _require_a_job_agent()
+    results = tmp_path / "sweeps"
+    results.mkdir()
+    with serving(create_app([str(results)])) as site:
         _submit_from_the_page(page, site, results)
 
 
@@ -279,6 +289,27 @@ def _submit_from_the_page(page, site, results):
         page.wait_for_selector("#studies tbody tr[data-id='0:submitted']")
     finally:
         ray_jobs.stop(client, job_id)
+
+
+def _require_a_job_agent(wait_s: float = 30.0) -> None:
+    """Skip when this Ray's job agent is not up: every local Ray's agent listens on port 52365, so
+    on a machine where another Ray holds it, this one cannot run jobs (Ray logs it in
+    dashboard_agent.log). A probe job that does nothing tells."""
+    from scaling_study.tune import submit as ray_jobs
+
+    client = ray_jobs.connect(_job_address())
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            job = client.submit_job(entrypoint="true", entrypoint_num_cpus=0)
+            ray_jobs.wait_for(client, job, timeout_s=30)
+            return
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                pytest.skip("this Ray's job agent did not start: port 52365 is held by another Ray on this machine")
+            time.sleep(1.0)
 
 
 def _job_address() -> str:
