@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "scaling_study.data.cli",      # data, squad-eval
     "scaling_study.bench",         # bench
     "scaling_study.check",         # check
+    "scaling_study.service.cli",   # serve
 )
 
 
