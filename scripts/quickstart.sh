@@ -14,3 +14,4 @@ $s export "sweeps/$study" --metric f1 --out jobs/best.yaml
 echo
 echo "dashboard: $(pwd)/reports/quickstart/dashboard.html"
 echo "best job:  $(pwd)/jobs/best.yaml   (run it: $s run jobs/best.yaml)"
+echo "service:   $s serve   then open http://127.0.0.1:8300/studies/0:$study"

@@ -10,5 +10,12 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "[test] chromium could not be installed; the browser test will be skipped"
 fi
+# The optimizers' CUDA kernels are Triton; CUDA builds of torch ship it. On a CPU build, add it
+# without its dependencies so that its interpreter runs the kernels' tests on the CPU.
+if ! .venv/bin/python -c "import triton" >/dev/null 2>&1; then
+  echo "[test] installing triton (no dependencies) for the optimizers' kernel tests"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps triton \
+    || echo "[test] triton could not be installed; the kernel tests will be skipped"
+fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python -m pytest "$@"
