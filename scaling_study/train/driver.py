@@ -12,6 +12,7 @@ import pandas as pd
 from scaling_study.config import Job, dump_job
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc, as_path, write_parquet
+from scaling_study.train.resources import per_worker_resources
 
 
 @dataclass
@@ -25,14 +26,6 @@ class RunResult:
 
 class RunFailed(UserError):
     """The run ended in an error (after Ray's retries) or diverged."""
-
-
-def per_worker_resources(job: Job) -> dict[str, float]:
-    s = job.scaling
-    res = {"CPU": s.cpus_per_worker, **s.resources_per_worker}
-    if s.use_gpu:
-        res.setdefault("GPU", 1.0)
-    return res
 
 
 def run_dir_of(job: Job) -> Loc:
