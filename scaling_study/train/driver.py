@@ -68,11 +68,14 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
 
 
 def check_job_runs_here(job: Job) -> None:
-    """Checks that need the cluster: resources for the workers (the rest ran at load time)."""
+    """Checks that need the cluster: resources for the workers, or in local mode this process's
+    GPU (the rest ran at load time)."""
     from scaling_study.ray_env import check_fits
+    from scaling_study.train.devices import check_local_device
 
     if job.scaling.num_workers > 0:
         check_fits(job.scaling.num_workers, per_worker_resources(job))
+    check_local_device(job)
 
 
 def finish(job: Job, result) -> RunResult:

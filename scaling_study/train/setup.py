@@ -82,14 +82,18 @@ def make_plan(job: Job, task: TaskData) -> Plan:
 
 
 def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
-    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored."""
+    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored,
+    on the device `devices.worker_device` gives it (CUDA exactly when `scaling.use_gpu`)."""
     import ray.train.torch
 
-    def prepare(model: torch.nn.Module) -> torch.nn.Module:
-        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_KWARGS)
+    from scaling_study.train.devices import worker_device
 
-    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=ray.train.torch.get_device(),
-                        wrap=prepare)
+    device = worker_device(cfg.job, local=cfg.local)
+
+    def prepare(model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model, move_to_device=device, parallel_strategy_kwargs=DDP_KWARGS)
+
+    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=device, wrap=prepare)
 
 
 def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: torch.device,
@@ -103,7 +107,9 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
     """
     from scaling_study.models import build_model, load_tokenizer
     from scaling_study.optim import bert_param_groups, build_optimizer
+    from scaling_study.train.devices import check_precision
 
+    check_precision(job, device)  # before anything is built: bf16 would fail only at the first step
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
     tokenizer = load_tokenizer(job.model.name)
     task = build_task_data(job, files, tokenizer)
