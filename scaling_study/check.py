@@ -3,7 +3,8 @@
 A file is loaded as `run` or `sweep` would load it (with the same `--set` items) and then checked
 as far as this machine can tell without Ray: the schema and every field's bounds, the optimizer
 and schedule built from their names and arguments, a local model folder, data files that must
-exist (or a folder generated data can be written to), and the output folder. A search space is
+exist (or a folder generated data can be written to), the workers' GPU resources, a local-mode
+job's GPU (it trains on this machine), and the output folder. A search space is
 checked at every combination `sweep` would check (see `SearchSpace.check_points`). Reachability
 of an object store and the cluster's resources are left to `run` / `sweep`, which check them
 before any worker starts. Ray is not imported.
@@ -64,9 +65,12 @@ def check_job(path: str | os.PathLike, overrides: list[str] = (), labels: dict[s
     from scaling_study.config import load_job
     from scaling_study.config.load import blame_override
 
+    from scaling_study.train.devices import check_local_device
+
     job = load_job(path, overrides, labels)
     try:
         check_here(job, str(path))
+        check_local_device(job, str(path))  # local mode trains right here: its GPU must be here
         check_output_dir(job.output.dir, "output.dir", str(path))
     except ConfigError as exc:
         raise blame_override(exc, list(overrides), labels) from None
@@ -106,7 +110,7 @@ def _checked_part(job) -> str:
 
     o = job.optimizer
     return json.dumps([job.task, job.model.name, o.name, o.weight_decay, o.args, to_dict(job.schedule),
-                       [(p.steps, p.warmup_arg) for p in job.phases()], to_dict(job.data)],
+                       [(p.steps, p.warmup_arg) for p in job.phases()], to_dict(job.data), to_dict(job.scaling)],
                       sort_keys=True, default=str)
 
 

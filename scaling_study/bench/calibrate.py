@@ -111,7 +111,8 @@ def main(args) -> int:
     for phase in plan.phases:
         batches = task.micro_batches(phase, rank=0, world=1, seed=job.train.seed, device=state.device)
         while state.position.step < plan.end(phase.index):
-            loss = state.step(phase, batches)
+            state.step(phase, batches)
+            loss = state.settle()  # each step: this loop times nothing, and stops at the first NaN
             if not math.isfinite(loss):
                 raise UserError(f"loss became {loss} at step {state.position.step} (lr {state.lr:.3g}); "
                                 "lower --lr, raise --warmup or set train.max_grad_norm")

@@ -99,10 +99,12 @@ def plain_throughput(args, files, *, rank: int = 0, world: int = 1, ddp: bool = 
     batches = task.micro_batches(phase, rank=rank, world=world, seed=job.train.seed, device=device)
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
+            state.settle()  # the warm-up's steps done on the device (the step itself never waits)
             if barrier is not None:
                 barrier.wait()
             t0 = time.perf_counter()
         state.step(phase, batches)
+    state.settle()  # every timed step done
     return args.steps * phase.per_worker_batch * phase.grad_accum / (time.perf_counter() - t0)
 
 

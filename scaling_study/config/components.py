@@ -14,9 +14,10 @@ from scaling_study.errors import ConfigError
 
 
 def check_components(job: Job, source: str | None = None) -> None:
-    """Raise ConfigError naming the key (and `source`, the file) when the model folder is missing
-    or the optimizer or schedule cannot be built."""
+    """Raise ConfigError naming the key (and `source`, the file) when the model folder is missing,
+    the optimizer or schedule cannot be built, or the workers' GPUs cannot work."""
     check_model(job.model.name, source)
+    check_gpu_resources(job, source)
     import torch
 
     from scaling_study.optim import build_optimizer, build_schedule, resolve_optimizer
@@ -53,3 +54,28 @@ def check_model(name: str, source: str | None = None) -> None:
                                     f"{DEFAULT_SPEC!r} (the packaged MiniLM), a size ({', '.join(MODEL_SIZES)}), "
                                     "an existing checkpoint folder, or a hub name such as bert-base-uncased",
                       source)
+
+
+def check_gpu_resources(job: Job, source: str | None = None) -> None:
+    """Raise ConfigError(`scaling.resources_per_worker.GPU`) where Ray would refuse the GPUs asked
+    for, or where several workers would share a GPU, which NCCL cannot do (two ranks on one
+    device fail at their first collective). A fraction of a GPU for one worker is fine: trials
+    of a sweep can share a GPU that way."""
+    s = job.scaling
+    gpus = s.resources_per_worker.get("GPU")
+    key = "scaling.resources_per_worker.GPU"
+    if gpus is None:
+        return
+    if gpus > 0 and not s.use_gpu:
+        raise ConfigError(key, f"{gpus:g} GPU per worker, but scaling.use_gpu is false (the workers would train on "
+                               "the CPU); set scaling.use_gpu: true, or drop the key", source)
+    if s.use_gpu and gpus == 0:
+        raise ConfigError(key, "0 with scaling.use_gpu: true; valid: a positive number (1 by default: leave the "
+                               "key out), or scaling.use_gpu: false", source)
+    if gpus > 1 and gpus != int(gpus):
+        raise ConfigError(key, f"{gpus:g}: more than one GPU per worker must be a whole number; valid: a whole "
+                               "number, or a fraction below 1 for a single worker", source)
+    if 0 < gpus < 1 and s.num_workers > 1:
+        raise ConfigError(key, f"{gpus:g} GPU per worker with {s.num_workers} workers would put two ranks on one "
+                               "GPU, which NCCL cannot run; valid: 1 (the default) or more, or "
+                               "scaling.num_workers: 1", source)

@@ -126,13 +126,19 @@ def premask(dataset: TensorDictDataset, tokenizer, *, mlm_probability: float = 0
     return TensorDictDataset(dict(batch))
 
 
-def mlm_accuracy(logits: "torch.Tensor", labels: "torch.Tensor") -> tuple[int, int]:
+def mlm_accuracy(logits: "torch.Tensor", labels: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
     """(correct, count) over the masked positions (``labels != -100``): the arg-max prediction
     equals the label. ``logits`` are [B, L, V], or [N, V] for the N masked positions only (the
-    product's MLM model gathers them before its head). Sum both over batches and workers."""
+    product's MLM model gathers them before its head). Both are 0-dim int64 tensors on the
+    logits' device, computed without waiting for it: sum them over batches and workers, and read
+    them once."""
+    import torch
+
     masked = labels != -100
     predicted = logits.argmax(dim=-1)
     if logits.dim() == 3:
-        predicted = predicted[masked]
-    correct = (predicted == labels[masked]).sum()
-    return int(correct), int(masked.sum())
+        correct = ((predicted == labels) & masked).sum()
+    else:  # the labels of the N masked positions, in row-major order; N is known: no sync
+        where = torch.nonzero_static(masked.flatten(), size=logits.shape[0])[:, 0]
+        correct = (predicted == labels.flatten()[where]).sum()
+    return correct, masked.sum()

@@ -55,7 +55,10 @@ def report(cfg, state: TrainState, metrics: dict) -> None:
 
 
 def write(directory: Path, state: TrainState) -> None:
-    """Write this rank's part of a checkpoint of `state` into `directory`."""
+    """Write this rank's part of a checkpoint of `state` into `directory`; its steps must be
+    settled (`TrainState.settle`), or the clocks would miss some."""
+    if state.unsettled:
+        raise RuntimeError(f"checkpoint of a state with {state.unsettled} unsettled step(s): settle() it first")
     state.position.train_time_s, state.position.wall_time_s = state.clock.train, state.clock.wall()
     torch.save(capture_rng(state.device), directory / f"rng_rank{state.rank}.pt")
     if state.rank != 0:

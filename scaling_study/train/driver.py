@@ -12,6 +12,7 @@ import pandas as pd
 from scaling_study.config import Job, dump_job
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc, as_path, write_parquet
+from scaling_study.train.resources import per_worker_resources
 
 
 @dataclass
@@ -25,14 +26,6 @@ class RunResult:
 
 class RunFailed(UserError):
     """The run ended in an error (after Ray's retries) or diverged."""
-
-
-def per_worker_resources(job: Job) -> dict[str, float]:
-    s = job.scaling
-    res = {"CPU": s.cpus_per_worker, **s.resources_per_worker}
-    if s.use_gpu:
-        res.setdefault("GPU", 1.0)
-    return res
 
 
 def run_dir_of(job: Job) -> Loc:
@@ -75,11 +68,14 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
 
 
 def check_job_runs_here(job: Job) -> None:
-    """Checks that need the cluster: resources for the workers (the rest ran at load time)."""
+    """Checks that need the cluster: resources for the workers, or in local mode this process's
+    GPU (the rest ran at load time)."""
     from scaling_study.ray_env import check_fits
+    from scaling_study.train.devices import check_local_device
 
     if job.scaling.num_workers > 0:
         check_fits(job.scaling.num_workers, per_worker_resources(job))
+    check_local_device(job)
 
 
 def finish(job: Job, result) -> RunResult:

@@ -3,6 +3,8 @@
 Reads top to bottom: parse the worker config; build data, plan and training state; restore the
 latest checkpoint; train phase by phase, one optimizer step at a time; evaluate on the plan's
 steps and report one record with a checkpoint each time; stop at the target or on divergence.
+The loss is read (and checked for divergence) every `log_every` steps and at each evaluation,
+not at every step: a GPU worker's host never waits for its GPU in between.
 """
 from __future__ import annotations
 
@@ -45,18 +47,21 @@ def train(cfg: WorkerConfig, state: TrainState, task: TaskData, plan: Plan) -> N
         while pos.step < plan.end(pos.phase):
             if cfg.before_step is not None:
                 cfg.before_step(state)
-            loss = state.step(phase, batches)
-            if not math.isfinite(loss):
-                return report_divergence(cfg, state, phase, loss)
+            state.step(phase, batches)
+            evaluates = pos.step in plan.evals
+            if (evaluates or pos.step % cfg.log_every == 0) and diverged(cfg, state, phase):
+                return
             if state.rank == 0 and pos.step % cfg.log_every == 0:
                 say(f"step {pos.step}/{plan.total_steps} phase {pos.phase + 1} | loss {state.window.mean_loss():.4f} "
                     f"| {state.window.throughput():.1f} samples/s")
-            if pos.step in plan.evals:
+            if evaluates:
                 if evaluate_and_report(cfg, state, task, phase, last=pos.step == plan.last_eval):
                     return
                 state.window = Window()
         pos.phase += 1
         pos.epoch = pos.micro_batch = 0
+    if state.unsettled:  # steps after the last evaluation (eval.at_end: false) must not diverge either
+        diverged(cfg, state, plan.phases[-1])
 
 
 def evaluate_and_report(cfg: WorkerConfig, state: TrainState, task: TaskData, phase, *, last: bool) -> bool:
@@ -77,11 +82,20 @@ def evaluate_and_report(cfg: WorkerConfig, state: TrainState, task: TaskData, ph
     return state.position.stopped
 
 
-def report_divergence(cfg: WorkerConfig, state: TrainState, phase, loss: float) -> None:
-    """Report the step whose loss is not finite (no checkpoint: the state is lost) and stop."""
+def diverged(cfg: WorkerConfig, state: TrainState, phase) -> bool:
+    """Settle the steps since the last check (`TrainState.settle`: every rank, every
+    `log_every` steps and before each evaluation); when their loss is not finite, report that
+    (no checkpoint: the state is lost) and return True: the run stops."""
+    first = state.position.step - state.unsettled + 1
+    loss = state.settle()
+    if math.isfinite(loss):
+        return False
     row = make_row(cfg.job, phase, state, {}, trial_id=cfg.trial_id)
     row["loss"] = loss
-    report(cfg, state, row, done=True, failed=f"loss became {loss} at step {state.position.step}")
+    steps = f"step {first}" if first == state.position.step else f"steps {first}-{state.position.step}"
+    report(cfg, state, row, done=True,
+           failed=f"loss became {loss} in {steps} (checked every {cfg.log_every} steps and at each evaluation)")
+    return True
 
 
 def report(cfg: WorkerConfig, state: TrainState, row: dict, *, done: bool, failed: str = "") -> None:

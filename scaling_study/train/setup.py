@@ -4,6 +4,7 @@ steps that evaluate), and the `TrainState` (model under DDP, optimizer, LR sched
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 from dataclasses import dataclass, replace
@@ -17,10 +18,19 @@ from scaling_study.train.state import TrainState
 from scaling_study.train.tasks import DataFiles, TaskData, build_task_data
 
 
-DDP_KWARGS = {"gradient_as_bucket_view": True}
+def _no_buffer_sync_at_forward() -> dict:
+    # torch 2.13 renamed DDP's broadcast_buffers to forward_sync_buffers (which still syncs them
+    # once when DDP wraps the model); earlier releases know only the old name.
+    params = inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
+DDP_KWARGS = {"gradient_as_bucket_view": True, **_no_buffer_sync_at_forward()}
 """How the model goes under DDP. Gradients as views into DDP's all-reduce buckets: no copy into
 and out of the buckets each step (measured: a third of DDP's CPU overhead on the tiny model, gloo,
-2 workers)."""
+2 workers). No broadcast of rank 0's buffers before every forward: BERT's only buffers
+(`position_ids`, `token_type_ids`) are constants, the same on every rank, that training never
+writes."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,18 @@ def make_plan(job: Job, task: TaskData) -> Plan:
 
 
 def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
-    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored."""
+    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored,
+    on the device `devices.worker_device` gives it (CUDA exactly when `scaling.use_gpu`)."""
     import ray.train.torch
 
-    def prepare(model: torch.nn.Module) -> torch.nn.Module:
-        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_KWARGS)
+    from scaling_study.train.devices import worker_device
 
-    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=ray.train.torch.get_device(),
-                        wrap=prepare)
+    device = worker_device(cfg.job, local=cfg.local)
+
+    def prepare(model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model, move_to_device=device, parallel_strategy_kwargs=DDP_KWARGS)
+
+    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=device, wrap=prepare)
 
 
 def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: torch.device,
@@ -93,7 +107,9 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
     """
     from scaling_study.models import build_model, load_tokenizer
     from scaling_study.optim import bert_param_groups, build_optimizer
+    from scaling_study.train.devices import check_precision
 
+    check_precision(job, device)  # before anything is built: bf16 would fail only at the first step
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
     tokenizer = load_tokenizer(job.model.name)
     task = build_task_data(job, files, tokenizer)

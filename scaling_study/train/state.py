@@ -4,6 +4,11 @@
 position, clocks) and takes one optimizer step over a phase's micro-batches: gradient
 accumulation without an all-reduce until the last micro-batch, global-norm clipping, the step,
 the schedule. `checkpoint.py` writes and reads it.
+
+A step never waits for the device. Its loss stays on the device and its times are marks (CUDA
+events on a GPU); `settle` reads the steps taken since its last call with one synchronisation,
+all-reducing their loss, which is also how divergence is noticed. The loop settles every few
+steps and before each evaluation, so the host of a GPU worker runs ahead of the GPU in between.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -53,14 +58,16 @@ class Clock:
 
 
 class Window:
-    """Sums over the steps since the last evaluation."""
+    """Sums over the settled steps since the last evaluation (see `TrainState.settle`)."""
 
     def __init__(self):
-        self.loss = self.steps = self.samples = 0
+        self.loss = 0.0
+        """The workers' mean loss of each step, summed over the steps."""
+        self.steps = self.samples = 0
         self.times = {"compute": 0.0, "allreduce": 0.0, "optimizer": 0.0, "total": 0.0}
 
-    def add(self, loss: float, samples: int, times: dict) -> None:
-        self.loss += loss
+    def add(self, samples: int, times: dict) -> None:
+        """One step's samples and seconds (its loss arrives summed with others': `loss`)."""
         self.steps += 1
         self.samples += samples
         for k in self.times:
@@ -74,6 +81,12 @@ class Window:
 
     def per_step(self, key: str) -> float:
         return self.times[key] / self.steps if self.steps else float("nan")
+
+
+class _Taken(NamedTuple):
+    """A step taken but not yet read: its time marks (see `TrainState._mark`) and samples."""
+    marks: list
+    samples: int
 
 
 class TrainState:
@@ -98,19 +111,23 @@ class TrainState:
         self.clock = Clock()
         self.window = Window()
         self.restored = False
+        self._taken: list[_Taken] = []
+        self._unsettled_loss: torch.Tensor | None = None
 
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step(self, phase: Phase, batches: Iterator[MicroBatch]) -> float:
-        """One optimizer step over `phase.grad_accum` micro-batches; returns the mean loss over
-        all workers (NaN or inf on every rank when any rank's loss is)."""
-        t0 = time.perf_counter()
+    def step(self, phase: Phase, batches: Iterator[MicroBatch]) -> torch.Tensor:
+        """One optimizer step over `phase.grad_accum` micro-batches; returns this worker's mean
+        loss of the step as a 0-dim tensor on its device.
+
+        Nothing here waits for the device: the step's loss and time marks are kept until
+        `settle` reads them, so a GPU worker's host runs ahead and the GPU never idles on it.
+        """
+        marks = [self._mark()]
         loss_sum = torch.zeros((), device=self.device)
-        micro_times = []
         for i in range(phase.grad_accum):
-            t_micro = time.perf_counter()
             batch = next(batches)
             self.position.epoch, self.position.micro_batch = batch.epoch, batch.consumed
             # Accumulate locally; DDP all-reduces only in the last micro-batch's backward.
@@ -121,19 +138,45 @@ class TrainState:
                 loss_scaled = loss / phase.grad_accum
                 (self.scaler.scale(loss_scaled) if self.scaler else loss_scaled).backward()
             loss_sum += loss.detach().float()
-            self._synchronize()
-            micro_times.append(time.perf_counter() - t_micro)
-        t1 = time.perf_counter()
+            marks.append(self._mark())
         self._optimizer_step()
-        self._synchronize()
-        t2 = time.perf_counter()
-        loss = self._global_mean(loss_sum / phase.grad_accum)
-        times = _split_times(micro_times, t1 - t0, t2 - t1, self.world, time.perf_counter() - t0)
+        marks.append(self._mark())
+        loss = loss_sum / phase.grad_accum
+        # A non-finite loss makes the sum non-finite for good (NaN stays NaN, inf stays inf or
+        # turns NaN), so the sum is also the divergence flag.
+        self._unsettled_loss = loss if self._unsettled_loss is None else self._unsettled_loss + loss
+        self._taken.append(_Taken(marks, phase.global_batch))
         self.position.step += 1
         self.position.samples += phase.global_batch
-        self.clock.train += times["total"]
-        self.window.add(loss, phase.global_batch, times)
         return loss
+
+    @property
+    def unsettled(self) -> int:
+        """Steps taken since the last `settle`."""
+        return len(self._taken)
+
+    def settle(self) -> float:
+        """Read the steps taken since the last call into the window and the clocks; return their
+        loss: the mean over those steps and all workers, NaN or inf on every rank when any rank's
+        loss was not finite.
+
+        One host synchronisation, and with several workers one all-reduce: a collective, so every
+        rank calls it after the same steps.
+        """
+        if not self._taken:
+            return self.window.mean_loss()
+        total = self._unsettled_loss.detach().clone()
+        if self.world > 1:
+            dist.all_reduce(total)
+        loss_sum = total.item() / self.world  # waits for the device: every mark below is reached
+        for taken in self._taken:
+            times = self._times(taken.marks)
+            self.window.add(taken.samples, times)
+            self.clock.train += times["total"]
+        self.window.loss += loss_sum
+        steps = len(self._taken)
+        self._taken, self._unsettled_loss = [], None
+        return loss_sum / steps
 
     def _optimizer_step(self) -> None:
         """Clip the global gradient norm (NVIDIA's LAMB recipe), step, advance the schedule."""
@@ -156,17 +199,24 @@ class TrainState:
         for p in self.sparse_params:  # DDP wants a fresh sparse gradient, not a dense zero one
             p.grad = None
 
-    def _synchronize(self) -> None:
-        # Host timings need the device's queue drained; CPU work is already synchronous.
+    def _mark(self):
+        """A point in this worker's time: on a GPU a CUDA event on its stream (read at `settle`:
+        timing without waiting for the device), on the CPU the host clock (the work is done)."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(self.device))
+            return event
+        return time.perf_counter()
 
-    def _global_mean(self, loss: torch.Tensor) -> float:
-        if self.world > 1:
-            loss = loss.clone()
-            dist.all_reduce(loss)  # also a NaN flag: one rank's NaN makes every rank stop together
-            loss /= self.world
-        return loss.item()
+    def _seconds(self, start, end) -> float:
+        return start.elapsed_time(end) / 1e3 if self.device.type == "cuda" else end - start
+
+    def _times(self, marks: list) -> dict:
+        """A step's seconds (see `_split_times`) from its marks: its start, the end of each
+        micro-batch, the end of its optimizer step."""
+        s = self._seconds
+        micro = [s(a, b) for a, b in zip(marks[:-2], marks[1:-1])]
+        return _split_times(micro, s(marks[0], marks[-2]), s(marks[-2], marks[-1]), self.world, s(marks[0], marks[-1]))
 
 
 def _split_times(micro_times: list[float], fb_time: float, opt_time: float, world: int, total: float) -> dict:

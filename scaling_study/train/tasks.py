@@ -18,6 +18,10 @@ from scaling_study.errors import ConfigError
 
 EVAL_BATCH_SIZE = 32
 """Examples per forward pass of an evaluation, on each worker."""
+LOADER_WORKERS = {"cpu": 0, "cuda": 2}
+"""Background processes collating a worker's micro-batches, by its device type. A CPU worker
+has the threads it was given (`scaling.cpus_per_worker`) and collates in its own process; a GPU
+worker's host must keep the GPU fed, so two processes collate (and mask) ahead of it."""
 
 
 @dataclass
@@ -77,11 +81,15 @@ class TaskData:
 
     def micro_batches(self, phase: Phase, *, rank: int, world: int, seed: int, device,
                       epoch: int = 0, consumed: int = 0) -> Iterator[MicroBatch]:
-        """This rank's micro-batches for `phase`, from micro-batch `consumed` of `epoch` on, epoch
-        after epoch.
+        """This rank's micro-batches for `phase`, on `device`, from micro-batch `consumed` of
+        `epoch` on, epoch after epoch.
 
         A `DistributedSampler` (seeded per phase, reshuffled each epoch) shards the data; resuming
-        skips the micro-batches already consumed instead of replaying them.
+        starts from the sampler's indices of the first micro-batch not consumed, reading none of
+        the ones before. A `DataLoader` collates them (see `LOADER_WORKERS`); on a GPU it pins
+        them, so that the copy to the device does not wait for the host. MLM masking is seeded by
+        the micro-batch's place (seed, phase, rank, epoch, index): the same masks however many
+        loader processes draw them, and after a restart.
         """
         import torch
 
@@ -93,20 +101,61 @@ class TaskData:
         if per_epoch == 0:
             raise ValueError(f"phase {phase.index + 1}: {len(dataset)} training examples are fewer than "
                              f"per_worker_batch x workers = {size} x {world}")
-        while True:
-            sampler.set_epoch(epoch)
-            indices = list(sampler)
-            for b in range(consumed, per_epoch):
-                batch = self._collate([dataset[i] for i in indices[b * size:(b + 1) * size]], phase)
-                yield MicroBatch(epoch, b + 1, {k: v.to(device, non_blocking=True) for k, v in batch.items()})
-            epoch, consumed = epoch + 1, 0
+        device = torch.device(device)
+        workers = LOADER_WORKERS[device.type]
+        collate = self.collate[phase.index] if self.collate is not None else None
+        loader = torch.utils.data.DataLoader(
+            _MicroBatchReader(dataset, collate, (seed, phase.index, rank)),
+            sampler=_places(sampler, size, per_epoch, epoch, consumed), batch_size=None,
+            num_workers=workers, pin_memory=device.type == "cuda",
+            # fork: the loader processes share the dataset's tensors instead of each unpickling a
+            # copy (they never touch CUDA). A generator of its own: iterating must not draw from
+            # the global RNG, whose state a checkpoint restores.
+            multiprocessing_context="fork" if workers else None, generator=torch.Generator())
+        for batch in loader:
+            yield batch._replace(tensors={k: v.to(device, non_blocking=True) for k, v in batch.tensors.items()})
 
-    def _collate(self, items: list, phase: Phase) -> dict:
+
+def _places(sampler, size: int, per_epoch: int, epoch: int, consumed: int) -> Iterator[tuple]:
+    """(epoch, micro-batches of it consumed after this one, its dataset indices), from
+    micro-batch `consumed` of `epoch` on, forever."""
+    while True:
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        for b in range(consumed, per_epoch):
+            yield epoch, b + 1, indices[b * size:(b + 1) * size]
+        epoch, consumed = epoch + 1, 0
+
+
+class _MicroBatchReader:
+    """A map-style dataset whose items are micro-batches: a `_places` key -> its `MicroBatch`,
+    collated on the CPU (in a loader process where there are some)."""
+
+    def __init__(self, dataset, collate: Callable | None, seed_key: tuple[int, ...]):
+        self.dataset, self.collate, self.seed_key = dataset, collate, seed_key
+
+    def __getitem__(self, place: tuple) -> MicroBatch:
         import torch
 
-        if self.collate is not None:
-            return dict(self.collate[phase.index](items))
-        return torch.utils.data.default_collate(items)
+        epoch, consumed, indices = place
+        items = [self.dataset[i] for i in indices]
+        if self.collate is None:
+            return MicroBatch(epoch, consumed, torch.utils.data.default_collate(items))
+        # The collator (MLM masking) draws from torch's global CPU generator: seed it for this
+        # micro-batch, and give the caller's state back (dropout on a CPU worker draws from it).
+        saved = torch.get_rng_state()
+        torch.default_generator.manual_seed(micro_batch_seed(*self.seed_key, epoch, consumed))
+        try:
+            return MicroBatch(epoch, consumed, dict(self.collate(items)))
+        finally:
+            torch.set_rng_state(saved)
+
+
+def micro_batch_seed(*place: int) -> int:
+    """A seed mixed from the integers of a micro-batch's place (NumPy's `SeedSequence`)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([x % 2**32 for x in place]).generate_state(1)[0])
 
 
 def build_task_data(job: Job, files: DataFiles, tokenizer) -> TaskData:

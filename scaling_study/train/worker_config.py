@@ -25,7 +25,9 @@ class WorkerConfig:
     trial_id: str = ""
     """The Tune trial id of a sweep's run; empty for a single run."""
     log_every: int = 10
-    """Rank 0 prints a progress line every this many optimizer steps."""
+    """Every this many optimizer steps, every rank reads its loss back from the device (one wait,
+    one all-reduce: see `TrainState.settle`) and stops on a NaN or inf, and rank 0 prints a
+    progress line; evaluations read it too."""
     verbose: bool = True
     """Print one line per evaluation (the records callback's, or local mode's own)."""
     before_step: Callable[[Any], None] | None = None
