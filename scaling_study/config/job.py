@@ -153,7 +153,8 @@ class ScalingConfig:
     num_workers: int = 2
     """Data-parallel Ray Train workers (0: run in the calling process)."""
     use_gpu: bool = False
-    """One GPU per worker, NCCL between them."""
+    """One GPU per worker, NCCL between them; with num_workers 0, the calling process's GPU
+    (CUDA is used exactly when this is true)."""
     cpus_per_worker: float = 1.0
     """CPUs given to each worker; also its torch thread count (at least 1)."""
     resources_per_worker: dict[str, float] = field(default_factory=dict)
