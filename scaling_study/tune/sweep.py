@@ -3,8 +3,9 @@
 The Ray Train V2 pattern: the Tune trial runs `trial_driver`, which builds the trial's `Job` from
 the search space (checked once, on the sweep's driver, and handed to every trial) and fits a
 `TorchTrainer` with Tune's report callback; ASHA (with its rungs persisted, see `asha.py`) stops
-weak trials on the monotonic `samples` attribute. Records of every trial are gathered into the
-sweep's `records.csv` and `trials.csv`.
+weak trials on the monotonic `samples` attribute; `retention.py` prunes the checkpoints of
+completed trials. Records of every trial are gathered into the sweep's `records.csv` and
+`trials.csv`.
 """
 from __future__ import annotations
 
@@ -31,9 +32,15 @@ def trial_driver(params: dict, *, space, sweep_dir: str, cwd: str) -> None:
     from scaling_study.config import dump_job
     from scaling_study.train.driver import build_trainer
     from scaling_study.train.tasks import resolve_data_files
+    from scaling_study.tune.retention import was_finished
 
     trial_id = tune.get_context().get_trial_id()
     run_dir = Loc(sweep_dir) / TRIALS_DIR / trial_id
+    if was_finished(run_dir):
+        # Completed before the sweep was killed, but after Tune last saved its state: its
+        # checkpoints are pruned, so training it again would start over.
+        print(f"[scaling_study] trial {trial_id} had completed before the sweep stopped; not run again")
+        return
     job = trial_job(space, params, trial_id, sweep_dir, cwd)
     (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
     dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Loc(sweep_dir).name}: {params}")
@@ -99,21 +106,25 @@ def build_tuner(space, *, resume: bool):
     so the search-space file need not exist where the trials run."""
     from ray import tune
 
+    from scaling_study.tune.retention import CheckpointRetention
+
     sweep_dir = sweep_dir_of(space)
     trainable = tune.with_parameters(trial_driver, space=space, sweep_dir=str(sweep_dir), cwd=os.getcwd())
     # The trial driver only waits on its TorchTrainer: it must not hold a CPU the workers need
     # (even 0.01 CPU would keep two 1-CPU workers off a 2-CPU machine). Tune wants a non-empty
     # bundle, so the driver reserves a little memory instead.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
-    if resume:
+    if resume:  # Tune restores the RunConfig, the retention callback included, as the sweep began
         return tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, param_space=space.param_space())
     tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
     # verbose=1: Tune's periodic table of trials (status, hyperparameters, samples, metric, loss)
     # without a box of every metric at every report.
     # A URI storage_path: Tune writes its experiment state there through pyarrow.fs, as `Loc` does.
+    retention = CheckpointRetention(str(sweep_dir / TRIALS_DIR), keep=space.output.keep_checkpoints,
+                                    metric=space.scheduler.metric, mode=space.scheduler.mode)
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
-                                failure_config=space.failure_config(), verbose=1)
+                                failure_config=space.failure_config(), callbacks=[retention], verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 
@@ -163,6 +174,16 @@ def summary(sweep_dir, grid, tables: dict) -> str:
     errors = trials[trials["status"] == "ERROR"] if len(trials) else trials
     for _, row in errors.iterrows():
         lines.append(f"  ERROR {row['trial_id']}: {row['error']}")
-    lines += [f"  records: {tables['records']}", f"  trials:  {tables['trials']}",
+    lines += [*_kept_lines(sweep_dir), f"  records: {tables['records']}", f"  trials:  {tables['trials']}",
               f"  report:  scaling-study report {sweep_dir} --out reports/{sweep_dir.name}/"]
     return "\n".join(lines)
+
+
+def _kept_lines(sweep_dir, shown: int = 3) -> list[str]:
+    """The checkpoints the sweep keeps (see output.keep_checkpoints) and its size on disk."""
+    from scaling_study.tune.retention import footprint, human_size
+
+    size, folders = footprint(sweep_dir)
+    more = f" (+{len(folders) - shown} more)" if len(folders) > shown else ""
+    kept = ", ".join(folders[:shown]) + more if folders else "none"
+    return [f"  kept checkpoints: {kept}", f"  disk:    {human_size(size)} in {sweep_dir}"]
