@@ -160,7 +160,8 @@ def test_a_failure_to_prune_is_logged_not_raised(tmp_path, caplog):
 
 
 def test_human_size():
-    assert [human_size(n) for n in (0, 999, 1000, 401_000_000, 3.8e9)] == ["0 B", "999 B", "1.0 kB", "401.0 MB", "3.8 GB"]
+    sizes = (0, 999, 1000, 401_000_000, 3.8e9)
+    assert [human_size(n) for n in sizes] == ["0 B", "999 B", "1.0 kB", "401.0 MB", "3.8 GB"]
 
 
 # --- the space a trial gets ------------------------------------------------------------------------
