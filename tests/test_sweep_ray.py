@@ -12,7 +12,8 @@ import yaml
 
 from conftest import tiny_job_data
 from scaling_study.storage import Loc, read_csv
-from scaling_study.tune.sweep import run_sweep
+from scaling_study.tune.retention import checkpoint_folders
+from scaling_study.tune.sweep import run_sweep, summary
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,13 @@ def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_d
     assert (sweep_dir / "asha_state.json").is_file()
     for trial_id in trials["trial_id"]:
         assert (sweep_dir / "trials" / trial_id / "job.yaml").is_file()
+    # output.keep_checkpoints: best (the default): of the 4 trials' checkpoints (2 each while they
+    # ran) only the best trial's last one is left.
+    best = tables["best"]["trial_id"]
+    kept = {d.name: [c.name for c in checkpoint_folders(d)] for d in Loc(sweep_dir / "trials").subdirs()}
+    last = {r.metrics["trial_id"]: Path(r.metrics["checkpoint_path"]).name for r in grid}
+    assert {t: names for t, names in kept.items() if names} == {best: [last[best]]}
+    assert f"kept checkpoints: trials/{best}/{last[best]}\n" in summary(sweep_dir, grid, tables)
 
 
 def _sweep_cmd(space, *extra):
@@ -146,3 +154,5 @@ def test_resume_after_the_sweep_driver_is_killed(where, tmp_path, synth_dir, req
         pd.testing.assert_frame_equal(rows_after.iloc[: len(rows_before)], rows_before)
         progressed |= rows_after["step"].max() > rows_before["step"].max()
     assert progressed, "no trial continued after --resume"
+    # The resumed sweep (its retention callback restored with it) keeps the best trial's last checkpoint.
+    assert len([c for d in (sweep_dir / "trials").subdirs() for c in checkpoint_folders(d)]) == 1

@@ -187,6 +187,10 @@ class Failure:
 class Output:
     dir: str = "sweeps"
     """Tune's storage_path: a folder every node can reach (see scaling_study.storage)."""
+    keep_checkpoints: Literal["best", "all", "none"] = "best"
+    """Checkpoints left once a trial is done or stopped early (running and errored trials keep
+    theirs for --resume): best keeps the last one of the best trial by scheduler.metric, all
+    keeps every trial's (output.checkpoints_to_keep each), none keeps none."""
 
     def __post_init__(self):
         try:

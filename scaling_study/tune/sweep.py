@@ -1,9 +1,11 @@
 """A sweep: a Ray Tune `Tuner` whose trainable is the run driver (one trial = one TorchTrainer).
 
 The Ray Train V2 pattern: the Tune trial runs `trial_driver`, which builds the trial's `Job` from
-the search space and fits a `TorchTrainer` with Tune's report callback; ASHA (with its rungs
-persisted, see `asha.py`) stops weak trials on the monotonic `samples` attribute. Records of every
-trial are gathered into the sweep's `records.csv` and `trials.csv`.
+the search space (checked once, on the sweep's driver, and handed to every trial) and fits a
+`TorchTrainer` with Tune's report callback; ASHA (with its rungs persisted, see `asha.py`) stops
+weak trials on the monotonic `samples` attribute; `retention.py` prunes the checkpoints of
+completed trials. Records of every trial are gathered into the sweep's `records.csv` and
+`trials.csv`.
 """
 from __future__ import annotations
 
@@ -22,19 +24,25 @@ ASHA_STATE = "asha_state.json"
 DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by each trial's driver (it holds no CPU)
 
 
-def trial_driver(params: dict, *, space_path: str, overrides: list, sweep_dir: str, cwd: str) -> None:
-    """Tune trainable: build the trial's job and fit its TorchTrainer (runs in the trial actor)."""
+def trial_driver(params: dict, *, space, sweep_dir: str, cwd: str) -> None:
+    """Tune trainable: build the trial's job from the checked `SearchSpace` (no file is read) and
+    fit its TorchTrainer (runs in the trial actor)."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from scaling_study.config import dump_job
     from scaling_study.train.driver import build_trainer
     from scaling_study.train.tasks import resolve_data_files
-    from scaling_study.tune.space import load_space
+    from scaling_study.tune.retention import was_finished
 
     trial_id = tune.get_context().get_trial_id()
-    job = trial_job(load_space(space_path, overrides), params, trial_id, sweep_dir, cwd)
     run_dir = Loc(sweep_dir) / TRIALS_DIR / trial_id
+    if was_finished(run_dir):
+        # Completed before the sweep was killed, but after Tune last saved its state: its
+        # checkpoints are pruned, so training it again would start over.
+        print(f"[scaling_study] trial {trial_id} had completed before the sweep stopped; not run again")
+        return
+    job = trial_job(space, params, trial_id, sweep_dir, cwd)
     (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
     dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Loc(sweep_dir).name}: {params}")
     files = resolve_data_files(job, generate=False)  # generated once by the sweep before any trial
@@ -94,25 +102,30 @@ def concurrency(space) -> int:
     return min(asked, fit) if asked else fit
 
 
-def build_tuner(space, space_path: str, overrides: list, *, resume: bool):
+def build_tuner(space, *, resume: bool):
+    """The sweep's `Tuner` (or the restored one); every trial gets the checked `space` itself,
+    so the search-space file need not exist where the trials run."""
     from ray import tune
 
+    from scaling_study.tune.retention import CheckpointRetention
+
     sweep_dir = sweep_dir_of(space)
-    trainable = tune.with_parameters(trial_driver, space_path=str(Path(space_path).resolve()),
-                                     overrides=list(overrides), sweep_dir=str(sweep_dir), cwd=os.getcwd())
+    trainable = tune.with_parameters(trial_driver, space=space, sweep_dir=str(sweep_dir), cwd=os.getcwd())
     # The trial driver only waits on its TorchTrainer: it must not hold a CPU the workers need
     # (even 0.01 CPU would keep two 1-CPU workers off a 2-CPU machine). Tune wants a non-empty
     # bundle, so the driver reserves a little memory instead.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
-    if resume:
+    if resume:  # Tune restores the RunConfig, the retention callback included, as the sweep began
         return tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, param_space=space.param_space())
     tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
     # verbose=1: Tune's periodic table of trials (status, hyperparameters, samples, metric, loss)
     # without a box of every metric at every report.
     # A URI storage_path: Tune writes its experiment state there through pyarrow.fs, as `Loc` does.
+    retention = CheckpointRetention(str(sweep_dir / TRIALS_DIR), keep=space.output.keep_checkpoints,
+                                    metric=space.scheduler.metric, mode=space.scheduler.mode)
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
-                                failure_config=space.failure_config(), verbose=1)
+                                failure_config=space.failure_config(), callbacks=[retention], verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 
@@ -135,7 +148,7 @@ def run_sweep(space_path: str, overrides: list = (), *, address: str | None = No
     ensure_ray(address)
     if resume:
         _restore_scheduler_note(sweep_dir)
-    tuner = build_tuner(space, space_path, list(overrides), resume=resume)
+    tuner = build_tuner(space, resume=resume)
     grid = tuner.fit()
     return as_path(sweep_dir), grid, gather(space, sweep_dir, grid)
 
@@ -162,6 +175,16 @@ def summary(sweep_dir, grid, tables: dict) -> str:
     errors = trials[trials["status"] == "ERROR"] if len(trials) else trials
     for _, row in errors.iterrows():
         lines.append(f"  ERROR {row['trial_id']}: {row['error']}")
-    lines += [f"  records: {tables['records']}", f"  trials:  {tables['trials']}",
+    lines += [*_kept_lines(sweep_dir), f"  records: {tables['records']}", f"  trials:  {tables['trials']}",
               f"  report:  scaling-study report {sweep_dir} --out reports/{sweep_dir.name}/"]
     return "\n".join(lines)
+
+
+def _kept_lines(sweep_dir, shown: int = 3) -> list[str]:
+    """The checkpoints the sweep keeps (see output.keep_checkpoints) and its size on disk."""
+    from scaling_study.tune.retention import footprint, human_size
+
+    size, folders = footprint(sweep_dir)
+    more = f" (+{len(folders) - shown} more)" if len(folders) > shown else ""
+    kept = ", ".join(folders[:shown]) + more if folders else "none"
+    return [f"  kept checkpoints: {kept}", f"  disk:    {human_size(size)} in {sweep_dir}"]
