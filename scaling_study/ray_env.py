@@ -15,6 +15,7 @@ PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # polls are cheap calls between processes of one machine: 0.2 s makes a 60-step run of
 # jobs/sweep_base_tiny.yaml 0.81 of the wall time (docs/benchmarks.md).
 HEALTH_CHECK_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+API_SERVER_ADDRESS = "RAY_API_SERVER_ADDRESS"
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
 # `ray.init(address=...)` retries a GCS that is not there for more than five minutes; a plain TCP
 # connect to the address answers within this many seconds (at once when the port is closed).
@@ -37,6 +38,11 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         # (see HEALTH_CHECK_INTERVAL). A value the user set wins, for both.
         env[PREEMPTION_WATCHER] = os.environ.get(PREEMPTION_WATCHER, "0")
         env[HEALTH_CHECK_INTERVAL] = os.environ.get(HEALTH_CHECK_INTERVAL, LOCAL_HEALTH_CHECK_INTERVAL_S)
+        # Ray's state API (which Ray Train's placement-group cleaner calls to free a stopped run's
+        # workers) looks for "the" local Ray; with two on one machine it finds several, gives up,
+        # and the next run waits forever for resources. Point it at this Ray's own dashboard.
+        dashboard_port = _free_port()
+        env[API_SERVER_ADDRESS] = f"http://127.0.0.1:{dashboard_port}"
     kwargs = dict(log_to_driver=True, configure_logging=True, logging_level="WARNING" if quiet else "INFO",
                   runtime_env={"env_vars": env})
     if address:
@@ -53,7 +59,14 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         # 127.0.0.1 to it); that traffic stays on this machine. address="local": a Ray of our own
         # even where another is running here (without an address Ray joins the one it finds).
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 dashboard_port=None, **kwargs)
+                 dashboard_port=dashboard_port, **kwargs)
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback now (the OS's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

@@ -35,6 +35,8 @@ class Listening:
 def test_local_ray_gets_the_local_settings_and_a_users_value_wins(init_kwargs, monkeypatch):
     ray_env.ensure_ray(None)
     assert init_kwargs[-1]["address"] == "local"  # its own Ray, never one that happens to run here
+    port = init_kwargs[-1]["dashboard_port"]  # the state API of this Ray, even beside another one
+    assert init_kwargs[-1]["runtime_env"]["env_vars"][ray_env.API_SERVER_ADDRESS] == f"http://127.0.0.1:{port}"
     env = init_kwargs[-1]["runtime_env"]["env_vars"]
     assert (env[ray_env.PREEMPTION_WATCHER], env[ray_env.HEALTH_CHECK_INTERVAL]) == ("0", "0.2")
     monkeypatch.setenv(ray_env.HEALTH_CHECK_INTERVAL, "1.5")
@@ -50,6 +52,7 @@ def test_a_cluster_keeps_rays_defaults(init_kwargs, monkeypatch):
     env = init_kwargs[-1]["runtime_env"]["env_vars"]
     assert init_kwargs[-1]["address"] == "ray://10.0.0.1:10001"
     assert ray_env.PREEMPTION_WATCHER not in env and ray_env.HEALTH_CHECK_INTERVAL not in env
+    assert ray_env.API_SERVER_ADDRESS not in env
     assert env["TOKENIZERS_PARALLELISM"] == "false"
 
 

@@ -165,22 +165,10 @@ def test_a_bad_submission_shows_the_key_inline(site, page):
 # --- with a local Ray ----------------------------------------------------------------------------
 
 SWEEP_SCRIPT = """
-import inspect, sys
-from ray import tune
-from scaling_study.tune import steer, sweep
-from scaling_study.tune.space import load_space
+import sys
+from scaling_study.tune import sweep
 
-space_path, address = sys.argv[1], sys.argv[2]
-if "sweep_hooks" not in inspect.getsource(sweep):  # until the sweep installs them itself
-    space = load_space(space_path)
-    hooks = steer.sweep_hooks(space, sweep.sweep_dir_of(space))
-
-    class RunConfig(tune.RunConfig):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**hooks, **kwargs})
-
-    tune.RunConfig = RunConfig
-sweep.run_sweep(space_path, address=address)
+sweep.run_sweep(sys.argv[1], address=sys.argv[2])
 """
 
 

@@ -160,7 +160,7 @@ def _local_pointer(run_dir: Loc, folders: list[Loc]) -> Loc | None:
     """Local mode's pointer file (on an object store), when the folder holds local-mode checkpoints."""
     if all(_ray_named(f.name) for f in folders):
         return None
-    from scaling_study.train.loop import LOCAL_CHECKPOINT  # imports torch: only for local-mode trials
+    from scaling_study.train.checkpoint import LOCAL_CHECKPOINT  # imports torch: only for local-mode trials
 
     return run_dir / f"{LOCAL_CHECKPOINT}.txt"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 
@@ -89,15 +88,13 @@ def concurrency(space) -> int:
     import ray
 
     from scaling_study.ray_env import check_fits
-    from scaling_study.train.driver import per_worker_resources
+    from scaling_study.train.resources import per_worker_resources, run_resources, runs_that_fit
 
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    widest = 0.0
-    for point in space.check_points():
-        job = space.job_for(point, name="check")
+    jobs = [space.job_for(p, name="check") for p in space.check_points()]
+    for job in jobs:
         check_fits(job.scaling.num_workers, per_worker_resources(job), key="scaling")
-        widest = max(widest, max(1, job.scaling.num_workers) * job.scaling.cpus_per_worker)
-    fit = max(1, int(math.floor(cpus / widest))) if widest else 1
+    # Every resource a trial holds counts (GPUs too), not only its CPUs.
+    fit = runs_that_fit(ray.cluster_resources(), [run_resources(job) for job in jobs])
     asked = space.max_concurrent_trials
     return min(asked, fit) if asked else fit
 
@@ -107,6 +104,7 @@ def build_tuner(space, *, resume: bool):
     so the search-space file need not exist where the trials run."""
     from ray import tune
 
+    from scaling_study.tune import steer
     from scaling_study.tune.retention import CheckpointRetention
 
     sweep_dir = sweep_dir_of(space)
@@ -124,8 +122,11 @@ def build_tuner(space, *, resume: bool):
     # A URI storage_path: Tune writes its experiment state there through pyarrow.fs, as `Loc` does.
     retention = CheckpointRetention(str(sweep_dir / TRIALS_DIR), keep=space.output.keep_checkpoints,
                                     metric=space.scheduler.metric, mode=space.scheduler.mode)
+    # Steering (the study service's stop requests, and the sweep's status for its pages).
+    hooks = steer.sweep_hooks(space, sweep_dir)
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
-                                failure_config=space.failure_config(), callbacks=[retention], verbose=1)
+                                failure_config=space.failure_config(), stop=hooks["stop"],
+                                callbacks=[retention, *hooks["callbacks"]], verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 
