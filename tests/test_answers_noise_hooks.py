@@ -16,7 +16,8 @@ D, PER_RANK, ACCUM, WORLD = 5, 6, 2, 2
 def regression_data(rank: int, micro: int):
     g = torch.Generator().manual_seed(100 * rank + micro)
     x = torch.randn(PER_RANK, D, generator=g, dtype=torch.float64)
-    return x, x @ torch.arange(1.0, D + 1, dtype=torch.float64) + torch.randn(PER_RANK, generator=g, dtype=torch.float64)
+    noise = torch.randn(PER_RANK, generator=g, dtype=torch.float64)
+    return x, x @ torch.arange(1.0, D + 1, dtype=torch.float64) + noise
 
 
 def hand_gradient(w, b, rank):

@@ -6,8 +6,9 @@ Two checks, each testing a different part of the model (docs/answers.md, "How go
   step-time decomposition (compute + exposed all-reduce + optimizer). The all-reduce time there is
   the one measured at N = 2 (`time_allreduce_s`), so this checks the decomposition, not the α-β
   constants (which describe NCCL links, not gloo on one machine). `predicted_efficiency` uses the
-  N = 1 compute time; `predicted_own_compute` the N = 2 run's own, so that the gap between the
-  two is compute slowed by sharing the machine, which no communication model predicts.
+  N = 1 compute time; `predicted_own_compute` the N = 2 run's own compute and optimizer
+  times, so that the gap between the two is computation slowed by sharing the machine, which no communication
+  model predicts.
 - `check_published`: the α-β all-reduce model against published all-reduce measurements whose
   inputs (link, ranks, nodes, bytes) are known.
 
@@ -67,9 +68,9 @@ def check_model(records: pd.DataFrame) -> pd.DataFrame:
     """Predicted against measured weak-scaling efficiency from one worker to two, per group.
 
     Columns: the weak-scaling keys present, measured_efficiency (throughput, `weak_scaling`),
-    compute_s, optimizer_s (N = 1, per step), exposed_allreduce_s and compute_s_at_2 (N = 2),
-    predicted_efficiency, predicted_own_compute and error (predicted − measured, in points of
-    efficiency). Empty where no group has runs at both N = 1 and N = 2 with the timings.
+    compute_s, optimizer_s (N = 1, per step), exposed_allreduce_s, compute_s_at_2 and
+    optimizer_s_at_2 (N = 2), predicted_efficiency, predicted_own_compute (with the N = 2 run's
+    own compute and optimizer times) and error (predicted_efficiency − measured, as a fraction). Empty where no group has runs at both N = 1 and N = 2 with the timings.
     """
     MODEL_CHECK.check(records)
     weak = weak_scaling(records)
@@ -77,13 +78,14 @@ def check_model(records: pd.DataFrame) -> pd.DataFrame:
     keys = present(records, WEAK_KEYS)
     timing = _step_timings(records, keys)
     one = timing[timing["num_workers"] == 1].drop(columns="num_workers")
-    two = timing[timing["num_workers"] == 2].drop(columns=["num_workers", "optimizer_s"])
-    two = two.rename(columns={"compute_s": "compute_s_at_2", "allreduce_s": "exposed_allreduce_s"})
+    two = timing[timing["num_workers"] == 2].drop(columns="num_workers")
+    two = two.rename(columns={"compute_s": "compute_s_at_2", "allreduce_s": "exposed_allreduce_s",
+                              "optimizer_s": "optimizer_s_at_2"})
     table = weak[[*keys, "efficiency"]].rename(columns={"efficiency": "measured_efficiency"})
     table = table.merge(one.drop(columns="allreduce_s"), on=keys).merge(two, on=keys)
     base = table["compute_s"] + table["optimizer_s"]
     table["predicted_efficiency"] = base / (base + table["exposed_allreduce_s"])
-    own = table["compute_s_at_2"] + table["optimizer_s"] + table["exposed_allreduce_s"]
+    own = table["compute_s_at_2"] + table["optimizer_s_at_2"] + table["exposed_allreduce_s"]
     table["predicted_own_compute"] = base / own
     table["error"] = table["predicted_efficiency"] - table["measured_efficiency"]
     return table.dropna(subset=["predicted_efficiency"]).reset_index(drop=True)

@@ -115,7 +115,8 @@ class MicroBatchNorms:
         if accum < 2 or not sq:
             return None
         grads = [p.grad for p in self.params if p.grad is not None]
-        total = torch.stack([torch.stack(sq).sum().double(), torch.stack([squared_norm(g) for g in grads]).sum().double()])
+        hooked_sq = torch.stack(sq).sum().double()
+        total = torch.stack([hooked_sq, torch.stack([squared_norm(g) for g in grads]).sum().double()])
         # Each hook saw g_i / accum: Σ_i |g_i|² / accum = accum · Σ(hooked squared norms).
         hooked, accumulated = total.tolist()
         unscale = 1.0 / grad_scale ** 2 if grad_scale else 1.0
