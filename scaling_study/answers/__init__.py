@@ -8,7 +8,7 @@
   target at 8 … 1024 GPUs; `checks`: its inputs from records and its checks.
 - `recommend`: one recommendation per worker count, measured or projected.
 
-Everything but `noise_hooks` is pure (pandas/numpy/scipy) over the records table.
+Everything but `noise_hooks` is pure (pandas/numpy) over the records table.
 """
 from scaling_study.answers.checks import check_model, check_published, profile_from_records
 from scaling_study.answers.noise import NOISE_COLUMNS, NoiseScale, noise_scale_curves, unbiased_estimates

@@ -18,8 +18,8 @@ Definitions:
   hyperparameter except seed, worker count and accumulation (which do not change the steps at a
   fixed global batch); its runs are repeats. The best setting at a batch is the one whose runs
   reached the target most often, then in the fewest mean steps.
-- S = S_min + E_min/B is linear in (S_min, E_min): the fit is non-negative least squares on the
-  relative residuals (S_i − S(B_i))/S_i, so that a batch with few steps weighs as much as one with
+- S = S_min + E_min/B is linear in (S_min, E_min): the fit is non-negative least squares (numpy;
+  two unknowns need no solver) on the relative residuals (S_i − S(B_i))/S_i, so that a batch with few steps weighs as much as one with
   many. Goodness of fit: the RMS relative residual and R² of log S.
 """
 from __future__ import annotations
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from scaling_study.contract import HP_PREFIX
 from scaling_study.reports.records import Needs, ordered
@@ -87,7 +86,10 @@ def fit_tradeoff(batch, steps) -> TradeoffFit:
     if (b <= 0).any() or (s <= 0).any() or not np.isfinite(s).all():
         raise ValueError(f"batches and steps must be positive and finite: {b.tolist()}, {s.tolist()}")
     design = np.column_stack([np.ones_like(b), 1.0 / b]) / s[:, None]
-    (s_min, e_min), _ = nnls(design, np.ones_like(s))
+    s_min, e_min = _nonnegative_lstsq(design, np.ones_like(s))
+    # Round-off is not a finite B_crit: a term below 1e-9 of the smallest measured value is 0.
+    s_min = s_min if s_min > 1e-9 * s.min() else 0.0
+    e_min = e_min if e_min > 1e-9 * (s * b).min() else 0.0
     predicted = s_min + e_min / b
     rms, r2 = math.nan, math.nan
     if len(b) > 2:
@@ -97,6 +99,22 @@ def fit_tradeoff(batch, steps) -> TradeoffFit:
         resid = float(np.sum((log_s - np.log(predicted)) ** 2))
         r2 = 1.0 - resid / total if total > 0 else math.nan
     return TradeoffFit(float(s_min), float(e_min), rms, r2, tuple(np.unique(b)))
+
+
+def _nonnegative_lstsq(a: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """argmin |a x − y|² over x ≥ 0 for two unknowns: the unconstrained solution if feasible,
+    else the better of the two one-unknown fits (the optimum then lies on an axis)."""
+    x, *_ = np.linalg.lstsq(a, y, rcond=None)
+    if (x >= 0).all():
+        return float(x[0]), float(x[1])
+    best, best_err = (0.0, 0.0), float(y @ y)
+    for i in (0, 1):
+        col = a[:, i]
+        xi = max(0.0, float(col @ y) / float(col @ col))
+        err = float(np.sum((y - xi * col) ** 2))
+        if err < best_err:
+            best, best_err = ((xi, 0.0) if i == 0 else (0.0, xi)), err
+    return best
 
 
 def setting_columns(table: pd.DataFrame) -> list[str]:
