@@ -17,8 +17,9 @@ _COMMAND_MODULES = (
     "scaling_study.tune.cli",      # sweep, submit, jobs
     "scaling_study.reports.cli",   # report, export
     "scaling_study.data.cli",      # data, squad-eval
-    "scaling_study.bench_cli",     # bench
+    "scaling_study.bench",         # bench
     "scaling_study.check",         # check
+    "scaling_study.service.cli",   # serve
 )
 
 

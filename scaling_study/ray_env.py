@@ -50,8 +50,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
         # cleaner polls; without it, that cleaner logs a warning every second. The node itself
         # registers under this machine's interface address whatever we ask (Ray resolves
-        # 127.0.0.1 to it); that traffic stays on this machine.
-        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+        # 127.0.0.1 to it); that traffic stays on this machine. address="local": a Ray of our own
+        # even where another is running here (without an address Ray joins the one it finds).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=None, **kwargs)
 
 

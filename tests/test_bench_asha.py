@@ -2,7 +2,7 @@
 import pytest
 
 from scaling_study.cli import main
-from scaling_study.tune.bench import verdict
+from scaling_study.bench.asha import verdict
 
 BEST = {"optimizer.lr": 0.03}
 

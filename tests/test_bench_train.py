@@ -1,27 +1,25 @@
-"""`bench train`'s rows without Ray: the plain loop and DDP over gloo, with gradient accumulation.
+"""`bench train`'s rows without Ray: one process, one of the processes without communication,
+and 2 processes under DDP over gloo, all taking the product's step (`TrainState.step`) with
+gradient accumulation.
 
 Throughput is not asserted (benchmarks print ratios; tests do not time), only that each row
-trains the job the bench describes and returns a rate.
+trains the job the bench describes, through the product's step, and returns a rate.
 """
 import argparse
 import math
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_job_data
 
-from scaling_study.train import bench
-
-QUICKSTART = Path(__file__).resolve().parents[1] / "jobs" / "quickstart.yaml"
+from scaling_study.bench import train as bench
+from scaling_study.errors import UserError
 
 
 @pytest.fixture()
 def args(synth_dir, tmp_path):
-    with open(QUICKSTART) as f:
-        job = yaml.safe_load(f)
-    job["data"]["dir"] = str(synth_dir)
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(job))
+    path.write_text(yaml.safe_dump(tiny_job_data(synth_dir)))
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
     return p.parse_args(["--job", str(path), "--batch", "2", "--seq-len", "64", "--steps", "2",
@@ -34,26 +32,53 @@ def test_job_global_batch_counts_accumulation(args):
         assert (phase.per_worker_batch, phase.grad_accum, phase.global_batch) == (2, 3, 2 * workers * 3)
 
 
-def test_plain_loop_with_accumulation(args, monkeypatch):
+# rank 1 of 2 without DDP: one process of the "no comm." row, on its shard, with no process group
+@pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)], ids=["plain", "no-comm"])
+def test_plain_row_takes_the_products_step_with_accumulation(args, monkeypatch, rank, world):
     import scaling_study.models as models
+    from scaling_study.train.state import TrainState
 
-    forwards = []
-    build = models.build_model
+    forwards, steps = [], []
+    build, step = models.build_model, TrainState.step
 
     def counting_build(*a, **kw):
         model = build(*a, **kw)
         model.register_forward_hook(lambda *_: forwards.append(1))
         return model
 
+    def counting_step(self, phase, batches):
+        steps.append(phase.grad_accum)
+        return step(self, phase, batches)
+
     monkeypatch.setattr(models, "build_model", counting_build)
-    rate = bench.plain_throughput(args)
+    monkeypatch.setattr(TrainState, "step", counting_step)
+    rate = bench.plain_throughput(args, bench.data_files(args), rank=rank, world=world)
     assert rate > 0 and math.isfinite(rate)
+    assert steps == [3] * (args.warmup + args.steps)
     assert len(forwards) == (args.warmup + args.steps) * args.grad_accum  # 3 micro-batches a step
 
 
 def test_ddp_processes_with_accumulation(args):
-    rate = bench.processes_throughput(args, 2, ddp=True)
+    rate = bench.processes_throughput(args, bench.data_files(args), 2, ddp=True)
     assert rate > 0 and math.isfinite(rate)
+
+
+@pytest.mark.parametrize("count, named", [(0, "use --device cpu"), (1, "lower --workers to at most 1")])
+def test_cuda_needs_a_gpu_per_process(args, monkeypatch, count, named):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    args.device = "cuda"
+    with pytest.raises(UserError, match="--device cuda") as err:
+        bench.check_device(args)
+    assert named in str(err.value)
+
+
+def test_cuda_sets_the_ray_rows_use_gpu(args):
+    assert not bench._job(args, 2).scaling.use_gpu
+    args.device = "cuda"
+    assert bench._job(args, 2).scaling.use_gpu
 
 
 @pytest.mark.parametrize("flag, value", [("--grad-accum", "0"), ("--steps", "-3"), ("--rounds", "x")])

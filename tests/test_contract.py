@@ -34,10 +34,9 @@ class _Window:
 def test_a_training_row_has_exactly_the_contract_columns():
     job = _job(target={"metric": "f1", "value": 50})
     phase = job.phases()[0]
-    pos = SimpleNamespace(step=2, samples=4)
-    clock = SimpleNamespace(train=1.0, wall=lambda: 2.0)
-    row = make_row(job, {}, phase, pos, clock, _Window(), {"f1": 40.0, "em": 30.0},
-                   lr=1e-3, device="cpu", reached=False)
+    state = SimpleNamespace(position=SimpleNamespace(step=2, samples=4), window=_Window(), lr=1e-3,
+                            clock=SimpleNamespace(train=1.0, wall=lambda: 2.0), device=SimpleNamespace(type="cpu"))
+    row = make_row(job, phase, state, {"f1": 40.0, "em": 30.0})
     assert tuple(row) == contract.COLUMN_NAMES
     assert row["f1"] == 40.0 and math.isnan(row["mlm_acc"]) and row["target_metric"] == "f1"
 

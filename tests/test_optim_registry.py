@@ -106,7 +106,9 @@ def test_fused_impl_refuses_what_it_cannot_run_and_auto_falls_back():
     w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
     w.grad = torch.ones(3, dtype=torch.float64)
     with pytest.raises(RuntimeError,
-                       match=r"Lamb\(impl='fused'\) needs contiguous float32/bfloat16 CPU"):
+                       match=r"Lamb\(impl='fused'\) needs contiguous float32/bfloat16 tensors, "
+                             r"on the CPU with a C\+\+ compiler or on CUDA with Triton; "
+                             r"got torch.float64 on cpu"):
         Lamb([w], lr=0.1, impl="fused").step()
     Lamb([w], lr=0.1).step()  # auto: the foreach path handles float64
     assert w.detach().lt(1).all()

@@ -34,6 +34,7 @@ class Listening:
 
 def test_local_ray_gets_the_local_settings_and_a_users_value_wins(init_kwargs, monkeypatch):
     ray_env.ensure_ray(None)
+    assert init_kwargs[-1]["address"] == "local"  # its own Ray, never one that happens to run here
     env = init_kwargs[-1]["runtime_env"]["env_vars"]
     assert (env[ray_env.PREEMPTION_WATCHER], env[ray_env.HEALTH_CHECK_INTERVAL]) == ("0", "0.2")
     monkeypatch.setenv(ray_env.HEALTH_CHECK_INTERVAL, "1.5")

@@ -1,5 +1,4 @@
 """The synthetic SQuAD generator: deterministic by seed, valid SQuAD v1.1, harder when asked."""
-import json
 import os
 import statistics
 
@@ -82,22 +81,3 @@ def test_cli_writes_the_files(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["corpus.txt", "corpus_dev.txt", "dev.json", "train.json"]
     assert len(read_squad(out / "dev.json")) == 6
     assert "train.json" in capsys.readouterr().out
-
-
-def test_calibration_loop_runs_and_reports_f1_by_step(capsys):
-    from scaling_study.data import calibrate
-
-    assert calibrate.main(["--model", "tiny", "--steps", "2", "--eval-every", "1", "--n-train", "48",
-                           "--n-dev", "12", "--batch", "8", "--threads", "1"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines[0]["dev_questions"] == 12
-    assert [r["step"] for r in lines[1:]] == [0, 1, 2]
-    assert all(0 <= r["exact_match"] <= 100 and 0 <= r["f1"] <= 100 for r in lines[1:])
-    assert lines[-1]["loss"] > 0
-
-
-def test_calibration_lr_schedule():
-    from scaling_study.data.calibrate import linear_warmup_decay
-
-    factor = linear_warmup_decay(warmup_steps=4, total_steps=10)
-    assert [round(factor(s), 3) for s in range(11)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.833, 0.667, 0.5, 0.333, 0.167, 0.0]

@@ -1,4 +1,8 @@
 """End to end on a real local Ray: TorchTrainer with 2 CPU workers, a tiny BERT, generated data."""
+import os
+import signal
+import time
+
 import pandas as pd
 import pytest
 import torch
@@ -59,9 +63,27 @@ def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path, synth
         torch.testing.assert_close(weights["ddp"][key], ref, rtol=1e-4, atol=1e-5, msg=f"ddp {key}")
 
 
+def kill_once(step: int, rank: int, marker: str, wait_s: float = 5.0):
+    """A `before_step` hook: SIGKILL worker `rank` before step `step + 1` of the first attempt
+    (no checkpoint restored), leaving `marker` behind. Defined in a function, it is pickled by
+    value to the workers.
+
+    It waits `wait_s` first: Ray Train's controller registers a reported checkpoint when it next
+    polls the workers, and a worker dead before that loses the report.
+    """
+    def hook(state):
+        if not state.restored and state.position.step == step and state.rank == rank:
+            time.sleep(wait_s)
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+    return hook
+
+
 def test_killed_worker_resumes_from_checkpoint(tmp_path, synth_dir, local_ray):
     job = tiny_job(tmp_path, synth_dir, name="killed", train={"steps": 12}, eval={"every_steps": 4})
-    result = run_job(job, verbose=False, fault={"step": 6, "rank": 1})
+    killed = tmp_path / "killed"
+    result = run_job(job, verbose=False, before_step=kill_once(step=6, rank=1, marker=str(killed)))
+    assert killed.is_file(), "the worker was killed"
     rec = pd.read_csv(result.run_dir / "records.csv")
     assert list(rec["step"]) == [4, 8, 12], "each evaluation exactly once, none skipped"
     assert list(rec["samples"]) == [32, 64, 96]
@@ -85,6 +107,20 @@ def test_time_to_target_stops_the_run(tmp_path, synth_dir, local_ray):
     result = run_job(job, verbose=False)
     rec = pd.read_csv(result.run_dir / "records.csv")
     assert list(rec["step"]) == [2] and bool(rec["target_reached"].iloc[0])
+
+
+def test_local_mode_evaluates_the_last_step_off_the_schedule_only_with_at_end(tmp_path, synth_dir, local_ray):
+    """Local mode (no Ray Train callbacks) writes its records through the same function as the
+    controller's callback; `eval.at_end: false` leaves out the evaluation after step 6."""
+    steps = {}
+    for at_end in (True, False):
+        job = tiny_job(tmp_path, synth_dir, name=f"at_end_{at_end}", scaling={"num_workers": 0},
+                       train={"steps": 6}, eval={"every_steps": 4, "at_end": at_end})
+        result = run_job(job, verbose=False)
+        rec = pd.read_csv(result.run_dir / "records.csv")
+        assert tuple(rec.columns) == COLUMN_NAMES and result.metrics["finished"]
+        steps[at_end] = list(rec["step"])
+    assert steps == {True: [4, 6], False: [4]}
 
 
 def test_two_phase_mlm_pretraining(tmp_path, synth_dir, local_ray):

@@ -125,6 +125,11 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
+def available() -> bool:
+    """Whether the kernels are built and loaded (warns once where they cannot be)."""
+    return library() is not None
+
+
 def supports(tensors: Sequence[Tensor]) -> bool:
     """Whether the kernels can update these tensors: CPU, float32/bfloat16, contiguous."""
     t0 = tensors[0]
@@ -152,13 +157,6 @@ class _Call:
         return torch.as_tensor(values, dtype=torch.float32).contiguous()
 
 
-def _adam_scales(steps: Sequence[float], beta1: float, beta2: float,
-                 enabled: bool) -> tuple[list[float], list[float]]:
-    """Return the kernels' bias-correction factors 1/(1 − β₁ᵗ) and 1/√(1 − β₂ᵗ)."""
-    bc1, bc2 = F.bias_corrections(steps, beta1, beta2, enabled)
-    return [1.0 / b for b in bc1], [1.0 / b**0.5 for b in bc2]
-
-
 def _betas(beta1: float, beta2: float) -> tuple[float, float, float, float]:
     """β₁, 1−β₁, β₂, 1−β₂ — the differences in double (1 − 0.999f in float is 1.3e-5 off)."""
     return beta1, 1.0 - beta1, beta2, 1.0 - beta2
@@ -169,7 +167,7 @@ def lamb_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2
                 weight_norm_bounds=None) -> None:
     """:func:`scaling_study.optim.functional.lamb_update`, fused (same arguments and result)."""
     c = _Call(params)
-    c1, c2 = map(c.scalars, _adam_scales(steps, beta1, beta2, bias_correction))
+    c1, c2 = map(c.scalars, F.inverse_bias_corrections(steps, beta1, beta2, bias_correction))
     sq = torch.empty(2, c.n, dtype=torch.float64)
     c.lib.ss_lamb_phase1(c.dtype, c.n, c.ptrs(params), c.ptrs(grads), c.ptrs(exp_avgs),
                          c.ptrs(exp_avg_sqs), c.numel.data_ptr(), c1.data_ptr(), c2.data_ptr(),
@@ -192,7 +190,7 @@ def lans_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2
     c.lib.ss_sumsq(c.dtype, c.n, gptrs, c.numel.data_ptr(), g_sq.data_ptr(), c.threads)
     g_norm = g_sq.sqrt()
     ginv = c.scalars(torch.where(g_norm > 0, 1.0 / g_norm, 1.0))
-    c1, c2 = map(c.scalars, _adam_scales(steps, beta1, beta2, bias_correction))
+    c1, c2 = map(c.scalars, F.inverse_bias_corrections(steps, beta1, beta2, bias_correction))
     sq = torch.empty(3, c.n, dtype=torch.float64)
     args = (c.ptrs(params), gptrs, c.ptrs(exp_avgs), c.ptrs(exp_avg_sqs), c.numel.data_ptr(),
             ginv.data_ptr(), c1.data_ptr(), c2.data_ptr())

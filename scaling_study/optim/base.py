@@ -2,25 +2,30 @@
 
 A step walks the parameter groups; within a group it takes the parameters that have a gradient,
 buckets them by (device, dtype), and hands each bucket to the subclass's ``_update`` as lists of
-tensors — either to the fused CPU kernels (:mod:`scaling_study.optim._native`) or to the
-portable multi-tensor math (:mod:`scaling_study.optim.functional`), as the group's ``impl``
-says. State per parameter: ``step`` (a CPU float32 tensor, as in torch.optim) plus the
-subclass's ``state_names`` buffers, each shaped and typed like the parameter; ``state_dict`` and
-``load_state_dict`` are torch's own.
+tensors, together with the module that updates them, as the group's ``impl`` says: the fused
+kernels of the bucket's device (:data:`FUSED`: C++ on the CPU, Triton on CUDA) or the portable
+multi-tensor math (:mod:`scaling_study.optim.functional`). All three modules offer the same
+``lamb_update``, ``lans_update`` and ``lars_update``. State per parameter: ``step`` (a CPU
+float32 tensor, as in torch.optim) plus the subclass's ``state_names`` buffers, each shaped and
+typed like the parameter; ``state_dict`` and ``load_state_dict`` are torch's own.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from scaling_study.optim import _native
+from scaling_study.optim import _native, _triton
+from scaling_study.optim import functional as F
 
 IMPLS = ("auto", "fused", "foreach")
+# device type -> its fused kernels: ``supports(tensors)``, ``available()`` and the three updates
+FUSED: dict[str, ModuleType] = {"cpu": _native, "cuda": _triton}
 
 
 def require(ok: bool, name: str, value: Any, valid: str) -> None:
@@ -100,7 +105,8 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         check_weight_decay(group["weight_decay"])
         check_impl(group["impl"])
 
-    def _update(self, group: dict[str, Any], bucket: Bucket, fused: bool) -> None:
+    def _update(self, group: dict[str, Any], bucket: Bucket, ops: ModuleType) -> None:
+        """Update ``bucket`` with ``ops`` (:mod:`~scaling_study.optim.functional` or fused)."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -112,20 +118,24 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for bucket in self._buckets(group):
-                self._update(group, bucket, self._use_fused(group["impl"], bucket))
+                self._update(group, bucket, self._ops(group["impl"], bucket))
         return loss
 
-    def _use_fused(self, impl: str, bucket: Bucket) -> bool:
+    def _ops(self, impl: str, bucket: Bucket) -> ModuleType:
+        """The fused kernels of the bucket's device where ``impl`` allows and they apply, else
+        the foreach math; ``impl='fused'`` raises where they do not apply."""
         if impl == "foreach":
-            return False
-        if _native.supports(bucket.tensors()) and _native.library() is not None:
-            return True
+            return F
+        fused = FUSED.get(bucket.params[0].device.type)
+        if fused is not None and fused.supports(bucket.tensors()) and fused.available():
+            return fused
         if impl == "fused":
             raise RuntimeError(
-                f"{type(self).__name__}(impl='fused') needs contiguous float32/bfloat16 CPU "
-                f"tensors and the compiled kernels; got {bucket.params[0].dtype} on "
-                f"{bucket.params[0].device}. Use impl='auto' or 'foreach'.")
-        return False
+                f"{type(self).__name__}(impl='fused') needs contiguous float32/bfloat16 tensors, "
+                "on the CPU with a C++ compiler or on CUDA with Triton; got "
+                f"{bucket.params[0].dtype} on {bucket.params[0].device}. "
+                "Use impl='auto' or 'foreach'.")
+        return F
 
     def _buckets(self, group: dict[str, Any]) -> Iterator[Bucket]:
         by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}

@@ -3,10 +3,12 @@
 Every function takes lists of tensors (one entry per parameter, all on one device and of one
 dtype) and updates parameters and state in place with ``torch._foreach_*`` kernels: no Python loop
 over parameters, no host sync (norms stay on the device as a stacked 1-D tensor and reach the
-update as 0-dim tensors). On CUDA these foreach kernels are fused multi-tensor launches; on the CPU
-the optimizers use the fused kernels of :mod:`scaling_study.optim._native` instead, which compute
-the same formulas in 2-3 passes over memory (see that module for why), and tests check that the
-two agree.
+update as 0-dim tensors). Where they apply, the optimizers use fused kernels instead, which
+compute the same formulas in 2-3 passes over memory: :mod:`scaling_study.optim._native` on the
+CPU, :mod:`scaling_study.optim._triton` on CUDA (see those modules for why); tests check that
+they agree with these functions. On CUDA the foreach kernels here are multi-tensor launches only
+for lists of same-shaped tensors: scaling each tensor by its own 0-dim factor launches one kernel
+per tensor.
 
 The pieces, in the papers' terms (w: parameter, g: gradient, t: step, λ: weight decay):
 
@@ -35,6 +37,14 @@ def bias_corrections(steps: Sequence[float], beta1: float, beta2: float,
     if not enabled:
         return [1.0] * len(steps), [1.0] * len(steps)
     return [1.0 - beta1**t for t in steps], [1.0 - beta2**t for t in steps]
+
+
+def inverse_bias_corrections(steps: Sequence[float], beta1: float, beta2: float,
+                             enabled: bool = True) -> tuple[list[float], list[float]]:
+    """Return the factors ``1/(1 − β₁ᵗ)`` and ``1/√(1 − β₂ᵗ)`` per tensor, the form in which the
+    fused kernels take them: m̂/(√v̂ + ε) = (m·c₁)/(√v·c₂ + ε)."""
+    bc1, bc2 = bias_corrections(steps, beta1, beta2, enabled)
+    return [1.0 / b for b in bc1], [1.0 / math.sqrt(b) for b in bc2]
 
 
 def norms(tensors: TensorList) -> Tensor:

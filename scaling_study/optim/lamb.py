@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
-from scaling_study.optim import _native
-from scaling_study.optim import functional as F
 from scaling_study.optim.base import (Bucket, LayerwiseOptimizer, check_betas, check_eps,
                                       require)
 
@@ -34,8 +33,9 @@ class Lamb(LayerwiseOptimizer):
         trust_clip: cap the ratio at 1 (timm's option).
         weight_norm_bounds: ``(lower, upper)`` clamp of ‖w‖ in the ratio — the paper's φ; the
             reference code uses none (``None``).
-        impl: ``"auto"`` (fused CPU kernels where they apply, else foreach), ``"fused"``,
-            ``"foreach"``.
+        impl: ``"fused"``: the fused multi-tensor kernels of the parameters' device (C++ on
+            the CPU, Triton on CUDA; contiguous float32/bfloat16); ``"foreach"``: torch's
+            foreach kernels; ``"auto"``: fused where they apply, else foreach.
 
     References: You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in
     76 minutes" (ICLR 2020), Algorithm 2.
@@ -61,12 +61,11 @@ class Lamb(LayerwiseOptimizer):
         require(bounds is None or (len(bounds) == 2 and 0 <= bounds[0] <= bounds[1]),
                 "weight_norm_bounds", bounds, "None or a pair (lower, upper), 0 <= lower <= upper")
 
-    def _update(self, group: dict[str, Any], bucket: Bucket, fused: bool) -> None:
-        update = _native.lamb_update if fused else F.lamb_update
+    def _update(self, group: dict[str, Any], bucket: Bucket, ops: ModuleType) -> None:
         beta1, beta2 = group["betas"]
-        update(bucket.params, bucket.grads, bucket.states["exp_avg"],
-               bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
-               beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-               adapt=group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"]),
-               bias_correction=group["bias_correction"], trust_clip=group["trust_clip"],
-               weight_norm_bounds=group["weight_norm_bounds"])
+        adapt = group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"])
+        ops.lamb_update(bucket.params, bucket.grads, bucket.states["exp_avg"],
+                        bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
+                        beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                        adapt=adapt, bias_correction=group["bias_correction"],
+                        trust_clip=group["trust_clip"], weight_norm_bounds=group["weight_norm_bounds"])

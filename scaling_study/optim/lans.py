@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
-from scaling_study.optim import _native
-from scaling_study.optim import functional as F
 from scaling_study.optim.base import Bucket, LayerwiseOptimizer, check_betas, check_eps
 
 
@@ -25,8 +24,9 @@ class Lans(LayerwiseOptimizer):
         eps: ε added to √v̂ (> 0).
         weight_decay: λ (>= 0), added to both update terms.
         bias_correction: divide the moments by (1 − βᵗ) (the reference does).
-        impl: ``"auto"`` (fused CPU kernels where they apply, else foreach), ``"fused"``,
-            ``"foreach"``.
+        impl: ``"fused"``: the fused multi-tensor kernels of the parameters' device (C++ on
+            the CPU, Triton on CUDA; contiguous float32/bfloat16); ``"foreach"``: torch's
+            foreach kernels; ``"auto"``: fused where they apply, else foreach.
 
     References: Zheng et al. 2020, "Accelerated Large Batch Optimization of BERT Pretraining in
     54 minutes", Algorithm 1.
@@ -47,10 +47,9 @@ class Lans(LayerwiseOptimizer):
         check_betas(group["betas"])
         check_eps(group["eps"])
 
-    def _update(self, group: dict[str, Any], bucket: Bucket, fused: bool) -> None:
-        update = _native.lans_update if fused else F.lans_update
+    def _update(self, group: dict[str, Any], bucket: Bucket, ops: ModuleType) -> None:
         beta1, beta2 = group["betas"]
-        update(bucket.params, bucket.grads, bucket.states["exp_avg"],
-               bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
-               beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-               bias_correction=group["bias_correction"])
+        ops.lans_update(bucket.params, bucket.grads, bucket.states["exp_avg"],
+                        bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
+                        beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                        bias_correction=group["bias_correction"])

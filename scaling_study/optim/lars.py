@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 from torch.optim.optimizer import required
 
-from scaling_study.optim import _native
-from scaling_study.optim import functional as F
 from scaling_study.optim.base import Bucket, LayerwiseOptimizer, check_eps, require
 
 
@@ -28,8 +27,9 @@ class Lars(LayerwiseOptimizer):
         trust_coefficient: the paper's η in the local LR (> 0); 0.001 in the paper.
         eps: added to the local LR's denominator (>= 0; 0 as in the paper).
         always_adapt: apply the local LR in groups with ``weight_decay == 0`` too.
-        impl: ``"auto"`` (fused CPU kernels where they apply, else foreach), ``"fused"``,
-            ``"foreach"``.
+        impl: ``"fused"``: the fused multi-tensor kernels of the parameters' device (C++ on
+            the CPU, Triton on CUDA; contiguous float32/bfloat16); ``"foreach"``: torch's
+            foreach kernels; ``"auto"``: fused where they apply, else foreach.
 
     References: You, Gitman, Ginsburg 2017, "Large Batch Training of Convolutional Networks",
     Algorithm 1.
@@ -54,9 +54,8 @@ class Lars(LayerwiseOptimizer):
                 "a number > 0")
         check_eps(group["eps"], allow_zero=True)
 
-    def _update(self, group: dict[str, Any], bucket: Bucket, fused: bool) -> None:
-        update = _native.lars_update if fused else F.lars_update
-        update(bucket.params, bucket.grads, bucket.states["momentum_buffer"], lr=group["lr"],
-               momentum=group["momentum"], weight_decay=group["weight_decay"],
-               trust_coefficient=group["trust_coefficient"], eps=group["eps"],
-               adapt=group["weight_decay"] != 0 or group["always_adapt"])
+    def _update(self, group: dict[str, Any], bucket: Bucket, ops: ModuleType) -> None:
+        ops.lars_update(bucket.params, bucket.grads, bucket.states["momentum_buffer"],
+                        lr=group["lr"], momentum=group["momentum"], weight_decay=group["weight_decay"],
+                        trust_coefficient=group["trust_coefficient"], eps=group["eps"],
+                        adapt=group["weight_decay"] != 0 or group["always_adapt"])

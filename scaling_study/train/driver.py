@@ -4,14 +4,12 @@ Used as is by `scaling-study run`, and as the Tune trainable for sweeps (one tri
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from scaling_study.config import Job, dump_job
-from scaling_study.config.schema import to_dict
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc, as_path, write_parquet
 
@@ -42,23 +40,27 @@ def run_dir_of(job: Job) -> Loc:
     return Loc(job.output.dir) / job.name
 
 
-def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: dict | None = None,
-                  verbose: bool = True, log_every: int = 10):
-    """The `TorchTrainer` for `job`; its records and checkpoints go to `output.dir/name/`."""
+def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose: bool = True,
+                  log_every: int = 10, before_step=None):
+    """The `TorchTrainer` for `job`; its records and checkpoints go to `output.dir/name/`.
+
+    `before_step` is for tests only (see `WorkerConfig.before_step`)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from scaling_study.train.loop import train_fn_per_worker
     from scaling_study.train.records import RecordsCallback
+    from scaling_study.train.tasks import DataFiles
+    from scaling_study.train.worker_config import WorkerConfig
 
     run_dir = run_dir_of(job)
-    config = {"job": to_dict(job), "run_id": job.name, "trial_id": trial_id, "log_every": log_every,
-              "files": {"train": [str(p.resolve()) for p in files.train], "dev": [str(p.resolve()) for p in files.dev]},
-              "fault": fault, "run_dir": str(run_dir), "local": job.scaling.num_workers == 0}
+    files = DataFiles([p.resolve() for p in files.train], [p.resolve() for p in files.dev])
+    config = WorkerConfig(job=job, files=files, trial_id=trial_id, log_every=log_every, verbose=verbose,
+                          before_step=before_step)
     s = job.scaling
     return TorchTrainer(
         train_fn_per_worker,
-        train_loop_config=config,
+        train_loop_config=config.to_dict(),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
@@ -73,19 +75,19 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), fault: d
 
 
 def check_job_runs_here(job: Job) -> None:
-    """Checks that need the cluster (or this machine): GPUs for fp16, resources for the workers."""
+    """Checks that need the cluster: resources for the workers (the rest ran at load time)."""
     from scaling_study.ray_env import check_fits
 
-    if job.train.precision == "fp16" and not job.scaling.use_gpu:
-        raise UserError("train.precision: fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
     if job.scaling.num_workers > 0:
         check_fits(job.scaling.num_workers, per_worker_resources(job))
 
 
 def finish(job: Job, result) -> RunResult:
     """Turn Ray's `Result` into ours; raise `RunFailed` with the reason when the run failed."""
+    from scaling_study.train.records import read_records
+
     run_dir = run_dir_of(job)
-    records = _final_records(run_dir, result)
+    records = read_records(run_dir)
     if result.error is not None:
         raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / 'records.csv'}")
     metrics = dict(result.metrics or {})
@@ -98,30 +100,13 @@ def finish(job: Job, result) -> RunResult:
     return RunResult(as_path(run_dir), records, metrics, checkpoint)
 
 
-def _final_records(run_dir: Loc, result) -> pd.DataFrame:
-    """The run's records; the latest checkpoint's rows are authoritative (they also cover local
-    mode, where Ray Train calls no callbacks)."""
-    from scaling_study.train.records import COLUMNS, read_records, write_csv_atomic
-
-    if result.checkpoint is None:
-        return read_records(run_dir)
-    with result.checkpoint.as_directory() as d:
-        rows = json.loads((Path(d) / "position.json").read_text())["records"]
-    records = pd.DataFrame(rows, columns=COLUMNS)
-    # Rows reported after the latest checkpoint (a divergence) stay in the callback's file.
-    live = read_records(run_dir)
-    if len(live) and len(records) and live["step"].max() > records["step"].max():
-        records = pd.concat([records, live[live["step"] > records["step"].max()]], ignore_index=True)
-    write_csv_atomic(records, run_dir / "records.csv")
-    return records
-
-
-def run_job(job: Job, *, address: str | None = None, fault: dict | None = None, verbose: bool = True,
-            log_every: int = 10, output_key: str = "output.dir") -> RunResult:
+def run_job(job: Job, *, address: str | None = None, verbose: bool = True, log_every: int = 10,
+            output_key: str = "output.dir", before_step=None) -> RunResult:
     """Run `job` on Ray Train (embedded local Ray unless `address`), return its records.
 
     Re-running a job with the same `name` and `output.dir` continues it from its last checkpoint.
-    `output_key` names where `output.dir` came from in errors (the job file, a flag).
+    `output_key` names where `output.dir` came from in errors (the job file, a flag);
+    `before_step` is for tests only (see `WorkerConfig.before_step`).
     """
     from scaling_study.config.components import check_components
     from scaling_study.ray_env import ensure_ray
@@ -134,7 +119,7 @@ def run_job(job: Job, *, address: str | None = None, fault: dict | None = None, 
     ensure_ray(address)
     check_job_runs_here(job)
     dump_job(job, run_dir / "job.yaml", header=f"The job of run {job.name!r}, as it ran.")
-    trainer = build_trainer(job, files, fault=fault, verbose=verbose, log_every=log_every)
+    trainer = build_trainer(job, files, verbose=verbose, log_every=log_every, before_step=before_step)
     return finish(job, fit(trainer, job))
 
 

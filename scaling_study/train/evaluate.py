@@ -31,23 +31,24 @@ class SquadEvaluator:
     """F1/EM (official SQuAD v1.1 metric) of a QA model on the dev examples."""
 
     def __init__(self, examples, tokenizer, *, max_seq_length, doc_stride, max_query_length,
-                 n_best_size, max_answer_length):
+                 n_best_size, max_answer_length, batch_size: int):
         from scaling_study.data import squad
 
         self.examples = examples
+        self.batch_size = batch_size
         self.dataset, self.meta = squad.eval_features(
             examples, tokenizer, max_seq_length=max_seq_length, doc_stride=doc_stride,
             max_query_length=max_query_length)
         self.n_best_size, self.max_answer_length = n_best_size, max_answer_length
 
     @torch.no_grad()
-    def run(self, model, device, *, rank: int, world: int, batch_size: int, autocast=contextlib.nullcontext):
+    def run(self, model, device, *, rank: int, world: int, autocast=contextlib.nullcontext) -> dict:
         from scaling_study.data import squad
         from scaling_study.data.squad_metric import evaluate_examples
 
         indices = list(range(rank, len(self.dataset), world))
         starts, ends = [], []
-        for batch in _batches(self.dataset, indices, batch_size):
+        for batch in _batches(self.dataset, indices, self.batch_size):
             batch = {k: v for k, v in _to(batch, device).items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             with autocast():
                 out = model(**batch)
@@ -80,20 +81,23 @@ class MlmEvaluator:
     """Masked-LM accuracy on a held-out set masked once (`scaling_study.data.mlm.premask`):
     every evaluation of every run scores the same masked positions."""
 
-    def __init__(self, masked_dataset, *, batch_size: int = 32):
+    def __init__(self, masked_dataset, *, batch_size: int):
         self.batches = list(_batches(masked_dataset, list(range(len(masked_dataset))), batch_size))
 
     @torch.no_grad()
-    def run(self, model, device, *, rank: int, world: int, batch_size: int, autocast=contextlib.nullcontext):
+    def run(self, model, device, *, rank: int, world: int, autocast=contextlib.nullcontext) -> dict:
         from scaling_study.data.mlm import mlm_accuracy
 
-        totals = torch.zeros(3, dtype=torch.float64)  # correct, count, loss sum
+        # correct, count, loss sum: on the worker's device, which its collective backend reduces
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
         for batch in self.batches[rank::world]:
             batch = _to(batch, device)
             with autocast():
                 out = model(**batch)
             correct, count = mlm_accuracy(out.logits, batch["labels"])
-            totals += torch.tensor([float(correct), float(count), float(out.loss) * float(count)], dtype=torch.float64)
+            totals[0] += correct
+            totals[1] += count
+            totals[2] += out.loss.detach().double() * count
         if _distributed():
             dist.all_reduce(totals)
         correct, count, loss = totals.tolist()

@@ -1,9 +1,11 @@
-"""Records: one row per evaluation — the contract between training and reports.
+"""Records: one row per evaluation, kept in RUN_DIR/records.csv, the run's one durable store.
 
-Workers build rows (`make_row`); the Ray Train controller writes them to `RUN_DIR/records.csv`
-through `RecordsCallback` as each report arrives, so the file is current while the run goes on.
-Rows travel inside each checkpoint too: after a restart the file is rewritten from the restored
-rows, so no step appears twice or goes missing.
+Workers build rows (`make_row`) and report them. `append_record` adds each to the file as it
+arrives: `RecordsCallback` calls it on the Ray Train controller, and in local mode, where Ray
+Train calls no callbacks, the worker calls it itself. A worker that starts cuts the file back to
+the step its checkpoint restored (`truncate_records`), so rows of steps trained again after a
+restart are written once, by the run that kept them. The columns are the contract's
+(`scaling_study.contract`).
 """
 from __future__ import annotations
 
@@ -18,19 +20,22 @@ from scaling_study.storage import Loc, read_csv, write_csv
 NAN = float("nan")
 # The metrics an evaluator returns (the training loss comes from the window).
 EVAL_METRICS = tuple(name for name in METRICS if name != "loss")
+RECORDS = "records.csv"
 
 
-def make_row(job, config, phase, pos, clock, window, metrics, *, lr, device, reached) -> dict:
+def make_row(job, phase, state, metrics: dict, *, trial_id: str = "", reached: bool = False) -> dict:
+    """The record of an evaluation of `job` after `state`'s latest step, in phase `phase`."""
     target = job.eval.target
+    pos, window = state.position, state.window
     return {
-        "run_id": config.get("run_id", job.name), "trial_id": config.get("trial_id", ""),
+        "run_id": job.name, "trial_id": trial_id,
         "task": job.task, "model": job.model.name, "optimizer": job.optimizer.name,
-        "lr": lr, "peak_lr": job.peak_lr(phase), "lr_rule": job.schedule.lr_rule,
+        "lr": state.lr, "peak_lr": job.peak_lr(phase), "lr_rule": job.schedule.lr_rule,
         "per_worker_batch": phase.per_worker_batch, "grad_accum": phase.grad_accum,
         "num_workers": job.data_workers, "global_batch": phase.global_batch,
-        "scaling_mode": job.train.scaling_mode, "seed": job.train.seed, "device": device,
+        "scaling_mode": job.train.scaling_mode, "seed": job.train.seed, "device": state.device.type,
         "phase": phase.index + 1, "seq_len": phase.seq_len, "step": pos.step, "samples": pos.samples,
-        "train_time_s": clock.train, "wall_time_s": clock.wall(),
+        "train_time_s": state.clock.train, "wall_time_s": state.clock.wall(),
         "throughput": window.throughput(), "loss": window.mean_loss(),
         **{name: metrics.get(name, NAN) for name in EVAL_METRICS},
         "time_compute_s": window.per_step("compute"), "time_allreduce_s": window.per_step("allreduce"),
@@ -49,16 +54,32 @@ def read_records(path) -> pd.DataFrame:
     """A run's records: `path` is its records.csv or its folder (local or a URI); no rows if absent."""
     path = Loc(path)
     if path.suffix != ".csv":
-        path = path / "records.csv"
+        path = path / RECORDS
     return read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
 
 def merge_row(df: pd.DataFrame, row: dict) -> pd.DataFrame:
-    """Append `row`, dropping rows at or after its step (replayed after a restart)."""
-    row = {k: row.get(k, NAN) for k in COLUMNS} | {k: v for k, v in row.items() if k not in COLUMNS and k != "finished"}
+    """`df` with `row` (its contract columns) appended, dropping rows at or after its step."""
     kept = df[df["step"] < row["step"]] if len(df) else df
-    new = pd.DataFrame([row])
+    new = pd.DataFrame([{k: row.get(k, NAN) for k in COLUMNS}])
     return new if kept.empty else pd.concat([kept, new], ignore_index=True)
+
+
+def append_record(run_dir, row: dict, *, verbose: bool = False) -> None:
+    """Add `row` to RUN_DIR/records.csv (replacing any rows at or after its step) and, when
+    `verbose`, print its progress line."""
+    path = Loc(run_dir) / RECORDS
+    write_csv_atomic(merge_row(read_records(path), row), path)
+    if verbose:
+        print(progress_line(row), flush=True)
+
+
+def truncate_records(run_dir, step: int) -> None:
+    """Drop the rows after `step` from RUN_DIR/records.csv: those of steps a restart trains again."""
+    path = Loc(run_dir) / RECORDS
+    df = read_records(path)
+    if len(df) and (df["step"] > step).any():
+        write_csv_atomic(df[df["step"] <= step], path)
 
 
 def progress_line(row: dict) -> str:
@@ -74,14 +95,13 @@ def _finite(x) -> bool:
 
 
 class RecordsCallback(UserCallback):
-    """Runs on the Ray Train controller: writes each reported record and prints progress."""
+    """Runs on the Ray Train controller: appends each reported record to RUN_DIR/records.csv."""
 
     def __init__(self, run_dir: str, verbose: bool = True):
-        self.path = Loc(run_dir) / "records.csv"
+        self.run_dir = run_dir
         self.verbose = verbose
 
     def after_report(self, run_context, metrics, checkpoint):
-        row = metrics[0]  # rank 0's row; every rank reports the same evaluation
-        write_csv_atomic(merge_row(read_records(self.path), row), self.path)
-        if self.verbose:
-            print(progress_line(row), flush=True)
+        # Rank 0's row; every rank reports the same evaluation. Ray Train has registered the
+        # report's checkpoint before it calls this, so every row has its checkpoint.
+        append_record(self.run_dir, metrics[0], verbose=self.verbose)

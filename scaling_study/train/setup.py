@@ -1,140 +1,140 @@
-"""Builds what one worker trains with: model (DDP), optimizer, schedule, precision, data shard."""
+"""Builds what one worker trains with from its `WorkerConfig`: the data, the plan (phases and the
+steps that evaluate), and the `TrainState` (model under DDP, optimizer, LR schedule, scaler).
+`build_worker` builds the same from a job outside Ray Train (the benchmarks, calibration)."""
 from __future__ import annotations
 
 import contextlib
 import math
 import random
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
-import ray.train.torch
 
-from scaling_study.config import Job, Phase
-from scaling_study.contract import METRICS
+from scaling_study.config import EvalConfig, Job, Phase
+from scaling_study.train.state import TrainState
 from scaling_study.train.tasks import DataFiles, TaskData, build_task_data
+
+
+DDP_KWARGS = {"gradient_as_bucket_view": True}
+"""How the model goes under DDP. Gradients as views into DDP's all-reduce buckets: no copy into
+and out of the buckets each step (measured: a third of DDP's CPU overhead on the tiny model, gloo,
+2 workers)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's phases, with their steps resolved, and the steps after which it evaluates."""
+    phases: tuple[Phase, ...]
+    evals: frozenset[int]
+
+    def end(self, phase: int) -> int:
+        """The step at which phase `phase` (from 0) ends, counted over all phases."""
+        return sum(p.steps for p in self.phases[:phase + 1])
+
+    @property
+    def total_steps(self) -> int:
+        return self.end(len(self.phases) - 1)
+
+    @property
+    def last_eval(self) -> int:
+        """The step of the run's last evaluation (0: none): its report is the run's last."""
+        return max(self.evals, default=0)
+
+
+def evaluation_steps(ev: EvalConfig, phases: list[Phase]) -> frozenset[int]:
+    """The steps after which a run evaluates: every `every_steps` steps, or each time the samples
+    seen cross a multiple of `every_samples`; and, when `at_end`, the last step even off that
+    schedule."""
+    evals, step, samples = set(), 0, 0
+    for phase in phases:
+        for _ in range(phase.steps):
+            step, before, samples = step + 1, samples, samples + phase.global_batch
+            if ev.every_steps is not None:
+                due = step % ev.every_steps == 0
+            else:
+                due = samples // ev.every_samples != before // ev.every_samples
+            if due:
+                evals.add(step)
+    if ev.at_end and step:
+        evals.add(step)
+    return frozenset(evals)
+
+
+def make_plan(job: Job, task: TaskData) -> Plan:
+    """Phases with `steps` filled in (`train.epochs` becomes steps once the data size is known)."""
+    phases = job.phases()
+    if job.train.epochs is not None:
+        phases = [replace(p, steps=max(1, math.ceil(job.train.epochs * len(task.train_sets[p.seq_len]) / p.global_batch)))
+                  for p in phases]
+    return Plan(tuple(phases), evaluation_steps(job.eval, phases))
+
+
+def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
+    """Everything Ray Train worker `rank` of `world` trains with, before any checkpoint is restored."""
+    import ray.train.torch
+
+    def prepare(model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs=DDP_KWARGS)
+
+    return build_worker(cfg.job, cfg.files, rank=rank, world=world, device=ray.train.torch.get_device(),
+                        wrap=prepare)
+
+
+def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: torch.device,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+                 ) -> tuple[TrainState, TaskData, Plan]:
+    """What rank `rank` of `world` trains with, on `device`: `build` inside Ray Train, and the
+    benchmarks and calibration outside it, so that all of them take the very same step.
+
+    `wrap` moves the model to `device` and, with `world` > 1, puts it under DDP (default
+    `wrap_ddp`: torch's DDP over the process group the caller initialised).
+    """
+    from scaling_study.models import build_model, load_tokenizer
+    from scaling_study.optim import bert_param_groups, build_optimizer
+
+    torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
+    tokenizer = load_tokenizer(job.model.name)
+    task = build_task_data(job, files, tokenizer)
+    plan = make_plan(job, task)
+    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+    model = build_model(job.model.name, job.task, tokenizer, seed=job.train.seed)
+    if job.model.dropout is not None:
+        set_dropout(model, job.model.dropout)
+    seed_everything(job.train.seed + rank)  # dropout and masking differ per rank, as they should
+    sparse = _use_sparse_embedding_grads(job, model, device, world)
+    model = wrap(model) if wrap is not None else wrap_ddp(model, device, world)
+    module = getattr(model, "module", model)
+    o = job.optimizer
+    base_lr = job.peak_lr(plan.phases[0])
+    optimizer = build_optimizer(o.name, bert_param_groups(module, o.weight_decay, no_decay=tuple(o.no_decay)),
+                                lr=base_lr, **o.args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job, plan.phases, base_lr))
+    scaler = torch.amp.GradScaler(device.type) if job.train.precision == "fp16" else None
+    state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, device=device,
+                       rank=rank, world=world, autocast=_autocast(job, device),
+                       max_grad_norm=job.train.max_grad_norm, sparse_params=sparse)
+    return state, task, plan
+
+
+def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
+    """`model` on `device`, under torch's DDP when `world` > 1, as Ray Train's `prepare_model`
+    wraps it (one device per process, `DDP_KWARGS`)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    model = model.to(device)
+    if world == 1:
+        return model
+    ids = [device] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=device if ids else None,
+                                                     **DDP_KWARGS)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class Setup:
-    job: Job
-    device: torch.device
-    model: torch.nn.Module
-    module: torch.nn.Module
-    """The model without its DDP wrapper (for evaluation and checkpoints)."""
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: Any
-    task: TaskData
-    phases: list[Phase]
-    phase_start: list[int]
-    world: int
-    rank: int
-    restored: bool = False
-    log_every: int = 10
-    eval_batch_size: int = 32
-    autocast: Callable = contextlib.nullcontext
-    params: list = field(default_factory=list)
-    sparse_params: list = field(default_factory=list)
-    """Parameters whose gradient arrives sparse (the word embedding under sparse all-reduce)."""
-
-    @property
-    def ddp(self) -> bool:
-        return hasattr(self.model, "no_sync")
-
-    @property
-    def total_steps(self) -> int:
-        return self.phase_start[-1] + self.phases[-1].steps
-
-    def synchronize(self) -> None:
-        # Host timings need the device's queue drained; CPU work is already synchronous.
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-
-    def optimizer_step(self) -> None:
-        """Clip the global gradient norm (NVIDIA's LAMB recipe), step, advance the schedule."""
-        max_norm = self.job.train.max_grad_norm
-        for p in self.sparse_params:  # all-reduced as sparse rows; the optimizers want them dense
-            if p.grad is not None and p.grad.is_sparse:
-                p.grad = p.grad.to_dense()
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        if max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def current_lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def eval_due(self, step: int, samples: int, phase: Phase) -> bool:
-        ev = self.job.eval
-        if ev.every_steps is not None:
-            return step % ev.every_steps == 0
-        return samples // ev.every_samples != (samples - phase.global_batch) // ev.every_samples
-
-    def target_reached(self, metrics: dict) -> bool:
-        t = self.job.eval.target
-        value = metrics.get(t.metric)
-        if value is None or not math.isfinite(value):
-            return False
-        return METRICS[t.metric].reached(value, t.value)
-
-    def shard_batches(self, phase: Phase, pos) -> Iterator[dict]:
-        """This rank's micro-batches for `phase`, from where `pos` says, epoch after epoch.
-
-        A `DistributedSampler` (seeded, reshuffled each epoch) shards the data; resuming skips
-        the micro-batches already consumed instead of replaying them.
-        """
-        dataset = self.task.train_sets[phase.seq_len]
-        sampler = torch.utils.data.DistributedSampler(
-            dataset, num_replicas=self.world, rank=self.rank, shuffle=True,
-            seed=self.job.train.seed + 1000 * phase.index, drop_last=True)
-        per_epoch = len(sampler) // phase.per_worker_batch
-        if per_epoch == 0:
-            raise ValueError(f"phase {phase.index + 1}: {len(dataset)} training examples are fewer than "
-                             f"per_worker_batch x workers = {phase.per_worker_batch} x {self.world}")
-        while True:
-            sampler.set_epoch(pos.epoch)
-            indices = list(sampler)
-            for b in range(pos.micro_batch, per_epoch):
-                chunk = indices[b * phase.per_worker_batch:(b + 1) * phase.per_worker_batch]
-                batch = self._collate([dataset[i] for i in chunk], phase)
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                batch["_position"] = b + 1
-                yield batch
-            pos.epoch += 1
-            pos.micro_batch = 0
-
-    def _collate(self, items: list, phase: Phase) -> dict:
-        if self.task.collate is not None:
-            return dict(self.task.collate[phase.index](items))
-        return torch.utils.data.default_collate(items)
-
-
-def resolve_phase_steps(job: Job, task: TaskData) -> list[Phase]:
-    """Phases with `steps` filled in: `train.epochs` becomes steps once the data size is known."""
-    phases = job.phases()
-    if job.train.epochs is None:
-        return phases
-    return [replace(p, steps=max(1, math.ceil(job.train.epochs * len(task.train_sets[p.seq_len]) / p.global_batch)))
-            for p in phases]
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
@@ -151,39 +151,6 @@ def _autocast(job: Job, device: torch.device) -> Callable:
         return contextlib.nullcontext
     dtype = torch.bfloat16 if job.train.precision == "bf16" else torch.float16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def build_setup(job: Job, config: dict, rank: int, world: int) -> Setup:
-    from scaling_study.models import build_model, load_tokenizer
-    from scaling_study.optim import bert_param_groups, build_optimizer
-
-    device = ray.train.torch.get_device()
-    tokenizer = load_tokenizer(job.model.name)
-    files = DataFiles(**{k: [Path(p) for p in v] for k, v in config["files"].items()})
-    task = build_task_data(job, files, tokenizer)
-    phases = resolve_phase_steps(job, task)
-    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-    model = build_model(job.model.name, job.task, tokenizer, seed=job.train.seed)
-    if job.model.dropout is not None:
-        set_dropout(model, job.model.dropout)
-    seed_everything(job.train.seed + rank)  # dropout and masking differ per rank, as they should
-    sparse = _use_sparse_embedding_grads(job, model, device, world)
-    # Gradients as views into DDP's all-reduce buckets: no copy into and out of the buckets
-    # each step (measured: a third of DDP's CPU overhead on the tiny model, gloo, 2 workers).
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"gradient_as_bucket_view": True})
-    module = getattr(model, "module", model)
-    o = job.optimizer
-    groups = bert_param_groups(module, o.weight_decay, no_decay=tuple(o.no_decay))
-    base_lr = job.peak_lr(phases[0])
-    optimizer = build_optimizer(o.name, groups, lr=base_lr, **o.args)
-    starts = [sum(p.steps for p in phases[:i]) for i in range(len(phases))]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(job, phases, base_lr))
-    scaler = torch.amp.GradScaler(device.type) if job.train.precision == "fp16" else None
-    params = [p for p in module.parameters() if p.requires_grad]
-    return Setup(job=job, device=device, model=model, module=module, optimizer=optimizer,
-                 scheduler=scheduler, scaler=scaler, task=task, phases=phases, phase_start=starts,
-                 world=world, rank=rank, autocast=_autocast(job, device), params=params,
-                 sparse_params=sparse, log_every=config.get("log_every", 10))
 
 
 def _use_sparse_embedding_grads(job: Job, model: torch.nn.Module, device: torch.device, world: int) -> list:
@@ -205,7 +172,7 @@ def _use_sparse_embedding_grads(job: Job, model: torch.nn.Module, device: torch.
     return [embedding.weight]
 
 
-def lr_lambda(job: Job, phases: list[Phase], base_lr: float) -> Callable[[int], float]:
+def lr_lambda(job: Job, phases: tuple[Phase, ...], base_lr: float) -> Callable[[int], float]:
     """step -> LR multiplier over all phases: each phase re-warms up to its own peak LR."""
     from scaling_study.optim import build_schedule, phased_schedule
 

@@ -1,4 +1,5 @@
-"""What a worker trains on: the task's datasets, collator, and evaluation, built from a `Job`.
+"""What a worker trains on: the task's datasets, collator, and evaluation, built from a `Job`,
+and each rank's stream of micro-batches, which says where it stands so that a restart resumes it.
 
 SQuAD: `BertForQuestionAnswering` on SQuAD-v1.1 JSON (real or generated), F1/EM by the official
 v1.1 metric. MLM: `BertForMaskedLM` on text files, one token-block dataset per phase sequence
@@ -9,10 +10,14 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
-from scaling_study.config import Job
+from scaling_study.config import Job, Phase
 from scaling_study.errors import ConfigError
+
+
+EVAL_BATCH_SIZE = 32
+"""Examples per forward pass of an evaluation, on each worker."""
 
 
 @dataclass
@@ -52,6 +57,14 @@ def _expand(pattern: str, key: str, job: Job) -> list[Path]:
     return matches
 
 
+class MicroBatch(NamedTuple):
+    """One micro-batch of this rank's shard, with where the stream stands after it."""
+    epoch: int
+    consumed: int
+    """Micro-batches of `epoch` consumed, this one included: where a resumed stream starts."""
+    tensors: dict
+
+
 @dataclass
 class TaskData:
     """Everything a worker needs about the data: per-phase train sets, and the evaluator."""
@@ -60,8 +73,40 @@ class TaskData:
     collate: dict[int, Callable] | None
     """phase index -> batch collator (MLM: masking with the phase's max_predictions); None: default."""
     evaluator: Any
-    """`evaluator.run(model, device, rank=, world=, batch_size=, autocast=)` -> metrics dict,
-    the same on every rank."""
+    """`evaluator.run(model, device, rank=, world=, autocast=)` -> metrics dict, the same on every rank."""
+
+    def micro_batches(self, phase: Phase, *, rank: int, world: int, seed: int, device,
+                      epoch: int = 0, consumed: int = 0) -> Iterator[MicroBatch]:
+        """This rank's micro-batches for `phase`, from micro-batch `consumed` of `epoch` on, epoch
+        after epoch.
+
+        A `DistributedSampler` (seeded per phase, reshuffled each epoch) shards the data; resuming
+        skips the micro-batches already consumed instead of replaying them.
+        """
+        import torch
+
+        dataset = self.train_sets[phase.seq_len]
+        sampler = torch.utils.data.DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed + 1000 * phase.index, drop_last=True)
+        size = phase.per_worker_batch
+        per_epoch = len(sampler) // size
+        if per_epoch == 0:
+            raise ValueError(f"phase {phase.index + 1}: {len(dataset)} training examples are fewer than "
+                             f"per_worker_batch x workers = {size} x {world}")
+        while True:
+            sampler.set_epoch(epoch)
+            indices = list(sampler)
+            for b in range(consumed, per_epoch):
+                batch = self._collate([dataset[i] for i in indices[b * size:(b + 1) * size]], phase)
+                yield MicroBatch(epoch, b + 1, {k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            epoch, consumed = epoch + 1, 0
+
+    def _collate(self, items: list, phase: Phase) -> dict:
+        import torch
+
+        if self.collate is not None:
+            return dict(self.collate[phase.index](items))
+        return torch.utils.data.default_collate(items)
 
 
 def build_task_data(job: Job, files: DataFiles, tokenizer) -> TaskData:
@@ -83,7 +128,7 @@ def _squad(job: Job, files: DataFiles, tokenizer, seq_lens: list[int]) -> TaskDa
     kw = dict(doc_stride=d.doc_stride, max_query_length=d.max_query_length)
     sets = {n: squad.train_features(train_examples, tokenizer, max_seq_length=n, **kw) for n in seq_lens}
     evaluator = SquadEvaluator(dev_examples, tokenizer, max_seq_length=seq_lens[-1], n_best_size=d.n_best_size,
-                               max_answer_length=d.max_answer_length, **kw)
+                               max_answer_length=d.max_answer_length, batch_size=EVAL_BATCH_SIZE, **kw)
     return TaskData(sets, None, evaluator)
 
 
@@ -105,5 +150,5 @@ def _mlm(job: Job, files: DataFiles, tokenizer, seq_lens: list[int]) -> TaskData
     longest = [p for p in phases if p.seq_len == seq_lens[-1]][-1]
     masked = mlm.premask(dev, tokenizer, mlm_probability=d.mlm_probability,
                          max_predictions=longest.max_predictions, seed=job.train.seed)
-    evaluator = MlmEvaluator(masked)
+    evaluator = MlmEvaluator(masked, batch_size=EVAL_BATCH_SIZE)
     return TaskData(sets, collate, evaluator)

@@ -1,22 +1,27 @@
-"""`scaling-study bench train`: samples/s of a plain PyTorch loop vs Ray Train with 1 and 2 workers.
+"""`scaling-study bench train`: samples/s of one process without Ray vs Ray Train with 1 and 2 workers.
 
-All rows train the same model on the same data at the same per-worker batch, one thread per
-worker, in one invocation: the plain loop is the baseline, Ray 1-worker shows Ray Train's
-overhead, and 2 workers at the same per-worker batch give the weak-scaling efficiency
+All rows train the same job (model, data, optimizer, schedule) at the same per-worker batch, one
+thread per worker, in one invocation, and all take the product's own optimizer step
+(`TrainState.step`, built by `train.setup.build_worker`, the code Ray Train's workers build
+with): the single process without Ray is the baseline, Ray 1-worker shows Ray Train's overhead,
+and 2 workers at the same per-worker batch give the weak-scaling efficiency
 E(2) = throughput(2) / (2 x throughput(1)). Two rows without Ray split a shortfall of E(2) into
-its causes: 2 independent plain processes (what the cores allow with no communication at all)
-and 2 processes under DDP over gloo (adds the gradient all-reduce); what is left between that and
-Ray Train's 2 workers is Ray's own share. Ray throughput excludes the first window (start-up,
-allocator warm-up) and evaluation; the plain loops time the steps after `--warmup`.
-`--grad-accum K` makes every row accumulate K micro-batches per optimizer step (DDP all-reduces
-once per step, Determined's aggregation frequency), which divides the communication per sample
-by K.
+its causes: 2 independent processes (what the hardware allows with no communication at all) and
+2 processes under DDP (adds the gradient all-reduce, gloo on CPU, NCCL on GPU); what is left
+between that and Ray Train's 2 workers is Ray's own share. Ray throughput excludes the first
+window (start-up, allocator warm-up) and evaluation; the rows without Ray time the steps after
+`--warmup`, from a common start. `--grad-accum K` makes every row accumulate K micro-batches per
+optimizer step (DDP all-reduces once per step, Determined's aggregation frequency), which divides
+the communication per sample by K. `--device cuda`: one GPU per process (and per Ray worker).
 """
 from __future__ import annotations
 
 import time
 
-from scaling_study.bench_cli import positive_int as _positive
+from scaling_study.bench import positive_int as _positive
+from scaling_study.errors import UserError
+
+PLAIN = "plain PyTorch, 1 process"
 
 
 def add_arguments(p) -> None:
@@ -32,6 +37,9 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=_positive, nargs="+", default=[1, 2], help="Ray worker counts (default 1 2)")
     p.add_argument("--rounds", type=_positive, default=3,
                    help="rounds of all modes; ratios are taken within a round, then the median (default 3)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (gloo), or cuda: one GPU per process, NCCL, and scaling.use_gpu for the Ray rows "
+                        "(default cpu)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
 
 
@@ -42,82 +50,84 @@ def _job(args, workers: int):
     return load_job(args.job, [
         f"name=bench-train-{workers}w-{int(time.time())}", f"model.name={args.model}",
         f"model.max_seq_length={args.seq_len}", f"scaling.num_workers={workers}", "scaling.cpus_per_worker=1",
+        f"scaling.use_gpu={'true' if args.device == 'cuda' else 'false'}",
         f"train.per_worker_batch={args.batch}", f"train.grad_accum={args.grad_accum}",
         f"train.global_batch={args.batch * workers * args.grad_accum}",
         f"train.steps={w + args.steps}", "eval.target=null", f"eval.every_steps={w}",
         "data.max_eval_examples=8", "output.dir=/tmp/scaling_study_bench", "output.max_failures=0"])
 
 
-def plain_throughput(args, *, rank: int = 0, world: int = 1, ddp: bool = False, barrier=None) -> float:
-    """A plain PyTorch loop, 1 thread: same model, data, optimizer and batch. With `world` > 1 it
-    is one of several processes, each on its own shard, wrapped in DDP when `ddp` (accumulating
-    `--grad-accum` micro-batches under `no_sync`, as the Ray worker does); returns this process's
-    samples/s, timed from a common start (`barrier`) after the warm-up steps."""
-    import contextlib
+def data_files(args):
+    """The job's train/dev files, generated once here before any process reads them."""
+    from scaling_study.train.tasks import resolve_data_files
 
+    return resolve_data_files(_job(args, 1))
+
+
+def check_device(args) -> None:
+    """`--device cuda` needs CUDA, and a GPU for each process of the largest row."""
+    if args.device != "cuda":
+        return
     import torch
 
-    from scaling_study.models import build_model, load_tokenizer
-    from scaling_study.optim import bert_param_groups, build_optimizer
-    from scaling_study.train.tasks import build_task_data, resolve_data_files
+    need = max(args.workers)
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have == 0:
+        raise UserError(f"--device cuda: torch {torch.__version__} sees no CUDA device here; use --device cpu")
+    if have < need:
+        raise UserError(f"--device cuda: the {need}-worker rows take one GPU per process and {have} CUDA "
+                        f"device(s) are visible; lower --workers to at most {have} or use --device cpu")
 
-    torch.set_num_threads(1)
-    job = _job(args, 1)
-    tok = load_tokenizer(job.model.name)
-    data = build_task_data(job, resolve_data_files(job), tok).train_sets[args.seq_len]
-    model = build_model(job.model.name, job.task, tok, seed=0).train()
-    params = bert_param_groups(model, job.optimizer.weight_decay)
-    opt = build_optimizer(job.optimizer.name, params, lr=1e-4, **job.optimizer.args)
-    sparse = []
-    if ddp:  # as the Ray worker wraps it (scaling_study.train.setup)
-        from scaling_study.train.setup import _use_sparse_embedding_grads
 
-        sparse = _use_sparse_embedding_grads(job, model, torch.device("cpu"), world)
-        model = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
-    sampler = torch.utils.data.DistributedSampler(data, num_replicas=world, rank=rank, seed=0, drop_last=True)
-    loader = torch.utils.data.DataLoader(data, batch_size=args.batch, sampler=sampler, drop_last=True)
-    it = iter(loader)
+def _device(args, rank: int):
+    import torch
+
+    return torch.device("cuda", rank) if args.device == "cuda" else torch.device("cpu")
+
+
+def plain_throughput(args, files, *, rank: int = 0, world: int = 1, ddp: bool = False, barrier=None) -> float:
+    """This process's samples/s over `--steps` of the product's step, after `--warmup` steps,
+    timed from a common start (`barrier`). With `world` > 1 it is one of several processes, each
+    on its own shard: rank `rank` of one DDP job when `ddp` (the process group is initialised),
+    else an independent 1-worker run."""
+    from scaling_study.train.setup import build_worker
+
+    job = _job(args, world if ddp else 1)
+    device = _device(args, rank)
+    state, task, plan = build_worker(job, files, rank=rank if ddp else 0, world=world if ddp else 1, device=device)
+    phase = plan.phases[0]
+    batches = task.micro_batches(phase, rank=rank, world=world, seed=job.train.seed, device=device)
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             if barrier is not None:
                 barrier.wait()
             t0 = time.perf_counter()
-        for i in range(args.grad_accum):
-            try:
-                batch = next(it)
-            except StopIteration:
-                it = iter(loader)
-                batch = next(it)
-            with model.no_sync() if ddp and i < args.grad_accum - 1 else contextlib.nullcontext():
-                (model(**batch).loss / args.grad_accum).backward()
-        for p in sparse:
-            p.grad = p.grad.to_dense()
-        if job.train.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), job.train.max_grad_norm, foreach=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return args.steps * args.batch * args.grad_accum / (time.perf_counter() - t0)
+        state.step(phase, batches)
+    return args.steps * phase.per_worker_batch * phase.grad_accum / (time.perf_counter() - t0)
 
 
-def _process(rank: int, args, world: int, ddp: bool, port: int, barrier, results) -> None:
+def _process(rank: int, args, files, world: int, ddp: bool, port: int, barrier, results) -> None:
     import os
 
+    import torch
     import torch.distributed as dist
 
+    if args.device == "cuda":
+        torch.cuda.set_device(rank)
     if ddp:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+        dist.init_process_group("nccl" if args.device == "cuda" else "gloo", rank=rank, world_size=world)
     try:
-        results.put(plain_throughput(args, rank=rank, world=world, ddp=ddp, barrier=barrier))
+        results.put(plain_throughput(args, files, rank=rank, world=world, ddp=ddp, barrier=barrier))
     finally:
         if ddp:
             dist.destroy_process_group()
 
 
-def processes_throughput(args, world: int, *, ddp: bool) -> float:
-    """`world` plain loops at once without Ray: independent (`ddp=False`: the ceiling the
-    hardware allows, the cores sharing caches and memory bandwidth) or as one DDP job over gloo
-    (adds the gradient all-reduce). Returns their summed samples/s."""
+def processes_throughput(args, files, world: int, *, ddp: bool) -> float:
+    """`world` processes at once without Ray: independent (`ddp=False`: the ceiling the hardware
+    allows, the cores sharing caches and memory bandwidth) or as one DDP job (adds the gradient
+    all-reduce). Returns their summed samples/s."""
     import socket
 
     import torch.multiprocessing as mp
@@ -127,7 +137,8 @@ def processes_throughput(args, world: int, *, ddp: bool) -> float:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    procs = [ctx.Process(target=_process, args=(r, args, world, ddp, port, barrier, results)) for r in range(world)]
+    procs = [ctx.Process(target=_process, args=(r, args, files, world, ddp, port, barrier, results))
+             for r in range(world)]
     for p in procs:
         p.start()
     for p in procs:
@@ -148,17 +159,17 @@ def ray_throughput(args, workers: int) -> float:
         else float(result.records["throughput"].iloc[-1])
 
 
-def one_round(args) -> list[tuple[str, int, float, str | None]]:
+def one_round(args, files) -> list[tuple[str, int, float, str | None]]:
     """Every mode once: (label, workers, samples/s, label of the 1-worker row its efficiency uses)."""
     import ray
 
     from scaling_study.ray_env import ensure_ray
 
-    plain = "plain PyTorch, 1 process"
-    rows = [(plain, 1, plain_throughput(args), None)]
+    comm = "NCCL" if args.device == "cuda" else "gloo"
+    rows = [(PLAIN, 1, plain_throughput(args, files), None)]
     for w in (w for w in args.workers if w > 1):
-        rows.append((f"{w} plain processes, no comm.", w, processes_throughput(args, w, ddp=False), plain))
-        rows.append((f"{w} processes, DDP/gloo, no Ray", w, processes_throughput(args, w, ddp=True), plain))
+        rows.append((f"{w} plain processes, no comm.", w, processes_throughput(args, files, w, ddp=False), PLAIN))
+        rows.append((f"{w} processes, DDP/{comm}, no Ray", w, processes_throughput(args, files, w, ddp=True), PLAIN))
     ensure_ray(args.address)  # up only for the Ray rows: its daemons would tax the others
     try:
         label = {w: f"Ray Train, {w} worker{'s' * (w > 1)}" for w in args.workers}
@@ -174,12 +185,14 @@ def main(args) -> int:
 
     import torch
 
+    check_device(args)
+    files = data_files(args)
     print(f"# scaling-study bench train --model {args.model} --batch {args.batch} --grad-accum {args.grad_accum} "
-          f"--seq-len {args.seq_len} --steps {args.steps} --rounds {args.rounds}   "
+          f"--seq-len {args.seq_len} --steps {args.steps} --rounds {args.rounds} --device {args.device}   "
           f"(torch {torch.__version__}, 1 thread per worker)")
     rounds = []
     for r in range(args.rounds):
-        rows = one_round(args)
+        rows = one_round(args, files)
         thr = {label: t for label, _, t, _ in rows}
         rounds.append({label: (t, t / rows[0][2], t / (w * thr[ref]) if ref else None) for label, w, t, ref in rows})
         print(f"round {r + 1}: " + ", ".join(f"{label} {t:.1f}" for label, _, t, _ in rows), flush=True)

@@ -1,9 +1,10 @@
 """`scaling-study bench optim`: optimizer step time over BERT-base's parameters, against AdamW.
 
 Builds the parameter set of ``BertForPreTraining(BertConfig())`` (shapes only, on the meta
-device; random values; no download), gives every parameter a random gradient, and times each
-optimizer's ``step()`` in this process: ``--rounds`` rounds, in each a fresh instance of every
-optimizer takes ``--warmup`` untimed steps (allocating its state) and ``--steps`` timed ones.
+device; random values; no download) on ``--device`` (``cpu``, default, or ``cuda``), gives every
+parameter a random gradient, and times each optimizer's ``step()`` in this process: ``--rounds``
+rounds, in each a fresh instance of every optimizer takes ``--warmup`` untimed steps (allocating
+its state) and ``--steps`` timed ones.
 Ratios are taken within a round (AdamW's step in the same round is the denominator), so other
 load on the machine shifts both sides alike; the table shows the median and fastest step, the
 median of the per-round ratios and the ratio of the fastest steps.
@@ -14,6 +15,11 @@ an Adam-like step needs to read w, g, m, v and write w, m, v once — 7 × 4 byt
 It is an estimate, not a hard floor: torch's fused AdamW streams four tensors at once and can
 move its bytes faster than these single-stream kernels (x_bound below 1).
 
+On CUDA, steps are timed with CUDA events recorded between consecutive steps (one synchronisation
+per optimizer and round, after its last step): a step's time is the GPU's, or the host's where
+launching the kernels takes longer than running them. LAMB, LANS and LARS run the fused Triton
+kernels there (``impl="fused"``), which need Triton; the ``:foreach`` rows run torch's kernels.
+
 A benchmark, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
@@ -21,10 +27,13 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
+import re
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+
+from scaling_study.errors import UserError
 
 SPECS = {  # name -> (registry key, kwargs)
     "adamw:fused": ("adamw", {"fused": True}),
@@ -49,6 +58,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", default=DEFAULT, type=_spec_list,
                    help=f"comma-separated, from: {', '.join(SPECS)} (default: {DEFAULT})")
     p.add_argument("--csv", metavar="OUT", default=None, help="also write the table as CSV")
+    p.add_argument("--device", default="cpu", type=_device,
+                   help="where the parameters live: cpu (default), cuda or cuda:N")
+
+
+def _device(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N`` (checked without importing torch)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+def _check_device(device: str):
+    """The ``torch.device`` to bench on; a UserError where CUDA is asked for and absent."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"bench optim --device {device}: CUDA is not available here (torch "
+                            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                            "use --device cpu")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"bench optim --device {device}: there are "
+                            f"{torch.cuda.device_count()} CUDA devices (cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 def _spec_list(text: str) -> list[str]:
@@ -67,45 +102,64 @@ class Timing:
     round_medians: list[float] = field(default_factory=list)
 
 
-def bert_base_params(seed: int = 0):
-    """Parameters with BERT-base pretraining shapes (random values, float32) with gradients."""
+def bert_base_params(seed: int = 0, device="cpu"):
+    """Parameters with BERT-base pretraining shapes (random values, float32) with gradients, on
+    ``device`` (the same values on every device: they are drawn on the CPU)."""
     import torch
     from transformers import BertConfig, BertForPreTraining
 
     with torch.device("meta"):
         shapes = [p.shape for p in BertForPreTraining(BertConfig()).parameters()]
     gen = torch.Generator().manual_seed(seed)
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.02) for s in shapes]
+    params = [torch.nn.Parameter((torch.randn(s, generator=gen) * 0.02).to(device))
+              for s in shapes]
     for p in params:
-        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+        p.grad = (torch.randn(p.shape, generator=gen) * 1e-3).to(device)
     return params
 
 
-def bandwidth_gbps(numel: int, repeats: int = 10) -> float:
+def bandwidth_gbps(numel: int, repeats: int = 10, device="cpu") -> float:
     """Best GB/s of four streaming kernels over ``numel`` float32: a sum (1 access per element),
     an in-place scale (2), axpy (3) and addcmul (4) — the fastest is the closest to the bound."""
     import torch
 
-    x, y = torch.full((numel,), 1.0), torch.full((numel,), 1.0)
-    z = torch.full((numel,), 1.0)
+    x, y, z = (torch.full((numel,), 1.0, device=device) for _ in range(3))
     kernels = [(x.sum, 1), (lambda: x.mul_(0.999), 2), (lambda: y.add_(x, alpha=1e-3), 3),
                (lambda: z.addcmul_(x, y, value=1e-3), 4)]
     best = 0.0
     for fn, accesses in kernels:
         fn()
-        seconds = min(_timed(fn) for _ in range(repeats))
+        seconds = min(_timed(fn, 1, device)[0] for _ in range(repeats))
         best = max(best, accesses * 4 * numel / seconds / 1e9)
     return best
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _timed(fn, times: int = 1, device="cpu") -> list[float]:
+    """Seconds of each of ``times`` consecutive calls of ``fn``: wall time on the CPU; on CUDA,
+    the time between CUDA events recorded around each call, read after one synchronisation."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        out = []
+        for _ in range(times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+        return out
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(times + 1)]
+    events[0].record()
+    for event in events[1:]:
+        fn()
+        event.record()
+    events[-1].synchronize()
+    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
 
 
-def run(specs: list[str], params, steps: int, warmup: int, rounds: int) -> dict[str, Timing]:
+def run(specs: list[str], params, steps: int, warmup: int, rounds: int,
+        device="cpu") -> dict[str, Timing]:
     """Time each optimizer's step, round-robin; one optimizer's state in memory at a time."""
+    import torch
+
     from scaling_study.optim import build_optimizer
 
     timings = {spec: Timing(spec) for spec in specs}
@@ -115,7 +169,9 @@ def run(specs: list[str], params, steps: int, warmup: int, rounds: int) -> dict[
             opt = build_optimizer(key, params, lr=1e-4, weight_decay=0.01, **kwargs)
             for _ in range(warmup):  # allocates the state: first-touch page faults are not timed
                 opt.step()
-            times = [_timed(opt.step) * 1e3 for _ in range(steps)]
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize(device)  # the warm-up's kernels are not timed either
+            times = [t * 1e3 for t in _timed(opt.step, steps, device)]
             del opt
             timings[spec].times_ms += times
             timings[spec].round_medians.append(statistics.median(times))
@@ -155,20 +211,22 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     specs = args.optimizers if isinstance(args.optimizers, list) else _spec_list(args.optimizers)
+    device = _check_device(getattr(args, "device", "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
     print("command:", " ".join(["scaling-study", *sys.argv[1:]]))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
-    params = bert_base_params()
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else platform.processor() or platform.machine())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}: {where}")
+    params = bert_base_params(device=device)
     numel = sum(p.numel() for p in params)
-    gbps = bandwidth_gbps(numel)
+    gbps = bandwidth_gbps(numel, device=device)
     bound_ms = 7 * 4 * numel / (gbps * 1e9) * 1e3
     print(f"BERT-base: {len(params)} tensors, {numel / 1e6:.1f} M float32 parameters; "
           f"bandwidth {gbps:.1f} GB/s -> Adam-like step bound {bound_ms:.1f} ms")
     print(f"{args.rounds} rounds x {args.steps} timed steps per optimizer (after {args.warmup} "
           "untimed); x_BASE: median of per-round ratios (ratio of fastest steps)")
-    rows = table(run(specs, params, args.steps, args.warmup, args.rounds), bound_ms)
+    rows = table(run(specs, params, args.steps, args.warmup, args.rounds, device), bound_ms)
     _print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:

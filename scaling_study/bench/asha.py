@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 
+from scaling_study.bench import positive_int
 from scaling_study.contract import HP_PREFIX
-from scaling_study.bench_cli import positive_int
 
 
 def add_arguments(p) -> None:

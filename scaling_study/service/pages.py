@@ -1,0 +1,132 @@
+"""The service's HTML pages: a skeleton per page, filled and kept live by `static/app.js`.
+
+Pages are plain strings with every value escaped; data a page starts from travels as JSON in a
+`<script type="application/json">` block (with `</` escaped, so no value can close it). plotly.js
+comes from the installed plotly package (`/static/plotly.min.js`): no CDN, no build step.
+"""
+from __future__ import annotations
+
+import html
+import json
+
+from scaling_study.contract import METRICS
+from scaling_study.reports.export import TIME_TO_TARGET
+from scaling_study.service.events import jsonable
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _boot(data) -> str:
+    text = json.dumps(jsonable(data)).replace("</", "<\\/").replace("<!--", "<\\!--")
+    return f'<script type="application/json" id="boot">{text}</script>'
+
+
+def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
+    plotly = '<script src="/static/plotly.min.js"></script>\n' if plots else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{_e(title)} · scaling-study</title>\n"
+        "<link rel=\"icon\" href=\"data:,\">\n"
+        "<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
+        f"{plotly}<script src=\"/static/app.js\" defer></script>\n</head>\n"
+        f"<body data-page=\"{_e(page)}\">\n"
+        "<nav><a href=\"/\" class=\"brand\">scaling-study</a> <a href=\"/\">Studies</a> "
+        "<a href=\"/submit\">Submit</a> <span id=\"live\" class=\"live\" title=\"live updates\">○ connecting</span></nav>\n"
+        f"<main>\n{body}\n</main>\n{_boot(data)}\n</body>\n</html>\n"
+    )
+
+
+def studies_page() -> str:
+    body = """<h1>Studies</h1>
+<div class="toolbar">
+  <input id="filter" type="search" placeholder="filter by name, path or status" aria-label="filter">
+  <select id="status-filter" aria-label="status"><option value="">any status</option>
+    <option>running</option><option>finished</option><option>interrupted</option><option>failed</option>
+    <option>submitted</option></select>
+  <button id="compare" disabled>Compare selected</button>
+</div>
+<table id="studies" class="data sortable">
+<thead><tr><th></th><th data-key="name">Study</th><th data-key="kind">Kind</th><th data-key="status">Status</th>
+<th data-key="n_trials">Trials</th><th data-key="best">Best</th><th data-key="workers">Workers</th>
+<th data-key="updated" class="sorted-desc">Last update</th></tr></thead>
+<tbody></tbody></table>
+<p id="empty" class="muted" hidden>No studies under the roots yet.</p>"""
+    return _layout("studies", "Studies", body, {})
+
+
+def _metric_options() -> str:
+    names = [*METRICS, TIME_TO_TARGET]
+    return "".join(f'<option value="{_e(n)}">{_e(n)}</option>' for n in names)
+
+
+def study_page(summary: dict) -> str:
+    name = summary["name"]
+    body = f"""<h1><span id="study-name">{_e(name)}</span> <span id="status" class="badge">{_e(summary['status'])}</span></h1>
+<p class="muted"><span id="study-path">{_e(summary['path'])}</span> · <span id="study-kind">{_e(summary['kind'])}</span>
+ · <span id="counts"></span></p>
+<div class="toolbar"><button id="stop-sweep" class="danger" hidden>Stop the sweep</button>
+ <span id="stop-note" class="muted"></span></div>
+<section><h2>Trials</h2>
+<table id="trials" class="data"><thead><tr><th>Trial</th><th>Hyperparameters</th><th>State</th>
+<th>Progress</th><th>Metric (best)</th><th>Evaluations</th><th>Ended</th><th></th></tr></thead><tbody></tbody></table>
+</section>
+<section><h2>Metric vs train time</h2><div id="curves" class="plot"></div></section>
+<section id="report"><h2>Report</h2><p id="report-note" class="muted"></p><div id="sections"></div></section>
+<section><h2>ASHA rungs</h2><div id="rungs" class="muted">No rungs recorded.</div></section>
+<section id="job" hidden><h2>Ray job</h2><p id="job-status"></p><pre id="job-log" class="log"></pre></section>
+<section><h2>Export</h2>
+<form id="export" class="inline">
+ <label>by <select name="metric"><option value="">the study's metric</option>{_metric_options()}</select></label>
+ <label>target <input name="target" type="number" step="any" placeholder="records' own"></label>
+ <label>rescale to <input name="workers" type="number" min="0" placeholder="N workers"></label>
+ <label><select name="scaling"><option value="">job's scaling</option><option>weak</option><option>strong</option></select></label>
+ <a id="best-link" class="button" href="#">Download best job YAML</a>
+</form>
+<p id="export-error" class="error" hidden></p>
+<p>Tables as CSV: <span id="tables"></span> · <a id="dashboard-link" href="#">static dashboard</a></p>
+</section>"""
+    return _layout("study", name, body, {"study": summary}, plots=True)
+
+
+def compare_page(summaries: list[dict]) -> str:
+    rows = "".join(
+        f"<tr><td><a href=\"/studies/{_e(s['id'])}\">{_e(s['name'])}</a></td><td>{_e(s['kind'])}</td>"
+        f"<td>{_e(s['status'])}</td><td>{_e(s['n_trials'])}</td><td>{_e(_best(s))}</td>"
+        f"<td>{_e(', '.join(map(str, s['workers'])))}</td></tr>" for s in summaries)
+    body = f"""<h1>Compare {len(summaries)} studies</h1>
+<table class="data"><thead><tr><th>Study</th><th>Kind</th><th>Status</th><th>Trials</th><th>Best</th><th>Workers</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<section id="report"><p id="report-note" class="muted"></p><div id="sections"></div></section>"""
+    return _layout("compare", "Compare", body, {"ids": [s["id"] for s in summaries]}, plots=True)
+
+
+def _best(summary: dict) -> str:
+    best, metric = summary.get("best"), summary.get("metric")
+    if not best or not metric:
+        return ""
+    return f"{metric['name']} {best['value']:.4g} ({best['trial_id']})"
+
+
+def submit_page(spaces: list[dict], roots: list[str]) -> str:
+    options = "".join(f'<option value="{_e(s["name"])}" title="{_e(s["description"])}">{_e(s["name"])}</option>'
+                      for s in spaces)
+    root_options = "".join(f'<option value="{i}">{_e(r)}</option>' for i, r in enumerate(roots))
+    body = f"""<h1>Submit a sweep</h1>
+<form id="submit-form">
+<fieldset><legend>Search space</legend>
+ <label><input type="radio" name="source" value="shipped" checked> shipped:
+  <select name="space" id="space">{options}</select></label><br>
+ <label><input type="radio" name="source" value="upload"> upload: <input type="file" id="upload" accept=".yaml,.yml"></label>
+ <p id="space-description" class="muted"></p>
+</fieldset>
+<fieldset><legend>Overrides</legend>
+ <textarea name="overrides" id="overrides" rows="4" placeholder="one KEY=VALUE per line, e.g. set.train.steps=20"></textarea>
+</fieldset>
+<fieldset><legend>Results</legend><label>root <select name="root" id="root">{root_options}</select></label></fieldset>
+<button type="button" id="check">Check</button> <button type="submit" id="launch">Submit</button>
+</form>
+<ul id="errors" class="error"></ul><p id="submit-result"></p>"""
+    return _layout("submit", "Submit", body, {"spaces": spaces})

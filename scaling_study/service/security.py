@@ -1,0 +1,130 @@
+"""Who may talk to the service, and from where.
+
+- Bound to loopback (the default), only loopback host names are served: a page on another site
+  whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused by its Host header.
+- Bound to any other interface, a token is required (the service refuses to start without one)
+  and every request carries it: `Authorization: Bearer TOKEN`, or the cookie the service sets
+  when a browser first opens a page with `?token=TOKEN` (HttpOnly, SameSite=Strict).
+- A state-changing request (any method but GET, HEAD and OPTIONS) must carry the header
+  `X-Scaling-Study: 1`, which a cross-site form cannot send and a cross-site script cannot send
+  without a CORS preflight that this service never grants; an `Origin` other than the service's
+  own, or `Sec-Fetch-Site: cross-site`, is refused as well.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from scaling_study.errors import UserError
+
+CSRF_HEADER = "x-scaling-study"
+TOKEN_COOKIE = "scaling_study_token"
+TOKEN_ENV = "SCALING_STUDY_TOKEN"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """UserError unless binding `host` is allowed: loopback, or any interface with a token."""
+    if not is_loopback(host) and not token:
+        raise UserError(f"--host {host}: serving beyond this machine needs a token; give --token TOKEN or set "
+                        f"${TOKEN_ENV} (clients then send `Authorization: Bearer TOKEN`, or open ?token=TOKEN once)")
+    if token is not None and len(token) < 16:
+        raise UserError("--token: use at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+
+
+def _headers(scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _host_name(host_header: str) -> str:
+    return urlsplit(f"//{host_header}").hostname or ""
+
+
+class Guard:
+    """ASGI middleware enforcing the rules in the module docstring."""
+
+    def __init__(self, app, *, token: str | None, loopback_only: bool):
+        self.app, self.token, self.loopback_only = app, token, loopback_only
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = _headers(scope)
+        problem = self._host(headers) or self._csrf(scope, headers)
+        if problem:
+            return await _deny(send, 403, problem)
+        if self.token is not None:
+            if self._query_token(scope) and scope["method"] == "GET":
+                return await self._adopt_token(scope, send)
+            if not self._authorised(headers):
+                return await _deny(send, 401, "a token is required: send `Authorization: Bearer TOKEN`, "
+                                              "or open any page once with ?token=TOKEN")
+        return await self.app(scope, receive, send)
+
+    def _host(self, headers) -> str | None:
+        if self.loopback_only and not is_loopback(_host_name(headers.get("host", ""))):
+            return f"host {headers.get('host', '')!r} is not this machine; the service answers only on loopback"
+        return None
+
+    def _csrf(self, scope, headers) -> str | None:
+        if scope["method"] in _SAFE_METHODS:
+            return None
+        if headers.get(CSRF_HEADER) != "1":
+            return f"a state-changing request needs the header {CSRF_HEADER.title()}: 1"
+        origin = headers.get("origin")
+        if origin and urlsplit(origin).netloc != headers.get("host", ""):
+            return f"origin {origin!r} is not this service"
+        if headers.get("sec-fetch-site") == "cross-site":
+            return "cross-site requests are refused"
+        return None
+
+    def _query_token(self, scope) -> str | None:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        return query.get("token")
+
+    def _authorised(self, headers) -> bool:
+        given = None
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        elif "cookie" in headers:
+            cookie = SimpleCookie()
+            try:
+                cookie.load(headers["cookie"])
+            except Exception:  # a malformed cookie header is no token
+                return False
+            given = cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else None
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def _adopt_token(self, scope, send):
+        """A browser's first visit with ?token=: set the cookie and drop the token from the URL."""
+        if not hmac.compare_digest(self._query_token(scope).encode(), self.token.encode()):
+            return await _deny(send, 401, "wrong token")
+        query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"]
+        location = scope["path"] + (f"?{urlencode(query)}" if query else "")
+        cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+        await send({"type": "http.response.start", "status": 303,
+                    "headers": [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
+                                (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _deny(send, status: int, message: str):
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

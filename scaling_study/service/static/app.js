@@ -1,0 +1,353 @@
+// The study service's pages: one small script, no build step. Data come from the JSON API and
+// stay live through server-sent events (EventSource resends Last-Event-ID after a dropped
+// connection, and the server resumes from there); if the stream cannot be kept, it polls.
+"use strict";
+
+const boot = JSON.parse(document.getElementById("boot").textContent);
+const PLOT_CONFIG = { displaylogo: false, responsive: true };
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+function fmt(v) {
+  if (v === null || v === undefined || v === "") return "";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : String(+v.toPrecision(4));
+}
+
+function ago(t) {
+  if (!t) return "";
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return new Date(t * 1000).toLocaleString();
+}
+
+const studyPath = (id) => id.split("/").map(encodeURIComponent).join("/");
+
+function post(url, body) {
+  return fetch(url, {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Scaling-Study": "1" },
+    body: JSON.stringify(body || {}),
+  });
+}
+
+function setLive(text) { const n = $("#live"); if (n) n.textContent = text; }
+
+// An EventSource with a polling fallback: `handlers` maps event names to functions of the
+// parsed data; `poll()` is called every few seconds once the stream has failed for a while.
+function liveStream(url, handlers, poll) {
+  let source = null, failedSince = null, timer = null;
+  const start = () => {
+    source = new EventSource(url);
+    source.onopen = () => { failedSince = null; setLive("● live"); };
+    source.onerror = () => {
+      setLive("○ reconnecting");
+      failedSince = failedSince || Date.now();
+      if (Date.now() - failedSince > 10000 && !timer && poll) {
+        source.close();
+        setLive("◌ polling");
+        timer = setInterval(poll, 2000);
+      }
+    };
+    for (const [name, fn] of Object.entries(handlers)) {
+      source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
+    }
+  };
+  start();
+  window.addEventListener("beforeunload", () => source && source.close());
+}
+
+// --- the studies list ------------------------------------------------------------------------
+function studiesPage() {
+  const studies = new Map();
+  const selected = new Set();
+  let sortKey = "updated", sortDesc = true;
+  const value = (s, key) => key === "best" ? (s.best ? s.best.value : -Infinity)
+    : key === "workers" ? (s.workers[s.workers.length - 1] || 0) : (s[key] ?? "");
+
+  function render() {
+    const text = $("#filter").value.toLowerCase(), status = $("#status-filter").value;
+    const rows = [...studies.values()]
+      .filter((s) => (!status || s.status === status)
+        && (!text || `${s.name} ${s.path} ${s.status} ${s.kind}`.toLowerCase().includes(text)))
+      .sort((a, b) => {
+        const x = value(a, sortKey), y = value(b, sortKey);
+        return (x < y ? -1 : x > y ? 1 : 0) * (sortDesc ? -1 : 1);
+      });
+    const body = $("#studies tbody");
+    body.replaceChildren(...rows.map((s) => h("tr", { "data-id": s.id, "data-status": s.status },
+      h("td", {}, h("input", { type: "checkbox", checked: selected.has(s.id), "aria-label": `select ${s.name}`,
+        onchange: (e) => { e.target.checked ? selected.add(s.id) : selected.delete(s.id); render(); } })),
+      h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), h("div", { class: "muted" }, s.root)),
+      h("td", {}, s.kind),
+      h("td", {}, h("span", { class: `badge ${s.status}` }, s.status)),
+      h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
+        Object.entries(s.counts).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", "))),
+      h("td", {}, s.best && s.metric ? `${s.metric.name} ${fmt(s.best.value)}` : ""),
+      h("td", {}, s.workers.join(", ")),
+      h("td", { title: s.updated ? new Date(s.updated * 1000).toLocaleString() : "" }, ago(s.updated)))));
+    $("#empty").hidden = studies.size > 0;
+    $("#compare").disabled = selected.size < 2;
+  }
+
+  document.querySelectorAll("#studies th[data-key]").forEach((th) => th.addEventListener("click", () => {
+    sortDesc = sortKey === th.dataset.key ? !sortDesc : th.dataset.key === "updated";
+    sortKey = th.dataset.key;
+    document.querySelectorAll("#studies th").forEach((x) => x.classList.remove("sorted-asc", "sorted-desc"));
+    th.classList.add(sortDesc ? "sorted-desc" : "sorted-asc");
+    render();
+  }));
+  $("#filter").addEventListener("input", render);
+  $("#status-filter").addEventListener("change", render);
+  $("#compare").addEventListener("click", () => {
+    location.href = `/compare?ids=${[...selected].map(encodeURIComponent).join(",")}`;
+  });
+  const replace = (d) => { studies.clear(); d.studies.forEach((s) => studies.set(s.id, s)); render(); };
+  liveStream("/api/events", {
+    snapshot: replace,
+    update: (d) => { d.studies.forEach((s) => studies.set(s.id, s)); d.removed.forEach((id) => studies.delete(id)); render(); },
+  }, () => fetch("/api/studies").then((r) => r.json()).then(replace));
+  setInterval(render, 5000);  // "last update" ages
+}
+
+// --- report sections (study and compare pages) -----------------------------------------------
+function drawSections(data, skip) {
+  $("#report-note").textContent = data.note || (data.target ? `Target: ${data.target}` : "");
+  const holder = $("#sections");
+  holder.replaceChildren();
+  for (const s of data.sections) {
+    if (skip.includes(s.key)) continue;
+    const div = h("div", { class: "plot", id: `figure-${s.key}` });
+    holder.append(h("section", { id: `section-${s.key}` }, h("h3", {}, s.title),
+      h("p", { class: "definition" }, s.definition),
+      s.notes.length ? h("ul", { class: "notes" }, s.notes.map((n) => h("li", {}, n))) : null,
+      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${s.skipped}`) : (s.figure ? div : null)));
+    if (!s.skipped && s.figure) Plotly.react(div, s.figure.data, s.figure.layout, PLOT_CONFIG);
+  }
+}
+
+// --- one study -------------------------------------------------------------------------------
+function studyPage() {
+  const id = boot.study.id, base = `/api/studies/${studyPath(id)}`;
+  const state = { study: boot.study, rows: {}, seq: 0, curvesMetric: null, tables: [] };
+  let figuresTimer = null, figuresAt = 0;
+
+  function header() {
+    const s = state.study;
+    $("#status").textContent = s.status;
+    $("#status").className = `badge ${s.status}`;
+    $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", ");
+    const canStop = s.kind === "sweep" && (s.status === "running" || s.status === "submitted");
+    $("#stop-sweep").hidden = !canStop || s.stop_requested;
+    $("#stop-note").textContent = s.stop_requested ? "stop requested: the sweep ends at its next step" : "";
+  }
+
+  function trialRow(t) {
+    const s = state.study;
+    const pct = t.progress === null || t.progress === undefined ? null : Math.round(t.progress * 100);
+    const progress = h("td", {}, pct === null ? "" : h("span", { class: "bar", title: `${pct}%` },
+      h("span", { style: `width:${pct}%` })), ` ${fmt(t.progress_value)}${t.max_t ? ` / ${fmt(t.max_t)}` : ""} ${t.time_attr}`);
+    const canStop = s.status === "running" && (t.state === "running" || t.state === "pending") && !t.stop_requested;
+    const stop = canStop ? h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
+      e.target.disabled = true;
+      const r = await post(`${base}/trials/${encodeURIComponent(t.trial_id)}/stop`);
+      e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${(await r.json()).error}`);
+    } }, "Stop") : (t.stop_requested ? "stop requested" : "");
+    const params = Object.entries(t.params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
+    return h("tr", { "data-trial": t.trial_id, "data-state": t.state },
+      h("td", {}, t.trial_id), h("td", { class: "params" }, params),
+      h("td", { class: "state" }, h("span", { class: `state-${t.state}` }, t.state.replace(/_/g, " "))),
+      progress, h("td", {}, fmt(t.metric)), h("td", {}, t.n_evals),
+      h("td", { class: t.state === "error" ? "error" : "" }, t.ended), h("td", {}, stop));
+  }
+
+  function rungs() {
+    const list = state.study.rungs || [];
+    if (!list.length) return;
+    $("#rungs").replaceChildren(h("table", { class: "data" },
+      h("thead", {}, h("tr", {}, h("th", {}, "bracket"), h("th", {}, "milestone"), h("th", {}, "trials recorded"),
+        h("th", {}, "values"))),
+      h("tbody", {}, list.map((r) => h("tr", {}, h("td", {}, r.bracket), h("td", {}, fmt(r.milestone)),
+        h("td", {}, Object.keys(r.results).length),
+        h("td", { class: "params" }, Object.entries(r.results).map(([k, v]) => `${k}: ${fmt(v)}`).join("  ")))))));
+  }
+
+  // The curves come from the report's own figure; new evaluations extend its lines in place.
+  function extendCurves(newRows) {
+    const div = $("#curves"), metric = state.curvesMetric;
+    if (!metric || !div.data) return;
+    for (const [trial, rows] of Object.entries(newRows)) {
+      const pts = rows.filter((r) => r[metric] !== null && r.train_time_s !== null);
+      if (!pts.length) continue;
+      const x = pts.map((r) => r.train_time_s), y = pts.map((r) => r[metric]);
+      const i = div.data.findIndex((t) => t.name === trial);
+      if (i >= 0) Plotly.extendTraces(div, { x: [x], y: [y] }, [i]);
+      else Plotly.addTraces(div, { x, y, name: trial, mode: "lines+markers", type: "scatter" });
+    }
+  }
+
+  function drawFigures(data) {
+    const curves = data.sections.find((s) => s.key === "curves");
+    if (curves && curves.figure) {
+      state.curvesMetric = data.metric;
+      Plotly.react($("#curves"), curves.figure.data, curves.figure.layout, PLOT_CONFIG);
+    } else {
+      state.curvesMetric = data.metric || (state.study.metric && state.study.metric.name);
+      Plotly.react($("#curves"), [], { height: 420, xaxis: { title: { text: "train time (s)" } },
+        yaxis: { title: { text: state.study.metric ? state.study.metric.label : "" } } }, PLOT_CONFIG);
+    }
+    drawSections(data, ["curves", "trials"]);
+    const names = ["records", ...new Set(data.sections.flatMap((s) => s.tables))];
+    $("#tables").replaceChildren(...names.flatMap((n, i) => [i ? ", " : "",
+      h("a", { href: `${base}/tables/${encodeURIComponent(n)}.csv`, download: "" }, n)]));
+  }
+
+  function loadFigures() {
+    figuresTimer = null;
+    figuresAt = Date.now();
+    fetch(`${base}/figures`).then((r) => r.json()).then(drawFigures);
+  }
+  function scheduleFigures() {  // the whole report at most every 3 s while evaluations land
+    if (figuresTimer) return;
+    figuresTimer = setTimeout(loadFigures, Math.max(0, 3000 - (Date.now() - figuresAt)));
+  }
+
+  function apply(d, snapshot) {
+    const fresh = {};
+    if (snapshot) state.rows = {};
+    for (const [trial, rows] of Object.entries(d.evaluations || {})) {
+      const replaced = snapshot || (d.replaced || []).includes(trial);
+      state.rows[trial] = replaced ? rows : (state.rows[trial] || []).concat(rows);
+      if (!replaced && rows.length) fresh[trial] = rows;
+    }
+    state.study = d;
+    state.seq = d.seq;
+    header();
+    $("#trials tbody").replaceChildren(...d.trials.map(trialRow));
+    rungs();
+    if (snapshot || (d.replaced || []).length) loadFigures();
+    else if (Object.keys(fresh).length) { extendCurves(fresh); scheduleFigures(); }
+    if (d.submission && d.submission.job_id) followJob();
+  }
+
+  let following = false;
+  function followJob() {
+    if (following) return;
+    following = true;
+    $("#job").hidden = false;
+    const log = $("#job-log");
+    const source = new EventSource(`${base}/log`);
+    let opened = 0;
+    source.onopen = () => { if (opened++) log.textContent = ""; };  // a reconnect streams the log again
+    source.addEventListener("log", (e) => {
+      log.textContent += JSON.parse(e.data).text;
+      log.scrollTop = log.scrollHeight;
+    });
+    source.addEventListener("end", (e) => {
+      const s = JSON.parse(e.data);
+      $("#job-status").textContent = `${s.job_id}: ${s.status}${s.message ? ` (${s.message})` : ""}`;
+      source.close();
+    });
+    source.onerror = () => { $("#job-status").textContent = "log stream interrupted; retrying"; };
+    $("#job-status").textContent = `job ${state.study.submission.job_id}`;
+  }
+
+  $("#stop-sweep").addEventListener("click", async (e) => {
+    e.target.disabled = true;
+    const r = await post(`${base}/stop`);
+    $("#stop-note").textContent = r.ok ? "stop requested" : (await r.json()).error;
+  });
+
+  function exportUrl() {
+    const form = new FormData($("#export")), q = new URLSearchParams();
+    for (const [k, v] of form.entries()) if (v) q.set(k, v);
+    if (q.has("target")) { q.set("target_metric", state.study.metric ? state.study.metric.name : ""); q.set("metric", "time_to_target"); }
+    if (!q.get("target_metric")) q.delete("target_metric");
+    return `${base}/best.yaml${q.toString() ? `?${q}` : ""}`;
+  }
+  $("#best-link").addEventListener("click", async (e) => {
+    e.preventDefault();
+    const r = await fetch(exportUrl());
+    $("#export-error").hidden = r.ok;
+    if (!r.ok) { $("#export-error").textContent = (await r.json()).error; return; }
+    const name = (r.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
+    const a = h("a", { href: URL.createObjectURL(await r.blob()), download: name ? name[1] : "best.yaml" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  });
+  $("#dashboard-link").href = `${base}/dashboard.html?download=1`;
+
+  header();
+  liveStream(`${base}/events`, { snapshot: (d) => apply(d, true), update: (d) => apply(d, false) },
+    () => fetch(`${base}?since=${state.seq}`).then((r) => r.json()).then((d) => { if (d.seq !== state.seq) apply(d, false); }));
+}
+
+// --- comparing studies -----------------------------------------------------------------------
+function comparePage() {
+  setLive("");
+  fetch(`/api/compare/figures?ids=${boot.ids.map(encodeURIComponent).join(",")}`).then((r) => r.json())
+    .then((d) => drawSections(d, ["trials"]));
+}
+
+// --- submitting ------------------------------------------------------------------------------
+function submitPage() {
+  setLive("");
+  const form = $("#submit-form");
+  let upload = null;
+  const describe = () => {
+    const s = boot.spaces.find((x) => x.name === $("#space").value);
+    $("#space-description").textContent = s ? s.description : "";
+  };
+  $("#space").addEventListener("change", describe);
+  describe();
+  $("#upload").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    upload = file ? { yaml: await file.text(), filename: file.name } : null;
+    form.querySelector("input[value=upload]").checked = true;
+  });
+
+  function body(dryRun) {
+    const shipped = form.querySelector("input[name=source]:checked").value === "shipped";
+    const overrides = $("#overrides").value.split("\n").map((l) => l.trim()).filter(Boolean);
+    const b = { overrides, root: Number($("#root").value), dry_run: dryRun };
+    return shipped ? { ...b, space: $("#space").value } : { ...b, ...(upload || { yaml: "" , filename: "" }) };
+  }
+  function showErrors(errors) {
+    $("#errors").replaceChildren(...errors.map((e) => h("li", { "data-key": e.key || "" },
+      h("b", {}, e.key || e.source || "file"), `: ${e.message}`, e.source && e.key ? h("span", { class: "muted" }, ` (${e.source})`) : null)));
+  }
+  // The page always checks first (a check answers 200 with the errors), and submits only a
+  // space that passed: the same checks as the CLI, shown inline, naming the key.
+  async function send(submit) {
+    showErrors([]);
+    $("#submit-result").textContent = "checking…";
+    const checked = await (await post("/api/submit", body(true))).json();
+    if (!checked.ok) { $("#submit-result").textContent = ""; showErrors(checked.errors); return; }
+    if (!submit) { $("#submit-result").textContent = `${checked.space}: valid (sweep ${checked.name})`; return; }
+    $("#submit-result").textContent = "submitting…";
+    const r = await post("/api/submit", body(false));
+    const d = await r.json();
+    if (!r.ok) { $("#submit-result").textContent = ""; showErrors(d.errors || [{ key: null, message: d.error }]); return; }
+    $("#submit-result").replaceChildren(`submitted as Ray job ${d.job_id}: `, h("a", { href: d.url, id: "new-study" }, d.study));
+    setTimeout(() => { location.href = d.url; }, 800);
+  }
+  $("#check").addEventListener("click", () => send(false));
+  form.addEventListener("submit", (e) => { e.preventDefault(); send(true); });
+}
+
+({ studies: studiesPage, study: studyPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();

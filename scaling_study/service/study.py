@@ -1,0 +1,374 @@
+"""One study, a sweep or a run, as the service shows it: kept current by re-reading only what
+changed (see `tail.py`), with a sequence number that grows whenever anything visible changes,
+so that open pages receive exactly what they have not seen.
+
+A sweep's live data are its own files: ``trials/<id>/records.csv`` (one row per evaluation, as
+the Train controller writes them) and ``params.json``; ``steer/status.json`` (written by the
+sweep's `tune.steer.SweepStatus`) says what the sweep and each trial are doing;
+``trials/<id>/stopped_by_user.json`` marks a trial a user stopped; ``trials.csv`` (gathered when
+the sweep ends) has the final word on how each trial ended. A run is a study of one trial: its
+``records.csv``, with ``records.parquet`` written when it finished.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+
+from scaling_study.contract import METRICS, PRIMARY_METRIC
+from scaling_study.service.roots import Entry, Root, listdir, study_id
+from scaling_study.service.tail import FileCache
+from scaling_study.storage import Loc
+from scaling_study.tune import steer
+
+SWEEP, RUN = "sweep", "run"
+SUBMISSION = "submission.json"
+"""Written by the service into the study's folder when it submits the study as a Ray job."""
+
+# Study states.
+RUNNING, FINISHED, INTERRUPTED, FAILED, SUBMITTED = "running", "finished", "interrupted", "failed", "submitted"
+# Trial states, and why a trial ended in words.
+PENDING, STOPPED, USER_STOPPED, ERROR = "pending", "stopped", "stopped_by_user", "error"
+ENDED = {FINISHED: "finished", STOPPED: "stopped by ASHA", USER_STOPPED: "stopped by a user",
+         INTERRUPTED: "interrupted with the sweep"}
+
+STALE_S = 6 * steer.HEARTBEAT_S
+"""A sweep whose status heartbeat is older than this has lost its driver: interrupted."""
+QUIET_S = 120.0
+"""Without a status file (a sweep from before steering, a run): running while files changed
+within this long, or within three of the run's own evaluation intervals if those are longer."""
+_GATHERED = {"DONE": FINISHED, "STOPPED": STOPPED, "ERROR": ERROR}
+
+
+def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | None:
+    """SWEEP, RUN, or None for a folder that is neither (it may hold studies further down)."""
+    dirs = {n for n, e in entries.items() if e.is_dir}
+    if {"trials", steer.STEER_DIR} & dirs or "tuner.pkl" in entries or "trials.csv" in entries:
+        return SWEEP
+    if {"records.csv", "records.parquet", "job.yaml"} & set(entries):
+        return RUN
+    if SUBMISSION in entries and not entries[SUBMISSION].is_dir:
+        doc = files.json(loc / SUBMISSION, entries[SUBMISSION].stat, {}) or {}
+        return RUN if doc.get("kind") == RUN else SWEEP
+    return None
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: NaN as null, numpy scalars as Python numbers."""
+    if frame.empty:
+        return []
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+class Trial:
+    """One trial of a sweep (or the one run of a run folder) and what is known about it."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+        self.params: dict = {}
+        self.records = pd.DataFrame()
+        self.seqs: list[int] = []  # the study's sequence number when each row was first seen
+        self.reset_seq = 0  # when the rows were last replaced rather than added to
+        self.state, self.error = PENDING, ""
+        self.stopped_by_user: dict | None = None
+        self.updated_ns = 0
+
+    def take(self, table, seq: int) -> bool:
+        """Adopt a `tail.Table` read; True when rows were added or replaced."""
+        if table.reset:
+            self.records, self.seqs, self.reset_seq = table.frame, [seq] * len(table.frame), seq
+            return True
+        if table.appended:
+            self.records, self.seqs = table.frame, self.seqs + [seq] * table.appended
+            return True
+        return False
+
+    def rows_since(self, seq: int) -> tuple[list[dict], bool]:
+        """(rows first seen after `seq`, whether they replace every row the reader had)."""
+        if self.reset_seq > seq:
+            return _rows(self.records), True
+        start = next((i for i, s in enumerate(self.seqs) if s > seq), len(self.seqs))
+        return _rows(self.records.iloc[start:]), False
+
+    def last(self, column: str):
+        if column not in self.records.columns:
+            return None
+        values = self.records[column].dropna()
+        if values.empty:
+            return None
+        value = values.iloc[-1]
+        return value.item() if hasattr(value, "item") else value
+
+    def best(self, metric: str | None):
+        if not metric or metric not in self.records.columns:
+            return None
+        values = pd.to_numeric(self.records[metric], errors="coerce").dropna()
+        if values.empty:
+            return None
+        return float(values.max() if METRICS[metric].maximise else values.min())
+
+
+class Study:
+    """A sweep or run folder under a root. `refresh` re-reads it; the rest only reads memory."""
+
+    def __init__(self, root: Root, rel: str, loc: Loc, kind: str, files: FileCache):
+        self.root, self.rel, self.loc, self.kind, self.files = root, rel, loc, kind, files
+        self.id = study_id(root, rel)
+        self.name = loc.name or root.label
+        self.seq = 0
+        self.lock = threading.RLock()
+        self.refreshed = 0.0  # time.monotonic() of the last refresh
+        self.trials: dict[str, Trial] = {}
+        self.status = RUNNING
+        self.doc: dict = {}  # steer/status.json
+        self.submission: dict = {}
+        self.gathered: dict[str, dict] = {}  # trials.csv rows by trial id
+        self.rungs: list[dict] = []
+        self.pending_stops: tuple[bool, set[str]] = (False, set())
+        self.updated_ns = 0
+        self.metric: str | None = None
+        self._run_finished = False  # a run folder holds records.parquet (written when it ends)
+        self._signature = None
+
+    # --- reading ------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Re-read what changed; True (and a new `seq`) when anything visible did."""
+        with self.lock:
+            top = listdir(self.root, self.loc)
+            steer_dir = listdir(self.root, self.loc / steer.STEER_DIR) if steer.STEER_DIR in top else {}
+            signature = (frozenset(top.items()), frozenset(steer_dir.items()))
+            if signature == self._signature and self.status not in (RUNNING, SUBMITTED):
+                self.refreshed = time.monotonic()
+                return False  # a settled study whose folder did not change: nothing to read
+            before = self._fingerprint()
+            seq = self.seq + 1
+            rows = self._read_sweep(top, steer_dir, seq) if self.kind == SWEEP else self._read_run(top, seq)
+            self._settle(time.time())
+            changed = rows or self._fingerprint() != before
+            if changed:
+                self.seq = seq
+            self._signature = signature
+            self.refreshed = time.monotonic()
+            return changed
+
+    def _stat_max(self, entries: dict[str, Entry]) -> None:
+        for e in entries.values():
+            self.updated_ns = max(self.updated_ns, e.stat.mtime_ns)
+
+    def _json(self, folder: Loc, entries: dict[str, Entry], name: str) -> dict:
+        e = entries.get(name)
+        if e is None or e.is_dir:
+            return {}
+        doc = self.files.json(folder / name, e.stat, {})
+        return doc if isinstance(doc, dict) else {}
+
+    def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int) -> bool:
+        self._stat_max(top)
+        self._stat_max(steer_dir)
+        self.doc = self._json(self.loc / steer.STEER_DIR, steer_dir, steer.STATUS_FILE)
+        self.submission = self._json(self.loc, top, SUBMISSION)
+        names = set(steer_dir)
+        self.pending_stops = (steer.STOP_SWEEP in names,
+                              {n[len(steer.STOP_TRIAL_PREFIX):-5] for n in names
+                               if n.startswith(steer.STOP_TRIAL_PREFIX) and n.endswith(".json")})
+        self.gathered = self._gathered(top)
+        asha = self._json(self.loc, top, "asha_state.json")
+        self.rungs = [{"bracket": b, "milestone": m, "results": r}
+                      for b, rungs in enumerate(asha.get("brackets", [])) for m, r in rungs]
+        trials_dir = self.loc / steer.TRIALS_DIR
+        changed = False
+        for name, entry in sorted(listdir(self.root, trials_dir).items()):
+            if entry.is_dir and not name.startswith("."):
+                changed |= self._read_trial(trials_dir / name, name, seq)
+        return changed
+
+    def _gathered(self, top: dict[str, Entry]) -> dict[str, dict]:
+        e = top.get("trials.csv")
+        if e is None or e.is_dir:
+            return {}
+        frame = self.files.csv(self.loc / "trials.csv", e.stat).frame
+        if "trial_id" not in frame.columns:
+            return {}
+        return {str(r["trial_id"]): r for r in _rows(frame)}
+
+    def _read_trial(self, folder: Loc, trial_id: str, seq: int) -> bool:
+        entries = listdir(self.root, folder)
+        self._stat_max({k: v for k, v in entries.items() if not v.is_dir})
+        trial = self.trials.setdefault(trial_id, Trial(trial_id))
+        trial.params = self._json(folder, entries, "params.json").get("params", trial.params)
+        marked = steer.STOPPED_BY_USER in entries
+        trial.stopped_by_user = self._json(folder, entries, steer.STOPPED_BY_USER) if marked else None
+        e = entries.get("records.csv")
+        if e is None or e.is_dir:
+            return False
+        trial.updated_ns = e.stat.mtime_ns
+        return trial.take(self.files.csv(folder / "records.csv", e.stat), seq)
+
+    def _read_run(self, top: dict[str, Entry], seq: int) -> bool:
+        self._stat_max(top)
+        self.submission = self._json(self.loc, top, SUBMISSION)
+        e = top.get("records.csv")
+        if e is None or e.is_dir:
+            return False
+        table = self.files.csv(self.loc / "records.csv", e.stat)
+        run_id = str(table.frame["run_id"].iloc[0]) if "run_id" in table.frame.columns and len(table.frame) else self.name
+        trial = self.trials.setdefault(run_id, Trial(run_id))
+        trial.updated_ns = e.stat.mtime_ns
+        self._run_finished = "records.parquet" in top
+        return trial.take(table, seq)
+
+    # --- judging ------------------------------------------------------------------------------
+    def _settle(self, now: float) -> None:
+        """Decide the study's status, each trial's state and the study's metric."""
+        self.metric = self._metric()
+        self.status = self._sweep_status(now) if self.kind == SWEEP else self._run_status(now)
+        for trial in self.trials.values():
+            trial.state, trial.error = self._trial_state(trial)
+
+    def _metric(self) -> str | None:
+        named = (self.doc.get("info") or {}).get("scheduler", {}).get("metric")
+        if named in METRICS:
+            return named
+        for row in list(self.gathered.values())[:1]:
+            for key in row:
+                if key.startswith("best_") and key[5:] in METRICS:
+                    return key[5:]
+        for trial in self.trials.values():
+            task = trial.last("task")
+            if task in PRIMARY_METRIC:
+                return PRIMARY_METRIC[task]
+        return None
+
+    def _sweep_status(self, now: float) -> str:
+        trials = self.trials.values()
+        all_failed = bool(self.trials) and all(self._trial_state(t)[0] == ERROR for t in trials)
+        state = self.doc.get("state")
+        if state == steer.RUNNING:
+            return RUNNING if now - float(self.doc.get("heartbeat_at", 0)) < STALE_S else INTERRUPTED
+        if state == steer.FINISHED or (not state and self.gathered):
+            return FAILED if all_failed else FINISHED
+        if state == steer.INTERRUPTED:
+            return INTERRUPTED
+        if not self.trials and self.submission:
+            return SUBMITTED
+        return RUNNING if now - self.updated_ns / 1e9 < QUIET_S else INTERRUPTED
+
+    def _run_status(self, now: float) -> str:
+        if self._run_finished:
+            return FINISHED
+        if not self.trials:
+            return SUBMITTED if self.submission else INTERRUPTED
+        trial = next(iter(self.trials.values()))
+        quiet = QUIET_S
+        if "wall_time_s" in trial.records.columns and len(trial.records) > 1:
+            quiet = max(quiet, 3 * float(trial.records["wall_time_s"].diff().median()))
+        return RUNNING if now - trial.updated_ns / 1e9 < quiet else INTERRUPTED
+
+    def _trial_state(self, trial: Trial) -> tuple[str, str]:
+        if trial.stopped_by_user is not None:
+            return USER_STOPPED, ""
+        row = self.gathered.get(trial.trial_id)
+        if row and row.get("status") in _GATHERED:
+            return _GATHERED[row["status"]], str(row.get("error") or "")
+        told = (self.doc.get("trials") or {}).get(trial.trial_id)
+        if told and told.get("state") in (FINISHED, STOPPED, ERROR):
+            return told["state"], str(told.get("error") or "")
+        if self.kind == RUN:
+            return (self.status if self.status in (FINISHED, INTERRUPTED) else RUNNING), ""
+        if self.status in (RUNNING, SUBMITTED):
+            return (RUNNING if len(trial.records) or told else PENDING), ""
+        return INTERRUPTED, ""
+
+    def _fingerprint(self) -> tuple:
+        return (self.status, self.metric, tuple(sorted(self.pending_stops[1])), self.pending_stops[0],
+                tuple((t.trial_id, t.state, t.error, len(t.records), repr(t.params)) for t in self.trials.values()),
+                repr(self.rungs), repr(self.submission))
+
+    # --- what the API shows -------------------------------------------------------------------
+    def scheduler(self) -> dict:
+        return dict((self.doc.get("info") or {}).get("scheduler") or {})
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.trials.values():
+            counts[t.state] = counts.get(t.state, 0) + 1
+        planned = (self.doc.get("info") or {}).get("trials_planned")
+        if isinstance(planned, int) and self.status == RUNNING and planned > len(self.trials):
+            counts[PENDING] = counts.get(PENDING, 0) + planned - len(self.trials)
+        return counts
+
+    def best(self) -> dict | None:
+        if not self.metric:
+            return None
+        m = METRICS[self.metric]
+        found = None
+        for t in self.trials.values():
+            value = t.best(self.metric)
+            if value is not None and (found is None or m.better(value, found[1])):
+                found = (t.trial_id, value)
+        return {"trial_id": found[0], "value": found[1]} if found else None
+
+    def workers(self) -> list[int]:
+        seen = set()
+        for t in self.trials.values():
+            if "num_workers" in t.records.columns:
+                seen |= {int(v) for v in pd.to_numeric(t.records["num_workers"], errors="coerce").dropna()}
+        return sorted(seen)
+
+    def summary(self) -> dict:
+        """The study as the studies list shows it."""
+        with self.lock:
+            return self._summary()
+
+    def _summary(self) -> dict:
+        m = METRICS.get(self.metric) if self.metric else None
+        return {
+            "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.label,
+            "path": str(self.loc), "status": self.status, "counts": self.counts(),
+            "n_trials": sum(self.counts().values()),
+            "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
+            "best": self.best(), "workers": self.workers(),
+            "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
+        }
+
+    def trial_row(self, t: Trial) -> dict:
+        """One trial as the study page's table shows it."""
+        sched = self.scheduler()
+        time_attr = sched.get("time_attr") or "samples"
+        goal = sched.get("max_t") if sched.get("name") == "asha" else None
+        done = t.last(time_attr)
+        progress = min(1.0, done / goal) if goal and done is not None else None
+        if progress is None and t.state in (FINISHED,):
+            progress = 1.0
+        return {
+            "trial_id": t.trial_id, "params": t.params, "state": t.state,
+            "ended": t.error if t.state == ERROR else ENDED.get(t.state, ""), "error": t.error,
+            "samples": t.last("samples"), "time_attr": time_attr, "progress_value": done,
+            "max_t": goal, "progress": progress, "n_evals": len(t.records),
+            "metric": t.best(self.metric), "last_metric": t.last(self.metric) if self.metric else None,
+            "num_workers": t.last("num_workers"), "train_time_s": t.last("train_time_s"),
+            "stop_requested": t.trial_id in self.pending_stops[1],
+            "updated": t.updated_ns / 1e9 if t.updated_ns else None,
+        }
+
+    def detail(self, since: int | None = None, evaluations: bool = True) -> dict:
+        """The study with its trials and, unless `evaluations` is False, their evaluations
+        (only those first seen after sequence number `since`, when given)."""
+        with self.lock:
+            return self._detail(since, evaluations)
+
+    def _detail(self, since: int | None, evaluations: bool) -> dict:
+        out = self._summary()
+        out.update(scheduler=self.scheduler(), rungs=self.rungs, submission=self.submission,
+                   stop_requested=self.pending_stops[0],
+                   trials=[self.trial_row(t) for t in self.trials.values()])
+        if evaluations:
+            out["evaluations"], out["replaced"] = {}, []
+            for t in self.trials.values():
+                rows, replaced = t.rows_since(since if since is not None else -1)
+                if rows or replaced:
+                    out["evaluations"][t.trial_id] = rows
+                if replaced and since is not None:
+                    out["replaced"].append(t.trial_id)
+        return out

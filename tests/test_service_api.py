@@ -1,0 +1,275 @@
+"""The service's JSON API in process (FastAPI's TestClient, no socket) over results written by the
+test: listing, a study with its evaluations, reports, exports, steering and submission checks."""
+import asyncio
+import json
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from fixtures.service import rows, write_live_sweep, write_records, write_run
+from scaling_study.config import load_job
+from scaling_study.service import events, launch
+from scaling_study.service.app import create_app
+from scaling_study.service.launch import Launcher
+from scaling_study.tune import steer
+
+CSRF = {"X-Scaling-Study": "1"}
+
+
+class FakeLauncher(Launcher):
+    """Records what would be submitted instead of reaching Ray."""
+
+    def __init__(self):
+        super().__init__("http://127.0.0.1:9")
+        self.submitted = []
+
+    def submit(self, checked, root):
+        self.submitted.append((checked.name, checked.overrides, str(root.loc)))
+        launch.discard(checked.path)
+        record = {"job_id": "job-1", "kind": "sweep", "space": checked.shown_as, "name": checked.name}
+        (root.loc / checked.name / "submission.json").write_text(json.dumps(record))
+        return record
+
+
+@pytest.fixture
+def root(tmp_path):
+    top = tmp_path / "results"
+    write_live_sweep(top / "live")
+    write_run(top / "solo")
+    return top
+
+
+@pytest.fixture
+def launcher():
+    return FakeLauncher()
+
+
+@pytest.fixture
+def client(root, launcher):
+    return TestClient(create_app([str(root)], launcher=launcher), base_url="http://127.0.0.1:8300")
+
+
+def test_the_studies_and_one_study_with_its_evaluations(client):
+    listed = client.get("/api/studies").json()
+    assert {s["id"] for s in listed["studies"]} == {"0:live", "0:solo"}
+    study = client.get("/api/studies/0:live").json()
+    assert study["status"] == "running" and len(study["trials"]) == 3
+    assert {k: len(v) for k, v in study["evaluations"].items()} == {"t0": 3, "t1": 2, "t2": 1}
+    row = study["evaluations"]["t1"][0]
+    assert row["samples"] == 2000 and row["mlm_acc"] is None  # NaN travels as null
+    assert "evaluations" not in client.get("/api/studies/0:live?evaluations=false").json()
+    since = client.get(f"/api/studies/0:live?since={study['seq']}").json()
+    assert since["evaluations"] == {}
+
+
+def test_unknown_and_escaping_ids_are_404(client):
+    for url in ("/api/studies/0:nope", "/api/studies/0:..%2F..%2Fetc", "/api/studies/7:live",
+                "/api/studies/0:live%2F..%2F..%2Fx/best.yaml", "/studies/0:..%2Fx"):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/api/studies/0:live/tables/..%2F..%2Fpasswd.csv").status_code == 404
+
+
+def test_the_reports_figures_tables_and_dashboard(client):
+    figures = client.get("/api/studies/0:live/figures").json()
+    by_key = {s["key"]: s for s in figures["sections"]}
+    assert by_key["curves"]["figure"]["data"][0]["type"] == "scatter"
+    assert {t["name"] for t in by_key["curves"]["figure"]["data"]} == {"t0", "t1", "t2"}
+    assert by_key["weak"]["figure"] is not None  # 1 and 2 workers at one per-worker batch
+    records = client.get("/api/studies/0:live/tables/records.csv")
+    assert records.headers["content-type"].startswith("text/csv") and records.text.count("\n") == 7
+    assert "hp.optimizer.lr" in records.text.splitlines()[0]
+    trials = client.get("/api/studies/0:live/tables/trials.csv").text
+    assert "status" in trials.splitlines()[0] and "STOPPED" in trials
+    assert client.get("/api/studies/0:live/tables/nope.csv").status_code == 404
+    page = client.get("/api/studies/0:live/dashboard.html?download=1")
+    assert page.status_code == 200 and "Plotly.newPlot" in page.text and "attachment" in page.headers["content-disposition"]
+
+
+def test_best_yaml_of_a_running_sweep_validates_and_rescales(client, tmp_path):
+    reply = client.get("/api/studies/0:live/best.yaml")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("application/yaml")
+    (tmp_path / "best.yaml").write_text(reply.text)
+    job = load_job(tmp_path / "best.yaml")
+    assert job.name == "best_live" and job.optimizer.name == "lamb" and job.output.dir == "runs"
+    assert "Best trial of" in reply.text and "t0" in reply.text.splitlines()[0]
+    rescaled = yaml.safe_load(client.get("/api/studies/0:live/best.yaml?workers=4").text)
+    assert rescaled["scaling"]["num_workers"] == 4 and rescaled["name"] == "best_live_4w"
+    fastest = client.get("/api/studies/0:live/best.yaml?metric=time_to_target&target_metric=f1&target=40")
+    assert fastest.status_code == 200 and "reached f1 ≥ 40" in fastest.text
+    bad = client.get("/api/studies/0:live/best.yaml?metric=bleu")
+    assert bad.status_code == 400 and "bleu" in bad.json()["error"]
+
+
+def test_best_yaml_of_a_run_is_what_export_writes(client, tmp_path):
+    reply = client.get("/api/studies/0:solo/best.yaml")
+    assert reply.status_code == 200
+    (tmp_path / "solo.yaml").write_text(reply.text)
+    assert load_job(tmp_path / "solo.yaml").name == "best_solo"
+
+
+def test_stopping_writes_a_request_the_sweep_reads(client, root):
+    assert client.post("/api/studies/0:live/trials/t1/stop").status_code == 403  # no CSRF header
+    reply = client.post("/api/studies/0:live/trials/t1/stop", headers=CSRF)
+    assert reply.status_code == 202
+    assert steer.pending_requests(root / "live") == (False, {"t1"})
+    trial = {t["trial_id"]: t for t in client.get("/api/studies/0:live?evaluations=false").json()["trials"]}["t1"]
+    assert trial["stop_requested"]
+    assert client.post("/api/studies/0:live/trials/zz/stop", headers=CSRF).status_code == 404
+    assert client.post("/api/studies/0:live/stop", headers=CSRF).status_code == 202
+    assert steer.pending_requests(root / "live")[0]
+    assert client.post("/api/studies/0:solo/stop", headers=CSRF).status_code == 409  # a run
+
+
+def test_cross_site_posts_are_refused(client):
+    for headers in ({**CSRF, "Origin": "http://evil.example"}, {**CSRF, "Sec-Fetch-Site": "cross-site"}):
+        assert client.post("/api/studies/0:live/stop", headers=headers).status_code == 403
+    assert client.post("/api/studies/0:live/stop", headers={**CSRF, "Origin": "http://127.0.0.1:8300"}).status_code == 202
+
+
+# --- live streams --------------------------------------------------------------------------------
+
+async def _events(stream, count):
+    out = []
+    async for chunk in stream:
+        if chunk.startswith("event:"):
+            lines = dict(line.split(": ", 1) for line in chunk.strip().split("\n"))
+            out.append((lines["event"], lines["id"], json.loads(lines["data"])))
+            if len(out) == count:
+                break
+    return out
+
+
+def test_a_study_stream_pushes_new_evaluations_and_resumes(client, root, monkeypatch):
+    monkeypatch.setattr(events, "TICK_S", 0.01)
+    monkeypatch.setattr(events, "REFRESH_S", 0.0)
+    index = client.app.state.index
+
+    async def connected():
+        return False
+
+    async def scenario():
+        stream = events.study_stream(index, "0:live", None, connected)
+        [(kind, first_id, snap)] = await _events(stream, 1)
+        assert kind == "snapshot" and len(snap["evaluations"]["t1"]) == 2
+        write_records(root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
+        [(kind, _, update)] = await _events(stream, 1)
+        assert kind == "update" and [r["samples"] for r in update["evaluations"]["t1"]] == [6_000]
+        await stream.aclose()
+        resumed = events.study_stream(index, "0:live", first_id, connected)  # after a dropped connection
+        [(kind, _, missed)] = await _events(resumed, 1)
+        assert kind == "update" and [r["samples"] for r in missed["evaluations"]["t1"]] == [6_000]
+        await resumed.aclose()
+        stale = events.study_stream(index, "0:live", "otherstart.5", connected)
+        [(kind, _, _)] = await _events(stale, 1)
+        assert kind == "snapshot"
+        await stale.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_studies_stream_announces_a_new_study(client, root, monkeypatch):
+    monkeypatch.setattr(events, "TICK_S", 0.01)
+    monkeypatch.setattr(events, "SCAN_S", 0.0)
+    index = client.app.state.index
+
+    async def connected():
+        return False
+
+    async def scenario():
+        stream = events.studies_stream(index, None, connected)
+        [(kind, _, snap)] = await _events(stream, 1)
+        assert kind == "snapshot" and len(snap["studies"]) == 2
+        write_run(root / "another")
+        [(kind, _, update)] = await _events(stream, 1)
+        assert kind == "update" and [s["id"] for s in update["studies"]] == ["0:another"]
+        await stream.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_stream_routes_answer_with_event_streams(client):
+    assert client.get("/api/studies/0:nope/events").status_code == 404
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+def test_pages_render_and_escape_what_they_show(client, root):
+    write_run(root / "<b>odd</b>")
+    assert "text/html" in client.get("/").headers["content-type"]
+    page = client.get("/studies/0:%3Cb%3Eodd%3C%2Fb%3E").text
+    assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+    assert "<\\/b>" in page  # in the boot JSON, no "</" can close the script
+    assert "/static/plotly.min.js" in page
+    assert client.get("/submit").status_code == 200
+    assert client.get("/compare?ids=0:live,0:solo").status_code == 200
+    assert client.get("/api/compare/figures?ids=0:live,0:solo").json()["sections"]
+    js = client.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+
+
+# --- submission ----------------------------------------------------------------------------------
+
+def _no_uploads_left():
+    return not list(launch.SPACES_DIR.glob(".upload-*"))
+
+
+def test_a_shipped_space_is_checked_then_submitted(client, launcher, root):
+    spaces = {s["name"]: s for s in client.get("/api/spaces").json()["spaces"]}
+    assert "weak_scaling_small.yaml" in spaces and "weak_scaling" in spaces["weak_scaling_small.yaml"]["description"]
+    body = {"space": "weak_scaling_small.yaml", "overrides": ["set.train.steps=20", "name=ws"]}
+    checked = client.post("/api/submit", json={**body, "dry_run": True}, headers=CSRF)
+    assert checked.status_code == 200 and checked.json()["ok"] and checked.json()["name"] == "ws"
+    assert launcher.submitted == []
+    reply = client.post("/api/submit", json=body, headers=CSRF)
+    assert reply.status_code == 201 and reply.json()["study"] == "0:ws"
+    assert launcher.submitted == [("ws", ("set.train.steps=20", "name=ws"), str(root))]
+    study = {s["id"]: s for s in client.get("/api/studies").json()["studies"]}["0:ws"]
+    assert study["status"] == "submitted"
+    again = client.post("/api/submit", json=body, headers=CSRF)  # the folder exists now
+    assert again.status_code == 201 or again.json()["errors"][0]["key"] == "name"
+
+
+def test_submission_errors_name_the_key_and_submit_nothing(client, launcher):
+    cases = [
+        ({"space": "nope.yaml"}, "space"),
+        ({"space": "weak_scaling_small.yaml", "overrides": ["set.train.steps=-3"]}, "train.steps"),
+        ({"space": "weak_scaling_small.yaml", "overrides": ["scheduler.metric=bleu"]}, "scheduler.metric"),
+        ({"yaml": "- a\n- list\n", "filename": "x.yaml"}, "<top>"),
+        ({"yaml": "name: [unclosed\n", "filename": "bad.yaml"}, None),
+        ({"space": "weak_scaling_small.yaml", "overrides": ["oops"]}, "overrides"),
+    ]
+    for body, key in cases:
+        reply = client.post("/api/submit", json=body, headers=CSRF)
+        assert reply.status_code == 422, (body, reply.text)
+        error = reply.json()["errors"][0]
+        assert error["key"] is not None and key in error["key"] if key else error["key"] is None, error
+        checked = client.post("/api/submit", json={**body, "dry_run": True}, headers=CSRF)
+        assert checked.status_code == 200 and checked.json()["errors"] == [error]  # a check answers
+    malformed = client.post("/api/submit", json={"yaml": "name: [unclosed\n", "filename": "bad.yaml"}, headers=CSRF)
+    error = malformed.json()["errors"][0]
+    assert error["source"] == "bad.yaml" and error["message"].startswith("line 2, column 1 not valid YAML")
+    assert launcher.submitted == [] and _no_uploads_left()
+
+
+def test_an_uploaded_space_is_checked_like_a_file_next_to_the_shipped_ones(client, launcher):
+    text = (launch.SPACES_DIR / "weak_scaling_small.yaml").read_text().replace("name: weak_scaling_small", "name: up")
+    ok = client.post("/api/submit", json={"yaml": text, "filename": "mine.yaml", "dry_run": True}, headers=CSRF)
+    assert ok.status_code == 200 and ok.json() == {"ok": True, "errors": [], "name": "up", "space": "mine.yaml"}
+    bad = client.post("/api/submit", json={"yaml": text + "\nsurprise: 1\n", "filename": "mine.yaml"}, headers=CSRF)
+    error = bad.json()["errors"][0]
+    assert bad.status_code == 422 and error["key"] == "surprise" and error["source"] == "mine.yaml"
+    assert launcher.submitted == [] and _no_uploads_left()
+
+
+def test_uploads_are_size_limited(client, launcher):
+    big = "# " + "x" * launch.MAX_UPLOAD_BYTES + "\nname: big\n"
+    reply = client.post("/api/submit", json={"yaml": big, "filename": "big.yaml"}, headers=CSRF)
+    assert reply.status_code == 422 and "at most" in reply.json()["errors"][0]["message"]
+    huge = client.post("/api/submit", content=b"{" + b" " * (3 * launch.MAX_UPLOAD_BYTES) + b"}",
+                       headers={**CSRF, "Content-Type": "application/json"})
+    assert huge.status_code == 422
+    assert launcher.submitted == [] and _no_uploads_left()
+    assert client.post("/api/submit", json={"space": "weak_scaling_small.yaml"}).status_code == 403  # no CSRF header
