@@ -26,84 +26,20 @@ The model:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from scaling_study.answers.links import (  # noqa: F401  (re-exported: the model's inputs)
+    ALGORITHMS, DEFAULT_CLUSTER, GB, LINKS, US, Cluster, Link, parse_cluster,
+)
 from scaling_study.answers.tradeoff import TradeoffFit
 from scaling_study.errors import UserError
 
-GB = 1e9
-US = 1e-6
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel(bucket_cap_mb=25)
 NCCL_BASE_LATENCY = 8.4 * US  # tuning.cc baseLat, Ring/Simple (the protocol of MiB-size buckets)
 WORKER_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024)
-ALGORITHMS = ("ring", "hierarchical")
-
-
-@dataclass(frozen=True)
-class Link:
-    """One kind of link: bus bandwidth β (bytes/s, nccl-tests' busbw) and per-step latency α (s)."""
-
-    name: str
-    bandwidth: float
-    latency: float
-    source: str
-
-
-LINKS: dict[str, Link] = {link.name: link for link in (
-    Link("pcie4", 25 * GB, 5.7 * US, "PCIe 4.0 x16: 31.5 GB/s per direction (PCI-SIG), ~80 % effective "
-         "as NVLink measures (assumed); α: NCCL tuning.cc hwLat PCI Ring/Simple"),
-    Link("nvlink3", 235 * GB, 3.4 * US, "A100 SXM + NVSwitch: 300 GB/s per direction; NCCL caps A100 "
-         "busbw at 235 GB/s (tuning.cc), as measured; α: hwLat NVLink Ring/Simple"),
-    Link("nvlink4", 480 * GB, 3.4 * US, "H100/H200 SXM + NVSwitch: 450 GB/s per direction; all-reduce "
-         "busbw ~480 GB/s with NVLink SHARP (NCCL maintainers, nccl-tests#212); α: hwLat NVLink"),
-    Link("nvlink4-ring", 370 * GB, 3.4 * US, "as nvlink4 without NVLink SHARP (NCCL_ALGO=Ring): "
-         "~370 GB/s after ~20 % protocol overhead (nccl-tests#212)"),
-    Link("net100", 12 * GB, 9.6 * US, "100 Gb/s NIC (12.5 GB/s line), ~96 % reached by RDMA; "
-         "α: hwLat NET Ring/Simple"),
-    Link("net400", 48 * GB, 9.6 * US, "400 Gb/s NIC (50 GB/s line), ~96 % reached by RDMA; "
-         "α: hwLat NET Ring/Simple"),
-)}
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """Nodes of `gpus_per_node` GPUs on `intra` links, joined by `nics` NICs each of `network`."""
-
-    intra: Link
-    network: Link | None = None
-    gpus_per_node: int = 8
-    nics: int = 1
-
-    @property
-    def node_bandwidth(self) -> float:
-        return self.network.bandwidth * self.nics if self.network else math.inf
-
-    def __str__(self) -> str:
-        net = f"+{self.nics}x{self.network.name}" if self.network else ""
-        return f"{self.intra.name}{net} ({self.gpus_per_node}/node)"
-
-
-_CLUSTER = re.compile(r"^(?P<intra>[a-z0-9-]+?)(?:\+(?:(?P<nics>\d+)x)?(?P<net>net\d+))?$")
-
-
-def parse_cluster(spec: str, gpus_per_node: int = 8) -> Cluster:
-    """A cluster from "INTRA[+[K x]NET]", e.g. "nvlink4+8xnet400" or "pcie4+net100".
-
-    UserError naming the valid link names otherwise.
-    """
-    m = _CLUSTER.match(spec.strip().lower())
-    intra = m and LINKS.get(m["intra"])
-    net = m and m["net"] and LINKS.get(m["net"])
-    if not intra or (m["net"] and not net) or intra.name.startswith("net"):
-        nets = [n for n in LINKS if n.startswith("net")]
-        raise UserError(f"--cluster {spec!r}: expected INTRA[+[K x]NET] with INTRA one of "
-                        f"{', '.join(n for n in LINKS if n not in nets)} and NET one of {', '.join(nets)} "
-                        "(e.g. nvlink4+8xnet400)")
-    return Cluster(intra, net or None, gpus_per_node, int(m["nics"] or 1))
 
 
 def ring_allreduce_time(nbytes: float, n: int, bandwidth: float, latency: float) -> float:
