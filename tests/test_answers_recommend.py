@@ -69,7 +69,7 @@ def test_none_outside_the_measured_batches_or_without_a_cluster():
     table = recommend(records(), TARGET, [1024], PLAN)
     assert table.loc[0, "basis"] == "none" and "batch range" in table.loc[0, "detail"]
     table = recommend(records(), TARGET, [8])
-    assert table.loc[0, "basis"] == "none" and "give a cluster" in table.loc[0, "detail"]
+    assert table.loc[0, "basis"] == "none" and "no plan" in table.loc[0, "detail"]
     with pytest.raises(UserError, match="no recommendation"):
         job_overrides(table.iloc[0])
 

@@ -35,6 +35,9 @@ def test_tradeoff_section_and_figure():
     fig = figures.tradeoff_figure(tables)
     assert [t.name for t in fig.data if t.mode == "markers"] == ["adamw", "lamb"]
     assert sum(1 for t in fig.data if t.mode == "lines") == 2
+    # B_crit and B_noise marks: a log axis places annotations at log10(x), lines at x.
+    lines = sorted(shape.x0 for shape in fig.layout.shapes)
+    assert len(lines) == 3 and sorted(10 ** a.x for a in fig.layout.annotations) == pytest.approx(lines)
     with pytest.raises(UserError, match="target"):
         sections.tradeoff_section(records(), None)
 

@@ -3,6 +3,8 @@
 here, for the signature `reports.figures` gives its builders)."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -39,20 +41,25 @@ def tradeoff_figure(tables, report=None) -> go.Figure:
                                  hovertemplate="B=%{x}: %{y:.4g} steps<extra>" + optimizer + "</extra>"))
         fit = fits[(fits["optimizer"] == optimizer) & fits["s_min"].notna()]
         if not fit.empty:
-            _fit_trace(fig, fit.iloc[0], optimizer, color)
+            _fit_trace(fig, fit.iloc[0], optimizer, color, row_index=i)
     fig.update_xaxes(type="log", title="global batch B")
     return fig.update_yaxes(type="log", title="steps to target").update_layout(height=_HEIGHT)
 
 
-def _fit_trace(fig: go.Figure, row: pd.Series, optimizer: str, color: str) -> None:
+def _fit_trace(fig: go.Figure, row: pd.Series, optimizer: str, color: str, row_index: int = 0) -> None:
     curve = tradeoff_curve(row)
     fig.add_trace(go.Scatter(x=curve["global_batch"], y=curve["steps"], mode="lines", legendgroup=optimizer,
                              name=f"{optimizer}: S_min={row['s_min']:.3g}, B_crit={row['b_crit']:.3g}",
                              line=dict(color=color)))
-    for value, dash, label in ((row["b_crit"], "dash", "B_crit"), (row.get("b_noise_at_target"), "dot", "B_noise")):
+    marks = ((row["b_crit"], "dash", "B_crit"), (row.get("b_noise_at_target"), "dot", "B_noise"))
+    for j, (value, dash, label) in enumerate(marks):
         if value is not None and pd.notna(value) and 0 < value < float("inf"):
-            fig.add_vline(x=value, line=dict(color=color, dash=dash, width=1),
-                          annotation_text=f"{label} {optimizer}", annotation_font_color=color)
+            fig.add_vline(x=value, line=dict(color=color, dash=dash, width=1))
+            # Annotations on a log axis take log10(x) (plotly.js #1258; add_vline's own annotation
+            # does not, which pushed the axis out to 1e128): placed by hand, stacked per optimizer.
+            fig.add_annotation(x=math.log10(value), y=1 - 0.07 * (2 * row_index + j), yref="paper",
+                               text=f"{label} {optimizer}", showarrow=False, xanchor="left",
+                               font=dict(color=color))
 
 
 def projection_figure(tables, report=None) -> go.Figure:

@@ -22,14 +22,19 @@ import numpy as np
 import pandas as pd
 
 from scaling_study.answers.checks import profile_from_records
-from scaling_study.answers.projection import ALGORITHMS, Cluster, project, with_time_to_target
-from scaling_study.answers.tradeoff import TradeoffFit, steps_to_target, tradeoff_table
+from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, Cluster
+from scaling_study.answers.projection import project, with_time_to_target
+from scaling_study.answers.tradeoff import (
+    GROUP_KEYS, TradeoffFit, setting_columns, steps_to_target, tradeoff_table,
+)
 from scaling_study.errors import UserError
 from scaling_study.optim.scaling import scale_lr
 from scaling_study.reports.targets import Target, time_to_target
 
+# `run`: the run a measured row is, or the run whose job a projected row starts from (the fastest
+# of the best setting at the nearest measured batch: its other hyperparameters come along).
 COLUMNS = ("num_workers", "basis", "optimizer", "global_batch", "per_worker_batch", "grad_accum",
-           "peak_lr", "lr_rule", "steps_to_target", "time_to_target_s", "detail")
+           "peak_lr", "lr_rule", "steps_to_target", "time_to_target_s", "run", "detail")
 # The exponent p of lr ∝ B^p that each rule stands for.
 _RULE_EXPONENT = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
 
@@ -40,7 +45,7 @@ class Plan:
 
     cluster: Cluster
     grad_bytes: float
-    algorithm: str = "hierarchical"
+    algorithm: str = DEFAULT_ALGORITHM
     overlap: float = 0.0
     accums: tuple[int, ...] = (1, 2, 4, 8)
 
@@ -53,16 +58,17 @@ def recommend(records: pd.DataFrame, target: Target, workers, plan: Plan | None 
     """One row per worker count in `workers` (columns `COLUMNS`; module docstring for the rules)."""
     reached = time_to_target(records, target)
     reached = reached[reached["reached"]]
-    fits = _fits(records, target) if plan is not None else {}
+    fits = _fits(records, target, plan) if plan is not None else {}
     rows = []
     for n in sorted(set(int(n) for n in workers)):
         at_n = reached[reached["num_workers"] == n] if "num_workers" in reached.columns else reached.iloc[:0]
         if not at_n.empty:
             rows.append(_measured(n, at_n))
         elif plan is None:
-            rows.append(_none(n, f"no run at {n} workers reached {target}; give a cluster to project"))
+            rows.append(_none(n, f"no run at {n} workers reached {target}, and no plan (cluster, "
+                                   "gradient bytes) to project with"))
         else:
-            rows.append(_projected(n, records, fits, plan, target))
+            rows.append(_projected(n, fits, plan, target, reached))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -72,36 +78,52 @@ def _measured(n: int, runs: pd.DataFrame) -> dict:
             "global_batch": best.get("global_batch"), "per_worker_batch": best.get("per_worker_batch"),
             "grad_accum": best.get("grad_accum"), "peak_lr": best.get("peak_lr"),
             "lr_rule": best.get("lr_rule", ""), "steps_to_target": best.get("step"),
-            "time_to_target_s": best["train_time_s"], "detail": f"run {best['run']}"}
+            "time_to_target_s": best["train_time_s"], "detail": f"run {best['run']}", "run": best["run"]}
 
 
 def _none(n: int, why: str) -> dict:
-    return {**dict.fromkeys(COLUMNS, math.nan), "num_workers": n, "basis": "none", "detail": why}
+    return {**dict.fromkeys(COLUMNS, math.nan), "num_workers": n, "basis": "none", "detail": why, "run": ""}
 
 
-def _fits(records: pd.DataFrame, target: Target) -> dict[str, tuple[TradeoffFit, pd.DataFrame]]:
-    """Per optimizer: its tradeoff fit and its best settings by batch (first group if several)."""
-    table, best = tradeoff_table(records, target), steps_to_target(records, target)
+def _fits(records: pd.DataFrame, target: Target, plan: Plan) -> dict[str, tuple]:
+    """Per optimizer: its tradeoff fit, its best settings by batch (first group if several) and
+    its measured profile, or why it has none (its runs lack the step timings)."""
+    best = steps_to_target(records, target)
+    table = tradeoff_table(records, target, best)
     out = {}
     for _, row in table.dropna(subset=["s_min"]).iterrows():
-        if row["optimizer"] in out:
+        optimizer = row["optimizer"]
+        if optimizer in out:
             continue
-        settings = best[(best["optimizer"] == row["optimizer"]) & best["steps"].notna()]
-        out[row["optimizer"]] = (TradeoffFit.from_row(row), settings)
+        settings = best[(best["optimizer"] == optimizer) & best["steps"].notna()]
+        try:
+            profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
+        except UserError as exc:
+            profile = str(exc)
+        out[optimizer] = (TradeoffFit.from_row(row), settings, profile)
     return out
 
 
-def _projected(n: int, records: pd.DataFrame, fits: dict, plan: Plan, target: Target) -> dict:
-    candidates = []
-    for optimizer, (fit, settings) in fits.items():
-        profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
-        table = project(profile, plan.cluster, plan.algorithm, workers=(n,), accums=plan.accums)
+def _projected(n: int, fits: dict, plan: Plan, target: Target, reached: pd.DataFrame) -> dict:
+    candidates, why, projected = [], [], False
+    for optimizer, (fit, settings, profile) in fits.items():
+        if isinstance(profile, str):  # why this optimizer's runs give no profile
+            why.append(f"{optimizer}: {profile}")
+            continue
+        try:
+            table = project(profile, plan.cluster, plan.algorithm, workers=(n,), accums=plan.accums)
+        except UserError as exc:  # more GPUs than one node, and the cluster has no network
+            why.append(f"{optimizer}: {exc}")
+            continue
+        projected = True
         table = with_time_to_target(table, fit).dropna(subset=["time_to_target_s"])
         if not table.empty:
             candidates.append((optimizer, settings, profile, table.nsmallest(1, "time_to_target_s").iloc[0]))
     if not candidates:
-        return _none(n, f"no optimizer's measured batch range holds a batch of {n} workers "
-                        f"(per-worker batch × accumulation {plan.accums}) that reached {target}")
+        if projected or not why:
+            why.append(f"no optimizer's measured batch range holds a batch of {n} workers "
+                       f"(per-worker batch × accumulation {plan.accums}) that reached {target}")
+        return _none(n, "; ".join(why))
     optimizer, settings, profile, best = min(candidates, key=lambda c: c[3]["time_to_target_s"])
     batch = int(best["global_batch"])
     lr, rule = lr_at(settings, batch)
@@ -110,7 +132,8 @@ def _projected(n: int, records: pd.DataFrame, fits: dict, plan: Plan, target: Ta
             "peak_lr": lr, "lr_rule": rule, "steps_to_target": best["steps_to_target"],
             "time_to_target_s": best["time_to_target_s"],
             "detail": f"S(B) from the {optimizer} tradeoff fit; step {best['step_time_s']:.4g} s on "
-                      f"{plan.cluster}, {plan.algorithm} all-reduce"}
+                      f"{plan.cluster}, {plan.algorithm} all-reduce",
+            "run": source_run(reached, nearest_setting(settings, batch))}
 
 
 def lr_rule_of_sweep(batches, lrs) -> str:
@@ -127,15 +150,38 @@ def lr_rule_of_sweep(batches, lrs) -> str:
 def lr_at(settings: pd.DataFrame, batch: int) -> tuple[float, str]:
     """(peak LR at `batch`, the rule that moved it there): the best peak LR of the measured batch
     nearest on a log scale, scaled by `lr_rule_of_sweep` ("measured" where `batch` was run)."""
-    lr_col = "peak_lr" if "peak_lr" in settings.columns and settings["peak_lr"].notna().any() else "lr"
+    lr_col = _lr_column(settings)
     rows = settings.dropna(subset=[lr_col])
     if rows.empty:
         return math.nan, ""
-    nearest = rows.iloc[int(np.argmin(np.abs(np.log(rows["global_batch"].to_numpy(float) / batch))))]
+    nearest = nearest_setting(rows, batch)
     if int(nearest["global_batch"]) == batch:
         return float(nearest[lr_col]), "measured"
     rule = lr_rule_of_sweep(rows["global_batch"], rows[lr_col])
     return scale_lr(float(nearest[lr_col]), int(nearest["global_batch"]), batch, rule), rule
+
+
+def _lr_column(settings: pd.DataFrame) -> str:
+    return "peak_lr" if "peak_lr" in settings.columns and settings["peak_lr"].notna().any() else "lr"
+
+
+def nearest_setting(settings: pd.DataFrame, batch: int) -> pd.Series:
+    """The row of `settings` (best settings by batch, with an LR) whose batch is nearest `batch`
+    on a log scale: where a projected batch takes its LR and its other hyperparameters from."""
+    rows = settings.dropna(subset=[_lr_column(settings)])
+    return rows.iloc[int(np.argmin(np.abs(np.log(rows["global_batch"].to_numpy(float) / batch))))]
+
+
+def source_run(reached: pd.DataFrame, setting: pd.Series) -> str:
+    """The fastest run (least train time to the target) of `setting`, a `steps_to_target` row:
+    same task, model, optimizer and batch, the same LR and other swept values; "" if none."""
+    rows = reached
+    for col in [*(k for k in GROUP_KEYS if k in setting.index), "global_batch", *setting_columns(reached)]:
+        if col not in rows.columns:
+            continue
+        value = setting["lr"] if col == setting.get("lr_column") else setting.get(col)
+        rows = rows[(rows[col] == value) | (rows[col].isna() & pd.isna(value))]
+    return str(rows.sort_values("train_time_s", kind="stable").iloc[0]["run"]) if len(rows) else ""
 
 
 def job_overrides(row: pd.Series) -> dict[str, object]:

@@ -12,7 +12,17 @@ from scaling_study.answers.projection import WORKER_COUNTS, project, with_time_t
 from scaling_study.answers.recommend import Plan, recommend
 from scaling_study.answers.tradeoff import TradeoffFit, steps_to_target, tradeoff_table
 from scaling_study.errors import UserError
+from scaling_study.reports.records import Needs
 from scaling_study.reports.targets import Target
+
+TITLES = {
+    "tradeoff": "Steps to target against batch size: the critical batch",
+    "noise": "Gradient noise scale",
+    "projection": "Projected scaling to many GPUs",
+    "recommendation": "Recommendation per worker count",
+}
+PROJECTION = Needs("projected scaling", ("optimizer",))
+RECOMMENDATION = Needs("recommendation per worker count", ("num_workers",))
 
 DEFINITIONS = {
     "noise": (
@@ -53,34 +63,59 @@ def tradeoff_section(records: pd.DataFrame, target: Target | None) -> tuple[dict
     """{"steps_to_target": best setting per batch, "tradeoff_fit": one row per optimizer}."""
     if target is None:
         raise UserError("no target: steps to target need --target-metric and --target")
-    fits = tradeoff_table(records, target)
+    points = steps_to_target(records, target)
+    if points["steps"].isna().all():
+        raise UserError(f"no run reached {target}: steps to target need runs that reached it")
+    fits = tradeoff_table(records, target, points)
     notes = [f"{row['optimizer']}: {row['note']}" for _, row in fits.iterrows() if row["note"]]
-    return {"steps_to_target": steps_to_target(records, target), "tradeoff_fit": fits}, notes
+    return {"steps_to_target": points, "tradeoff_fit": fits}, notes
 
 
 def projection_section(records: pd.DataFrame, target: Target | None, plan: Plan,
                        workers=WORKER_COUNTS) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """{"projection": per optimizer × N × k, "model_check": 1 → 2 workers, "allreduce_check":
-    published points}. Time to target where a target and a tradeoff fit exist."""
+    published points}. Time to target where a target and a tradeoff fit exist. An optimizer
+    whose runs lack timings is left out with a note; UserError when none has them."""
+    PROJECTION.check(records)
+    workers, notes = reachable_workers(workers, plan)
     fits = _fits_by_optimizer(records, target)
     tables = []
     for optimizer in sorted(records["optimizer"].dropna().unique()):
-        profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
+        try:
+            profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
+        except UserError as exc:
+            notes.append(f"{optimizer} left out: {exc}")
+            continue
         table = project(profile, plan.cluster, plan.algorithm, workers, plan.accums)
         if optimizer in fits:
             table = with_time_to_target(table, fits[optimizer])
         tables.append(table.assign(optimizer=optimizer))
+    if not tables:
+        raise UserError("no optimizer's runs record the step timings: " + "; ".join(notes))
     out = {"projection": pd.concat(tables, ignore_index=True), "allreduce_check": check_published()}
-    notes = []
     try:
         out["model_check"] = check_model(records)
     except UserError as exc:
         notes.append(f"1 → 2 worker model check skipped: {exc}")
     else:
         if out["model_check"].empty:
+            del out["model_check"]
             notes.append("1 → 2 worker model check skipped: no group has runs at 1 and 2 workers "
                          "with time_allreduce_s (measured when grad_accum > 1)")
     return out, notes
+
+
+def reachable_workers(workers, plan: Plan) -> tuple[list[int], list[str]]:
+    """The worker counts `plan.cluster` can hold: all of them with a network between nodes, else
+    one node's worth (with a note saying which were left out and how to add a network)."""
+    node = plan.cluster.gpus_per_node
+    if plan.cluster.network is not None:
+        return list(workers), []
+    kept = [n for n in workers if n <= node]
+    dropped = [n for n in workers if n > node]
+    note = [f"{plan.cluster} has no network between nodes: no projection beyond {node} GPUs "
+            f"(left out {', '.join(map(str, dropped))}); add one, e.g. --cluster {plan.cluster.intra.name}+8xnet400"]
+    return kept, note if dropped else []
 
 
 def recommendation_section(records: pd.DataFrame, target: Target | None, plan: Plan | None,
@@ -88,8 +123,10 @@ def recommendation_section(records: pd.DataFrame, target: Target | None, plan: P
     """{"recommendation": one row per worker count (the records' own counts and `workers`)}."""
     if target is None:
         raise UserError("no target: a recommendation needs --target-metric and --target")
+    RECOMMENDATION.check(records)
+    workers, notes = reachable_workers(workers, plan) if plan is not None else (list(workers), [])
     counts = set(workers) | set(records["num_workers"].dropna().astype(int))
-    return {"recommendation": recommend(records, target, sorted(counts), plan)}, []
+    return {"recommendation": recommend(records, target, sorted(counts), plan)}, notes
 
 
 def _fits_by_optimizer(records: pd.DataFrame, target: Target | None) -> dict[str, TradeoffFit]:

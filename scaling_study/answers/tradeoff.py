@@ -162,14 +162,15 @@ def _setting_cells(per_run: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return cells.reset_index()
 
 
-def tradeoff_table(records: pd.DataFrame, target: Target) -> pd.DataFrame:
+def tradeoff_table(records: pd.DataFrame, target: Target, points: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (task, model, optimizer): the fit over its batches that reached the target.
 
     Columns: the group keys, s_min, e_min, b_crit, rms_rel_error, r2_log, n_batches, batches
     ("32,64,128"), b_noise_at_target and b_noise_mean (see `measured_noise_scale`; NaN without
     a `grad_noise_scale` column) and note (why a group has no fit, or what its fit means).
+    `points`: `steps_to_target(records, target)` where the caller has it already.
     """
-    table = steps_to_target(records, target)
+    table = steps_to_target(records, target) if points is None else points
     keys = [k for k in GROUP_KEYS if k in table.columns]
     noise = measured_noise_scale(records, target, keys)
     rows = []
