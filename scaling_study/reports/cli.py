@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_CLUSTER, LINKS
 from scaling_study.contract import METRICS
 
 METRIC_NAMES = tuple(METRICS)
+PLAN_FLAGS = {"cluster": "--cluster", "grad_bytes": "--grad-bytes", "algorithm": "--algorithm",
+              "overlap": "--overlap"}
 
 
 def register(sub) -> None:
@@ -19,7 +22,9 @@ def register(sub) -> None:
         "report",
         help="scaling-efficiency, time-to-target and sweep dashboard (HTML + CSV tables)",
         description="Build one self-contained HTML dashboard (plotly embedded; opens offline) and "
-                    "the CSV table behind every chart from run dirs, sweep dirs or records files.",
+                    "the CSV table behind every chart from run dirs, sweep dirs or records files: "
+                    "scaling, time to target, steps to target against batch (critical batch), noise "
+                    "scale, scaling projected to 8-1024 GPUs and a recommendation per worker count.",
     )
     p.add_argument("results", nargs="+", metavar="RESULTS",
                    help="run dir (records.csv), sweep dir (records.csv + trials.csv), or a records CSV/Parquet file")
@@ -30,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--target", type=float, metavar="VALUE",
                    help="value to reach, in the metric's unit: F1/EM in percent (88), mlm_acc a fraction (0.6)")
     p.add_argument("--title", help="page title (default: 'Scaling study')")
+    add_plan_flags(p)
     p.set_defaults(func=main)
     register_export(sub)
 
@@ -41,9 +47,10 @@ def main(args: argparse.Namespace) -> int:
     from scaling_study.reports.records import load_results
     from scaling_study.reports.targets import resolve_target
 
+    plan = plan_options(args)  # a bad flag fails before anything is read
     results = load_results(args.results)
     target = resolve_target(results.records, args.target_metric, args.target)
-    report = build_report(results, target, args.title)
+    report = build_report(results, target, args.title, plan)
     page = write_report(report, render_dashboard(report), args.out)
     print(f"dashboard: {page}")
     print(f"tables:    {page.parent / 'tables'} ({len(report.tables())} CSV files)")
@@ -53,6 +60,30 @@ def main(args: argparse.Namespace) -> int:
         for note in section.notes:
             print(f"note:      {note}")
     return 0
+
+
+def add_plan_flags(p) -> None:
+    """The flags of the plan a projection is made with (`answers.plan.PlanOptions`)."""
+    intra = [name for name in LINKS if not name.startswith("net")]
+    nets = [name for name in LINKS if name.startswith("net")]
+    g = p.add_argument_group("projection to many GPUs (and the recommendation where nothing was measured)")
+    g.add_argument("--cluster", metavar="INTRA[+KxNET]",
+                   help=f"8-GPU nodes on link INTRA ({', '.join(intra)}) joined by K NICs of NET "
+                        f"({', '.join(nets)}) each; default: {DEFAULT_CLUSTER} (a DGX H100/H200)")
+    g.add_argument("--grad-bytes", type=float, metavar="BYTES",
+                   help="bytes all-reduced per step: trainable parameters x 4 (fp32 gradients); default: "
+                        "counted from the records' model (a named size, 'default' or a local checkpoint)")
+    g.add_argument("--algorithm", choices=ALGORITHMS,
+                   help=f"all-reduce across nodes (default: {DEFAULT_ALGORITHM}; docs/answers.md compares them)")
+    g.add_argument("--overlap", type=float, metavar="FRACTION",
+                   help="fraction of the all-reduce hidden behind backward, 0 to 1 (default: 0, none)")
+
+
+def plan_options(args: argparse.Namespace):
+    """The `PlanOptions` of the flags given (the others keep its defaults); UserError naming a bad flag."""
+    from scaling_study.answers.plan import PlanOptions
+
+    return PlanOptions(**{key: getattr(args, key) for key in PLAN_FLAGS if getattr(args, key) is not None})
 
 
 def register_export(sub) -> None:
