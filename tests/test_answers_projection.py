@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from scaling_study.answers.checks import check_model, check_published, profile_from_records
+from scaling_study.answers.links import LINKS, parse_cluster
 from scaling_study.answers.projection import (
-    DDP_BUCKET_BYTES, LINKS, NCCL_BASE_LATENCY, Profile, allreduce_call_time, allreduce_time,
-    parse_cluster, project, ring_allreduce_time, step_time, with_time_to_target,
+    DDP_BUCKET_BYTES, NCCL_BASE_LATENCY, Profile, allreduce_call_time, allreduce_time, project,
+    ring_allreduce_time, step_time, with_time_to_target,
 )
 from scaling_study.answers.tradeoff import TradeoffFit
 from scaling_study.errors import UserError

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling_study.answers.projection import parse_cluster
+from scaling_study.answers.links import parse_cluster
 from scaling_study.answers.recommend import Plan, job_overrides, lr_at, lr_rule_of_sweep, recommend
 from scaling_study.errors import UserError
 from scaling_study.reports.records import assign_runs, normalize

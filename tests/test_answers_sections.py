@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from scaling_study.answers import figures, sections
-from scaling_study.answers.projection import parse_cluster
+from scaling_study.answers.links import parse_cluster
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
 from scaling_study.reports.targets import make_target

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaling_study.answers.projection import (
-    GB, LINKS, US, Cluster, Link, Profile, allreduce_call_time, bus_bandwidth,
-)
+from scaling_study.answers.links import GB, LINKS, US, Cluster, Link
+from scaling_study.answers.projection import Profile, allreduce_call_time, bus_bandwidth
 from scaling_study.errors import UserError
 from scaling_study.reports.records import Needs, ordered
 from scaling_study.reports.scaling import WEAK_KEYS, present, weak_scaling

@@ -31,9 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaling_study.answers.links import (  # noqa: F401  (re-exported: the model's inputs)
-    ALGORITHMS, DEFAULT_CLUSTER, GB, LINKS, US, Cluster, Link, parse_cluster,
-)
+from scaling_study.answers.links import ALGORITHMS, US, Cluster
 from scaling_study.answers.tradeoff import TradeoffFit
 from scaling_study.errors import UserError
 
