@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling_study.answers import sections as answers
+from scaling_study.answers.plan import PlanOptions
+from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
 from scaling_study.reports import scaling, sweeps, targets
 from scaling_study.reports.records import Needs, Results
@@ -56,6 +59,9 @@ class _Inputs:
     trials: pd.DataFrame | None
     target: targets.Target | None
     metric: str | None
+    plan: Plan | None = None
+    plan_note: str = ""
+    """What the plan assumes, or why there is none."""
 
 
 class _Skip(Exception):
@@ -136,6 +142,27 @@ def _trials(x: _Inputs):
     return {"trials": sweeps.trials_table(x.records, x.trials, x.metric)}, []
 
 
+def _tradeoff(x: _Inputs):
+    return answers.tradeoff_section(x.records, x.target)
+
+
+def _noise(x: _Inputs):
+    return answers.noise_section(x.records)
+
+
+def _projection(x: _Inputs):
+    if x.plan is None:
+        raise _Skip(x.plan_note)
+    tables, notes = answers.projection_section(x.records, x.target, x.plan)
+    return tables, [x.plan_note, *notes]
+
+
+def _recommendation(x: _Inputs):
+    tables, notes = answers.recommendation_section(x.records, x.target, x.plan)
+    # A projected row's detail names its cluster; without a plan, say why nothing is projected.
+    return tables, notes if x.plan else [f"measured rows only; nothing projected: {x.plan_note}", *notes]
+
+
 def _metric(x: _Inputs) -> str:
     if x.metric is None:
         raise _Skip("no metric recorded (f1, mlm_acc or em)")
@@ -147,6 +174,10 @@ _SECTIONS: tuple[tuple[str, str, str, Callable], ...] = (
     ("weak", "Throughput and weak-scaling efficiency", scaling.DEFINITIONS["weak"], _weak),
     ("strong", "Strong scaling: speedup and efficiency", scaling.DEFINITIONS["strong"], _strong),
     ("target", "Time to target", targets.DEFINITION, _target),
+    ("tradeoff", answers.TITLES["tradeoff"], answers.DEFINITIONS["tradeoff"], _tradeoff),
+    ("noise", answers.TITLES["noise"], answers.DEFINITIONS["noise"], _noise),
+    ("projection", answers.TITLES["projection"], answers.DEFINITIONS["projection"], _projection),
+    ("recommendation", answers.TITLES["recommendation"], answers.DEFINITIONS["recommendation"], _recommendation),
     ("curves", "Metric vs train time", sweeps.DEFINITIONS["curves"], _curves),
     ("grid", "Final metric over LR × batch", sweeps.DEFINITIONS["grid"], _grid),
     ("lifetimes", "ASHA trial lifetimes", sweeps.DEFINITIONS["lifetimes"], _lifetimes),
@@ -154,8 +185,10 @@ _SECTIONS: tuple[tuple[str, str, str, Callable], ...] = (
 )
 
 
-def build_report(results: Results, target: targets.Target | None = None, title: str | None = None) -> Report:
-    """Compute every section of the dashboard from `results`.
+def build_report(results: Results, target: targets.Target | None = None, title: str | None = None,
+                 plan: PlanOptions | None = None) -> Report:
+    """Compute every section of the dashboard from `results`; the projection and the
+    recommendation follow `plan` (default: `PlanOptions()`, gradient bytes from the records' model).
 
     Raises UserError when no section can be drawn at all (the message lists each section's reason).
     """
@@ -163,7 +196,11 @@ def build_report(results: Results, target: targets.Target | None = None, title: 
         metric = sweeps.primary_metric(results.records, target.metric if target else None)
     except UserError:
         metric = None
-    inputs = _Inputs(results.records, results.trials, target, metric)
+    try:
+        resolved, plan_note = (plan or PlanOptions()).resolve(results.records)
+    except UserError as exc:  # shown on the sections that need a plan
+        resolved, plan_note = None, str(exc)
+    inputs = _Inputs(results.records, results.trials, target, metric, resolved, plan_note)
     sections = [_compute(key, name, text, fn, inputs) for key, name, text, fn in _SECTIONS]
     # The trials table always exists; a report with nothing else would be an empty dashboard.
     if all(s.skipped for s in sections if s.key != "trials"):

@@ -17,7 +17,7 @@ from scaling_study.reports.figures import figure_for
 from scaling_study.contract import metric_label
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-_OPEN_TABLES = {"trials"}  # shown expanded: the table is the section
+_OPEN_TABLES = {"trials", "recommendation"}  # shown expanded: the table is the section
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem;

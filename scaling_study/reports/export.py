@@ -243,24 +243,28 @@ def export(sweep_dirs: str | Path | Sequence[str | Path], metric: str, mode: str
     rescaled so that it never resumes another run's checkpoints), written to `runs/` instead of
     into the sweep, and rescaled to `workers` when given. Nothing is written on error.
     """
-    paths = [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
-    results = load_results(paths)
+    results = load_results(as_list(sweep_dirs))
     goal = export_target(results.records, target_metric, target) if metric == TIME_TO_TARGET else None
     trial_id, row = select_trial(results, metric, mode, goal)
     job_file, job = load_trial_job(row)
     new, changes = rescale(job, workers, scaling) if workers is not None else (job, [])
     folder = as_path(row["source"]).parent
     default = f"best_{folder.name}" + (f"_{workers}w" if changes else "")
-    new, renamed = _standalone(new, name or default, folder)
+    new, renamed = standalone(new, name or default, folder)
     result = _result_text(row, metric, mode, goal)
     notes = _notes(results, job, workers, changes)
-    header = _header(folder, trial_id, metric, result, row, job_file, renamed + changes)
+    header = job_header(f"Best trial of {folder} by {metric}: {trial_id}, {result}.", row, job_file,
+                        renamed + changes)
     replaced = Path(out).exists()
     path = dump_job(new, out, header)
     return Exported(path, trial_id, job_file, result, tuple(renamed + changes), tuple(notes), replaced)
 
 
-def _standalone(job: Job, name: str, folder: Path | Loc) -> tuple[Job, list[str]]:
+def as_list(sweep_dirs: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [sweep_dirs] if isinstance(sweep_dirs, (str, Path)) else list(sweep_dirs)
+
+
+def standalone(job: Job, name: str, folder: Path | Loc) -> tuple[Job, list[str]]:
     """The job under `name`, writing its run to the default output folder rather than into a
     sweep's trials folder (where a trial's job points); a run's own output folder is kept."""
     data, lines = to_dict(job), _diff("name", job.name, name)
@@ -290,11 +294,12 @@ def _notes(results: Results, job: Job, workers: int | None, changes: list[str]) 
     return notes
 
 
-def _header(folder: Path, trial_id: str, metric: str, result: str, row: pd.Series,
-            job_file: Path, changes: list[str]) -> str:
+def job_header(title: str, row: pd.Series, job_file: Path, changes: list[str]) -> str:
+    """The comment atop an exported job: `title`, the swept values of the run in `row`, the file
+    its job came from and every change made to it."""
     swept = ", ".join(f"{c[3:]}={_fmt(row[c])}" for c in row.index
                       if c.startswith(HP_PREFIX) and not _missing(row[c]))
-    lines = [f"Best trial of {folder} by {metric}: {trial_id}, {result}.",
+    lines = [title,
              f"Swept values: {swept or '(none recorded)'}",
              f"From {job_file}, written by `scaling-study export`.",
              "Changed from the trial's job:" if changes else "Unchanged from the trial's job.",

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from scaling_study.answers import figures as answers_figures
 from scaling_study.reports import scaling, targets
 from scaling_study.contract import metric_label
 from scaling_study.storage import as_path
@@ -178,4 +179,5 @@ _BUILDERS = {
     "curves": curves_figure,
     "grid": grid_figure,
     "lifetimes": lifetimes_figure,
+    **answers_figures.BUILDERS,
 }

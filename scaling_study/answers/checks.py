@@ -1,0 +1,144 @@
+"""The projection's inputs from records, and the projection checked against what can check it.
+
+Two checks, each testing a different part of the model (docs/answers.md, "How good is the model"):
+
+- `check_model`: the measured 1 → 2 worker weak-scaling efficiency of the records against the
+  step-time decomposition (compute + exposed all-reduce + optimizer). The all-reduce time there is
+  the one measured at N = 2 (`time_allreduce_s`), so this checks the decomposition, not the α-β
+  constants (which describe NCCL links, not gloo on one machine). `predicted_efficiency` uses the
+  N = 1 compute time; `predicted_own_compute` the N = 2 run's own compute and optimizer
+  times, so that the gap between the two is computation slowed by sharing the machine, which no communication
+  model predicts.
+- `check_published`: the α-β all-reduce model against published all-reduce measurements whose
+  inputs (link, ranks, nodes, bytes) are known.
+
+The LAMB paper's 76.7 % (49× faster on 64× the TPU v3 chips) cannot check the model: it is a
+time-to-train ratio across different batch sizes, step counts and two phases, and the per-step
+compute and all-reduce times on the TPU torus are not published.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scaling_study.answers.links import GB, LINKS, US, Cluster, Link
+from scaling_study.answers.projection import Profile, allreduce_call_time, bus_bandwidth
+from scaling_study.errors import UserError
+from scaling_study.reports.records import Needs, ordered
+from scaling_study.reports.scaling import WEAK_KEYS, present, weak_scaling
+
+MIB, GIB = 2**20, 2**30
+PROFILE = Needs("projection inputs", ("time_compute_s", "per_worker_batch", "grad_accum", "num_workers"))
+MODEL_CHECK = Needs("1 → 2 worker model check",
+                    ("time_compute_s", "time_allreduce_s", "num_workers", "per_worker_batch"))
+
+
+def steady_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """Evaluation rows after each run's first (whose window holds start-up), or the only one."""
+    rows = ordered(records)
+    position = rows.groupby("run").cumcount()
+    size = rows.groupby("run")["run"].transform("size")
+    return rows[(position > 0) | (size == 1)]
+
+
+def profile_from_records(records: pd.DataFrame, grad_bytes: float, optimizer: str | None = None,
+                         overlap: float = 0.0) -> Profile:
+    """A Profile from the runs at the smallest worker count (medians over steady windows).
+
+    Compute per sample = time_compute_s / (per_worker_batch × grad_accum); the per-worker batch is
+    the most common one. UserError when the records lack the timing columns or `optimizer`.
+    """
+    PROFILE.check(records)
+    rows = records if optimizer is None else records[records["optimizer"] == optimizer]
+    rows = steady_rows(rows.dropna(subset=["time_compute_s", "per_worker_batch", "grad_accum"]))
+    if rows.empty:
+        raise UserError(f"no run{' of ' + optimizer if optimizer else ''} records time_compute_s")
+    rows = rows[rows["num_workers"] == rows["num_workers"].min()]
+    per_sample = rows["time_compute_s"] / (rows["per_worker_batch"] * rows["grad_accum"])
+    opt = rows["time_optimizer_s"].median() if "time_optimizer_s" in rows.columns else 0.0
+    return Profile(compute_s_per_sample=float(per_sample.median()), grad_bytes=float(grad_bytes),
+                   per_worker_batch=int(rows["per_worker_batch"].mode().iloc[0]),
+                   optimizer_s=0.0 if np.isnan(opt) else float(opt), overlap=overlap)
+
+
+def check_model(records: pd.DataFrame) -> pd.DataFrame:
+    """Predicted against measured weak-scaling efficiency from one worker to two, per group.
+
+    Columns: the weak-scaling keys present, measured_efficiency (throughput, `weak_scaling`),
+    compute_s, optimizer_s (N = 1, per step), exposed_allreduce_s, compute_s_at_2 and
+    optimizer_s_at_2 (N = 2), predicted_efficiency, predicted_own_compute (with the N = 2 run's
+    own compute and optimizer times) and error (predicted_efficiency − measured, as a fraction). Empty where no group has runs at both N = 1 and N = 2 with the timings.
+    """
+    MODEL_CHECK.check(records)
+    weak = weak_scaling(records)
+    weak = weak[(weak["baseline_workers"] == 1) & (weak["num_workers"] == 2)]
+    keys = present(records, WEAK_KEYS)
+    timing = _step_timings(records, keys)
+    one = timing[timing["num_workers"] == 1].drop(columns="num_workers")
+    two = timing[timing["num_workers"] == 2].drop(columns="num_workers")
+    two = two.rename(columns={"compute_s": "compute_s_at_2", "allreduce_s": "exposed_allreduce_s",
+                              "optimizer_s": "optimizer_s_at_2"})
+    table = weak[[*keys, "efficiency"]].rename(columns={"efficiency": "measured_efficiency"})
+    table = table.merge(one.drop(columns="allreduce_s"), on=keys).merge(two, on=keys)
+    base = table["compute_s"] + table["optimizer_s"]
+    table["predicted_efficiency"] = base / (base + table["exposed_allreduce_s"])
+    own = table["compute_s_at_2"] + table["optimizer_s_at_2"] + table["exposed_allreduce_s"]
+    table["predicted_own_compute"] = base / own
+    table["error"] = table["predicted_efficiency"] - table["measured_efficiency"]
+    return table.dropna(subset=["predicted_efficiency"]).reset_index(drop=True)
+
+
+def _step_timings(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Median per-step compute, exposed all-reduce and optimizer seconds per (group, N)."""
+    rows = steady_rows(records).copy()
+    if "time_optimizer_s" not in rows.columns:
+        rows["time_optimizer_s"] = 0.0
+    cols = {"time_compute_s": "compute_s", "time_allreduce_s": "allreduce_s", "time_optimizer_s": "optimizer_s"}
+    g = rows.groupby([*keys, "num_workers"], dropna=False)[list(cols)].median()
+    return g.rename(columns=cols).reset_index()
+
+
+@dataclass(frozen=True)
+class PublishedAllReduce:
+    """A published all-reduce measurement and the inputs the model needs for it."""
+
+    source: str
+    cluster: Cluster
+    ranks: int
+    nbytes: float
+    busbw: float
+    """The measured bus bandwidth (bytes/s)."""
+
+
+_H200 = "stas00/ml-engineering network/benchmarks/README.md: 8x H200, NCCL 2.30.7, default timing"
+_B200_4N = ("stas00/ml-engineering network/benchmarks/README.md: 4 nodes x 8 B200 (32 ranks); "
+            "intra busbw = the same node's measured 838.97 GB/s; 400 GB/s of network per node")
+_B200 = Cluster(Link("b200-measured", 838.97 * GB, 3.4 * US, _B200_4N),
+                Link("node-400GBps", 400 * GB, 9.6 * US, _B200_4N), gpus_per_node=8, nics=1)
+
+PUBLISHED_ALLREDUCE: tuple[PublishedAllReduce, ...] = (
+    *(PublishedAllReduce(_H200, Cluster(LINKS["nvlink4"]), 8, size, bw * GB) for size, bw in (
+        (1 * MIB, 74.57), (16 * MIB, 255.90), (32 * MIB, 301.25),
+        (256 * MIB, 441.87), (1 * GIB, 465.91), (16 * GIB, 482.25))),
+    PublishedAllReduce(_B200_4N, _B200, 32, 16 * GIB, 376.71 * GB),
+)
+
+
+def check_published(points=PUBLISHED_ALLREDUCE) -> pd.DataFrame:
+    """The model's bus bandwidth against each published one, for both algorithms.
+
+    Columns: source, cluster, ranks, bytes, algorithm, measured_busbw_GBps, model_busbw_GBps and
+    rel_error ((model − measured)/measured). One node: ring only (the algorithms coincide).
+    """
+    rows = []
+    for p in points:
+        nodes = -(-p.ranks // p.cluster.gpus_per_node)
+        for algorithm in ("ring", "hierarchical") if nodes > 1 else ("ring",):
+            seconds = allreduce_call_time(p.nbytes, p.ranks, p.cluster, algorithm)
+            model = bus_bandwidth(p.nbytes, p.ranks, seconds)
+            rows.append({"source": p.source, "cluster": str(p.cluster), "ranks": p.ranks, "bytes": p.nbytes,
+                         "algorithm": algorithm, "measured_busbw_GBps": p.busbw / GB,
+                         "model_busbw_GBps": model / GB, "rel_error": model / p.busbw - 1.0})
+    return pd.DataFrame(rows)

@@ -1,0 +1,128 @@
+"""Squared gradient norms for the noise scale, collected on the device with no extra pass.
+
+References: McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", appendix A.1
+(the estimator is `scaling_study.answers.noise`); PyTorch DDP communication hooks
+(`DistributedDataParallel.register_comm_hook`, `torch.distributed.GradBucket`).
+
+Several workers: `noise_scale_hook` is a DDP communication hook. DDP calls it once per gradient
+bucket on the step's synchronising backward (the last micro-batch under `no_sync` accumulation),
+so the bucket then holds this worker's accumulated local gradient. The hook takes that bucket's
+squared norm, runs DDP's own `allreduce_hook` (the default behaviour, unchanged), and takes the
+reduced bucket's squared norm when the all-reduce completes. Norms stay 0-d device tensors in a
+list (appending is atomic, and bucket callbacks may run on a communication thread); nothing is
+read on the host until `reduce_step`, which folds the local norm into the one all-reduce the
+step already makes for its loss.
+
+One worker: `MicroBatchNorms` hooks each parameter's incoming gradient (before it is added into
+`.grad`), so each micro-batch's gradient norm is had without a copy; the accumulated gradient's
+norm is taken once at the end of the step.
+"""
+# No `from __future__ import annotations`: DDP's register_comm_hook compares the hook's
+# annotations with dist.GradBucket and Future[Tensor] as objects, not strings.
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+
+def squared_norm(t: torch.Tensor) -> torch.Tensor:
+    """|t|² as a 0-d tensor on t's device, in float32 or wider (bf16/fp16 gradients are summed in
+    float32); a sparse gradient is coalesced first (its duplicate rows add up), as gloo's sparse
+    all-reduce delivers it uncoalesced."""
+    if t.is_sparse:
+        t = t.coalesce().values()
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    return torch.linalg.vector_norm(t.detach(), dtype=dtype).square()
+
+
+class NormState:
+    """The hook's state: per-bucket squared norms of the current step, local and reduced."""
+
+    def __init__(self, process_group: dist.ProcessGroup | None = None):
+        self.process_group = process_group
+        self.local: list[torch.Tensor] = []
+        self.reduced: list[torch.Tensor] = []
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(Σ local |bucket|², Σ reduced |bucket|²) since the last call, as device tensors; None
+        if no bucket was reduced (a step that never synchronised)."""
+        if not self.local or len(self.local) != len(self.reduced):
+            self.local, self.reduced = [], []
+            return None
+        local, reduced = torch.stack(self.local).sum(), torch.stack(self.reduced).sum()
+        self.local, self.reduced = [], []
+        return local, reduced
+
+
+def noise_scale_hook(state: NormState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP's default all-reduce, with the bucket's squared norm taken before and after it.
+
+    Register with `ddp_model.register_comm_hook(NormState(), noise_scale_hook)` before the first
+    backward. The gradients DDP writes back are exactly those of the default hook.
+    """
+    state.local.append(squared_norm(bucket.buffer()))  # before: allreduce_hook divides in place
+
+    def after(fut: torch.futures.Future) -> torch.Tensor:
+        reduced = fut.value()
+        state.reduced.append(squared_norm(reduced))
+        return reduced
+
+    return allreduce_hook(state.process_group, bucket).then(after)
+
+
+def reduce_step(state: NormState, loss: torch.Tensor, grad_scale: float | None = None,
+                group: dist.ProcessGroup | None = None) -> tuple[float, float | None, float | None]:
+    """One all-reduce for the step: (mean loss over workers, mean |G_small|², |G_big|²).
+
+    Replaces the step's loss all-reduce: the local squared norm rides along with the loss, so
+    averaging gives the mean over workers, and the reduced norm (the same on every rank) is
+    unchanged by it. `grad_scale` is the fp16 loss scale the gradients carry (norms are divided
+    by its square). The norms are None when no bucket was reduced this step.
+    """
+    norms = state.take()
+    device = loss.device
+    local, reduced = norms if norms is not None else (torch.zeros((), device=device),) * 2
+    parts = (loss.detach().reshape(()), local, reduced)
+    stats = torch.stack([p.to(device=device, dtype=torch.float64) for p in parts])
+    world = dist.get_world_size(group)
+    dist.all_reduce(stats, group=group)
+    mean_loss, small_sq, big_sq = (stats / world).tolist()
+    if norms is None:
+        return mean_loss, None, None
+    unscale = 1.0 / grad_scale ** 2 if grad_scale else 1.0
+    return mean_loss, small_sq * unscale, big_sq * unscale
+
+
+class MicroBatchNorms:
+    """One worker with gradient accumulation: each micro-batch's gradient norm against the
+    accumulated gradient's (the micro-batches stand in for the workers).
+
+    The hooks see the gradient of the loss each micro-batch back-propagates, `loss / accum` in
+    the training loop; `take(accum)` undoes that scaling. Call `remove()` to unhook.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter]):
+        self.params = [p for p in params if p.requires_grad]
+        self.sq: list[torch.Tensor] = []
+        self.handles = [p.register_hook(self._hook) for p in self.params]
+
+    def _hook(self, grad: torch.Tensor) -> None:
+        self.sq.append(squared_norm(grad))
+
+    def take(self, accum: int, grad_scale: float | None = None) -> tuple[float, float] | None:
+        """(mean over micro-batches of |g_i|², |Σ g_i / accum|²) for the step just done, read
+        on the host once; None without accumulation or when no gradient arrived."""
+        sq, self.sq = self.sq, []
+        if accum < 2 or not sq:
+            return None
+        grads = [p.grad for p in self.params if p.grad is not None]
+        hooked_sq = torch.stack(sq).sum().double()
+        total = torch.stack([hooked_sq, torch.stack([squared_norm(g) for g in grads]).sum().double()])
+        # Each hook saw g_i / accum: Σ_i |g_i|² / accum = accum · Σ(hooked squared norms).
+        hooked, accumulated = total.tolist()
+        unscale = 1.0 / grad_scale ** 2 if grad_scale else 1.0
+        return hooked * accum * unscale, accumulated * unscale
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []

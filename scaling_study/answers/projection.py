@@ -1,0 +1,161 @@
+"""Projected step time, weak-scaling efficiency and time to target at 8 … 1024 GPUs.
+
+References: the α-β (latency-bandwidth) cost model of collectives (Thakur, Rabenseifner & Gropp
+2005, "Optimization of Collective Communication Operations in MPICH"); NCCL's own tuning model
+(`src/graph/tuning.cc`: per-step latencies by link type, base latency per call); the bus
+bandwidth convention of nccl-tests (`doc/PERFORMANCE.md`). Constants and their sources are in
+docs/answers.md and on each `Link`.
+
+The model:
+- Ring all-reduce of S bytes over N ranks: 2(N−1)/N · S/β + 2(N−1)·α, with β the link's bus
+  bandwidth as nccl-tests reports it. Across M nodes a flat ring is limited by the slower of the
+  intra-node link and the node's network bandwidth (NICs × per-NIC β); of its 2(N−1) steps,
+  2(M−1) cross the network at α_net and the rest pay α_intra (NCCL's latency model).
+- Hierarchical all-reduce (g GPUs per node): intra-node reduce-scatter, g parallel inter-node
+  rings on 1/g shards each, intra-node all-gather:
+  2(g−1)/g · S/β_intra + 2(g−1)·α_intra + 2(M−1)/M · S/β_node + 2(M−1)·α_net.
+- DDP all-reduces in buckets (25 MiB by default); each bucket is one call and pays the latency
+  terms plus NCCL's base latency once.
+- Step time = k · micro-batch compute + optimizer + exposed all-reduce, where the exposed part is
+  what backward does not hide: (1 − overlap) · all-reduce, and never less than the all-reduce
+  minus one micro-batch's compute (only the last micro-batch's backward overlaps it).
+  Weak-scaling efficiency E(N) = step(1) / step(N) at a fixed per-worker batch and k.
+- Time to target at N = S(B) · step(N) with B = N · per-worker batch · k and S(B) from the
+  tradeoff fit (`tradeoff.py`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scaling_study.answers.links import ALGORITHMS, US, Cluster
+from scaling_study.answers.tradeoff import TradeoffFit
+from scaling_study.errors import UserError
+
+DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel(bucket_cap_mb=25)
+NCCL_BASE_LATENCY = 8.4 * US  # tuning.cc baseLat, Ring/Simple (the protocol of MiB-size buckets)
+WORKER_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def ring_allreduce_time(nbytes: float, n: int, bandwidth: float, latency: float) -> float:
+    """2(n−1)/n · bytes/β + 2(n−1)·α; 0 for one rank."""
+    if n <= 1:
+        return 0.0
+    return 2 * (n - 1) / n * nbytes / bandwidth + 2 * (n - 1) * latency
+
+
+def allreduce_call_time(nbytes: float, n: int, cluster: Cluster, algorithm: str = "ring") -> float:
+    """Seconds for one all-reduce call of `nbytes` over `n` GPUs (module docstring)."""
+    if algorithm not in ALGORITHMS:
+        raise UserError(f"--algorithm {algorithm!r}: valid algorithms are {', '.join(ALGORITHMS)}")
+    if n <= 1:
+        return 0.0
+    g = min(n, cluster.gpus_per_node)
+    nodes = math.ceil(n / g)
+    if nodes > 1 and cluster.network is None:
+        raise UserError(f"{n} GPUs need {nodes} nodes of {g}: give the cluster a network (e.g. +net400)")
+    intra, net = cluster.intra, cluster.network
+    if nodes == 1:
+        return NCCL_BASE_LATENCY + ring_allreduce_time(nbytes, n, intra.bandwidth, intra.latency)
+    if algorithm == "ring":
+        bw = min(intra.bandwidth, cluster.node_bandwidth)
+        inter_steps = 2 * (nodes - 1)
+        steps_latency = (2 * (n - 1) - inter_steps) * intra.latency + inter_steps * net.latency
+        return NCCL_BASE_LATENCY + 2 * (n - 1) / n * nbytes / bw + steps_latency
+    inside = ring_allreduce_time(nbytes, g, intra.bandwidth, intra.latency)
+    across = ring_allreduce_time(nbytes, nodes, cluster.node_bandwidth, net.latency)
+    return NCCL_BASE_LATENCY + inside + across
+
+
+def allreduce_time(grad_bytes: float, n: int, cluster: Cluster, algorithm: str = "ring",
+                   bucket_bytes: float | None = DDP_BUCKET_BYTES) -> float:
+    """Seconds to all-reduce a model's gradients in DDP buckets (one call when bucket_bytes is None)."""
+    if n <= 1:
+        return 0.0
+    if not bucket_bytes or grad_bytes <= bucket_bytes:
+        return allreduce_call_time(grad_bytes, n, cluster, algorithm)
+    full, rest = divmod(grad_bytes, bucket_bytes)
+    time = full * allreduce_call_time(bucket_bytes, n, cluster, algorithm)
+    return time + (allreduce_call_time(rest, n, cluster, algorithm) if rest else 0.0)
+
+
+def bus_bandwidth(nbytes: float, n: int, seconds: float) -> float:
+    """nccl-tests' all-reduce busbw: bytes/time · 2(n−1)/n."""
+    return nbytes / seconds * 2 * (n - 1) / n
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a run measured per worker, the projection's inputs."""
+
+    compute_s_per_sample: float
+    """Data, forward and backward seconds per sample (all-reduce excluded)."""
+    grad_bytes: float
+    """Bytes all-reduced per step: parameters × bytes per gradient element."""
+    per_worker_batch: int
+    optimizer_s: float = 0.0
+    """Seconds of the optimizer step (the same at every N: each worker steps the whole model)."""
+    overlap: float = 0.0
+    """Fraction of the all-reduce hidden behind backward (0: none, the conservative default)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.overlap <= 1.0:
+            raise ValueError(f"overlap={self.overlap!r}: expected a fraction in [0, 1]")
+
+
+def overlap_from_run(exposed_s: float, allreduce_s: float) -> float:
+    """The hidden fraction 1 − exposed/total of a run whose exposed all-reduce time
+    (`time_allreduce_s`) and whole all-reduce time (a benchmark, or the model) are known."""
+    if not allreduce_s > 0 or not math.isfinite(exposed_s):
+        return 0.0
+    return float(min(1.0, max(0.0, 1.0 - exposed_s / allreduce_s)))
+
+
+def step_time(profile: Profile, n: int, accum: int, cluster: Cluster,
+              algorithm: str = "ring") -> dict[str, float]:
+    """Seconds per optimizer step at `n` workers and accumulation `accum`: compute, allreduce
+    (all of it), exposed (what backward does not hide), optimizer and step (their sum)."""
+    micro = profile.per_worker_batch * profile.compute_s_per_sample
+    comm = allreduce_time(profile.grad_bytes, n, cluster, algorithm)
+    exposed = max((1.0 - profile.overlap) * comm, comm - micro)
+    compute = accum * micro
+    return {"compute_s": compute, "allreduce_s": comm, "exposed_allreduce_s": exposed,
+            "optimizer_s": profile.optimizer_s, "step_time_s": compute + exposed + profile.optimizer_s}
+
+
+def project(profile: Profile, cluster: Cluster, algorithm: str = "ring",
+            workers=WORKER_COUNTS, accums=(1, 2, 4, 8)) -> pd.DataFrame:
+    """Step time, throughput and weak-scaling efficiency per (num_workers, grad_accum).
+
+    Columns: cluster, algorithm, num_workers, grad_accum, global_batch, compute_s, allreduce_s,
+    exposed_allreduce_s, optimizer_s, step_time_s, throughput (samples/s) and efficiency
+    (step time at one worker over step time at N, same accumulation).
+    """
+    rows = []
+    for k in accums:
+        base = step_time(profile, 1, k, cluster, algorithm)["step_time_s"]
+        for n in workers:
+            t = step_time(profile, n, k, cluster, algorithm)
+            batch = n * profile.per_worker_batch * k
+            rows.append({"cluster": str(cluster), "algorithm": algorithm, "num_workers": n, "grad_accum": k,
+                         "global_batch": batch, **t, "throughput": batch / t["step_time_s"],
+                         "efficiency": base / t["step_time_s"]})
+    return pd.DataFrame(rows)
+
+
+def with_time_to_target(table: pd.DataFrame, fit: TradeoffFit, extrapolate: bool = False) -> pd.DataFrame:
+    """Add steps_to_target (S(B) of the fit) and time_to_target_s (steps × step time).
+
+    Outside the fit's measured batch range both are NaN unless `extrapolate`; `in_range` says which.
+    """
+    out = table.copy()
+    batch = out["global_batch"].to_numpy(dtype=float)
+    out["in_range"] = (batch >= min(fit.batches)) & (batch <= max(fit.batches))
+    steps = fit.steps(batch)
+    out["steps_to_target"] = np.where(out["in_range"] | extrapolate, steps, np.nan)
+    out["time_to_target_s"] = out["steps_to_target"] * out["step_time_s"]
+    return out
+

@@ -1,0 +1,53 @@
+"""The answers' dashboard sections compute their tables from records and draw them."""
+import pandas as pd
+import pytest
+
+from scaling_study.answers import figures, sections
+from scaling_study.answers.links import parse_cluster
+from scaling_study.answers.recommend import Plan
+from scaling_study.errors import UserError
+from scaling_study.reports.targets import make_target
+from test_answers_recommend import records
+
+TARGET = make_target("f1", 88)
+PLAN = Plan(cluster=parse_cluster("nvlink4+8xnet400"), grad_bytes=4e8)
+
+
+def with_noise(table: pd.DataFrame) -> pd.DataFrame:
+    noisy = table["optimizer"] == "lamb"
+    return table.assign(grad_noise_scale=table["global_batch"].where(noisy).astype(float))
+
+
+def test_noise_section_and_figure():
+    tables, notes = sections.noise_section(with_noise(records()))
+    assert set(tables["noise_scale"]["run"]) == {r for r in records()["run"] if r.startswith("lamb")}
+    assert len(notes) == 1 and "adamw-32" in notes[0]
+    fig = figures.noise_figure(tables)
+    assert len(fig.data) == tables["noise_scale"]["run"].nunique()
+    with pytest.raises(UserError, match="grad_noise_scale"):
+        sections.noise_section(records())
+
+
+def test_tradeoff_section_and_figure():
+    tables, _ = sections.tradeoff_section(with_noise(records()), TARGET)
+    fits = tables["tradeoff_fit"].set_index("optimizer")
+    assert fits.loc["adamw", "s_min"] == pytest.approx(2 * fits.loc["lamb", "s_min"], rel=0.05)
+    fig = figures.tradeoff_figure(tables)
+    assert [t.name for t in fig.data if t.mode == "markers"] == ["adamw", "lamb"]
+    assert sum(1 for t in fig.data if t.mode == "lines") == 2
+    # B_crit and B_noise marks: a log axis places annotations at log10(x), lines at x.
+    lines = sorted(shape.x0 for shape in fig.layout.shapes)
+    assert len(lines) == 3 and sorted(10 ** a.x for a in fig.layout.annotations) == pytest.approx(lines)
+    with pytest.raises(UserError, match="target"):
+        sections.tradeoff_section(records(), None)
+
+
+def test_projection_and_recommendation_sections():
+    tables, notes = sections.projection_section(records(), TARGET, PLAN, workers=(8, 64))
+    projection = tables["projection"]
+    assert set(projection["optimizer"]) == {"lamb", "adamw"}
+    assert projection["time_to_target_s"].notna().any()
+    assert "allreduce_check" in tables and any("model check" in n for n in notes)  # no 1-worker runs
+    assert len(figures.projection_figure(tables).data) > 0
+    rec = sections.recommendation_section(records(), TARGET, PLAN, workers=(8,))[0]["recommendation"]
+    assert rec.set_index("num_workers")["basis"].to_dict() == {2: "measured", 8: "projected"}

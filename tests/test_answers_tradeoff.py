@@ -1,0 +1,106 @@
+"""The large-batch tradeoff fit (McCandlish et al. 2018, eq. 2.11) on generated curves with known
+S_min and E_min, and steps to target from crafted records."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling_study.answers.tradeoff import fit_tradeoff, steps_to_target, tradeoff_curve, tradeoff_table
+from scaling_study.reports.records import assign_runs, normalize
+from scaling_study.reports.targets import make_target
+
+S_MIN, B_CRIT = 100.0, 128.0
+E_MIN = S_MIN * B_CRIT
+BATCHES = np.array([32, 64, 128, 256, 512, 1024])
+
+
+def steps_at(batch):
+    return S_MIN * (1 + B_CRIT / np.asarray(batch, dtype=float))
+
+
+def test_exact_curve_is_recovered():
+    fit = fit_tradeoff(BATCHES, steps_at(BATCHES))
+    assert fit.s_min == pytest.approx(S_MIN, rel=1e-9)
+    assert fit.e_min == pytest.approx(E_MIN, rel=1e-9)
+    assert fit.b_crit == pytest.approx(B_CRIT, rel=1e-9)
+    assert fit.rms_rel_error == pytest.approx(0, abs=1e-9) and fit.r2_log == pytest.approx(1.0)
+    # The tradeoff itself: (S/S_min − 1)(E/E_min − 1) = 1 on the fitted curve.
+    s, e = fit.steps(BATCHES), fit.samples(BATCHES)
+    np.testing.assert_allclose((s / fit.s_min - 1) * (e / fit.e_min - 1), 1.0)
+
+
+def test_noisy_curve_is_recovered_within_its_noise():
+    """±5 % multiplicative noise on each point: S_min, E_min within 10 %, B_crit within 15 %."""
+    rng = np.random.default_rng(0)
+    batches = np.repeat(BATCHES, 3)
+    steps = steps_at(batches) * rng.uniform(0.95, 1.05, len(batches))
+    fit = fit_tradeoff(batches, steps)
+    assert fit.s_min == pytest.approx(S_MIN, rel=0.10)
+    assert fit.e_min == pytest.approx(E_MIN, rel=0.10)
+    assert fit.b_crit == pytest.approx(B_CRIT, rel=0.15)
+    assert 0 < fit.rms_rel_error < 0.05 and fit.r2_log > 0.95
+
+
+def test_perfect_scaling_gives_no_finite_critical_batch():
+    fit = fit_tradeoff(BATCHES, 5000.0 / BATCHES)  # S ∝ 1/B: every doubling halves the steps
+    assert fit.s_min == pytest.approx(0, abs=1e-9) and math.isinf(fit.b_crit)
+
+
+def test_too_few_batches_is_an_error():
+    with pytest.raises(ValueError, match="two or more"):
+        fit_tradeoff([64, 64], [10, 12])
+
+
+def run_rows(run, optimizer, batch, lr, reach_step, every=25, last=None, noise_scale=None):
+    """Evaluations every `every` steps; F1 reaches 88 exactly at `reach_step` (never if None)."""
+    last = last or (reach_step or 600)
+    rows = []
+    for step in range(every, last + 1, every):
+        f1 = 88.0 * step / reach_step if reach_step else 50.0
+        rows.append({"run_id": run, "task": "squad", "model": "tiny", "optimizer": optimizer,
+                     "global_batch": batch, "per_worker_batch": batch // 2, "grad_accum": 1, "num_workers": 2,
+                     "peak_lr": lr, "lr_rule": "none", "hp.optimizer.lr": lr, "step": step,
+                     "samples": step * batch, "train_time_s": step * 0.01 * batch, "f1": f1,
+                     "grad_noise_scale": noise_scale})
+    return rows
+
+
+def crafted_records():
+    """LAMB at five batches: the good LR reaches F1 88 at S(B); a second LR needs 1.5× the steps;
+    a third never reaches it. AdamW at one batch only (nothing to fit)."""
+    rows = []
+    for batch in (32, 64, 128, 256, 512):
+        s = int(steps_at(batch))
+        good = 1e-3 * math.sqrt(batch / 32)
+        rows += run_rows(f"lamb-{batch}-good", "lamb", batch, good, s, noise_scale=float(batch))
+        rows += run_rows(f"lamb-{batch}-seed1", "lamb", batch, good, s, noise_scale=float(batch))
+        rows += run_rows(f"lamb-{batch}-slow", "lamb", batch, good * 10, int(1.5 * s))
+        rows += run_rows(f"lamb-{batch}-never", "lamb", batch, good / 10, None)
+    rows += run_rows("adamw-64", "adamw", 64, 1e-4, 300)
+    return assign_runs(normalize(pd.DataFrame(rows), "crafted.csv"))
+
+
+def test_steps_to_target_takes_the_best_lr_at_each_batch():
+    table = steps_to_target(crafted_records(), make_target("f1", 88))
+    lamb = table[table["optimizer"] == "lamb"]
+    assert lamb["global_batch"].tolist() == [32, 64, 128, 256, 512]
+    np.testing.assert_allclose(lamb["steps"], [int(s) for s in steps_at([32, 64, 128, 256, 512])])
+    np.testing.assert_allclose(lamb["lr"], 1e-3 * np.sqrt(lamb["global_batch"] / 32))
+    assert lamb["lr_column"].unique().tolist() == ["hp.optimizer.lr"]
+    assert (lamb["n_runs"] == 2).all() and (lamb["n_settings"] == 3).all()
+    np.testing.assert_allclose(lamb["samples"], lamb["steps"] * lamb["global_batch"])
+
+
+def test_tradeoff_table_fits_each_optimizer_and_sets_the_noise_scale_beside_it():
+    table = tradeoff_table(crafted_records(), make_target("f1", 88)).set_index("optimizer")
+    lamb = table.loc["lamb"]
+    assert lamb["s_min"] == pytest.approx(S_MIN, rel=0.02)
+    assert lamb["b_crit"] == pytest.approx(B_CRIT, rel=0.05)  # S(B) rounded down to whole steps
+    assert lamb["batches"] == "32,64,128,256,512" and lamb["n_batches"] == 5
+    # Each run's noise scale was its batch: the median over all runs that reached is 128.
+    assert lamb["b_noise_at_target"] == pytest.approx(128.0)
+    assert "nothing to fit" in table.loc["adamw", "note"] and math.isnan(table.loc["adamw", "b_crit"])
+    curve = tradeoff_curve(lamb)
+    assert curve["global_batch"].iloc[[0, -1]].tolist() == pytest.approx([32, 512])
+    np.testing.assert_allclose(curve["samples"], curve["steps"] * curve["global_batch"])
