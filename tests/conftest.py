@@ -9,6 +9,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 
+def _triton_interpreter_without_a_gpu() -> None:
+    """Triton (the optimizers' CUDA kernels) runs them on CPU tensors in its interpreter only if
+    TRITON_INTERPRET is set before its first import, which any test may trigger (torch imports it
+    where it is installed): set it here, before the tests are collected, where there is no GPU."""
+    import importlib.util
+
+    if "TRITON_INTERPRET" in os.environ or importlib.util.find_spec("triton") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
+_triton_interpreter_without_a_gpu()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """An embedded Ray with 2 CPUs on loopback; shut down when the module's tests are done."""
