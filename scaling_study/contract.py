@@ -104,6 +104,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("time_allreduce_s", "float", "mean seconds per step of gradient all-reduce not hidden "
            "behind backward: 0 on one worker, measured on several when `grad_accum > 1`, empty otherwise"),
     Column("time_optimizer_s", "float", "mean seconds per step of the optimizer step"),
+    # The gradient noise scale (`scaling_study.answers.noise`): exponential moving averages over
+    # every step so far (about the last 20 weigh most), restarted at each phase; not over the window.
+    Column("grad_noise_scale", "float", "smoothed B_simple = tr(Σ)/‖G‖² in samples (McCandlish et al. 2018, "
+           "A.1); empty with one worker and no accumulation, or before ‖G‖² is positive"),
+    Column("grad_norm_sq", "float", "smoothed unbiased estimate of ‖G‖², the squared norm of the true gradient"),
+    Column("grad_trace", "float",
+           "smoothed unbiased estimate of tr(Σ), the per-sample gradient variance summed over parameters"),
     Column("target_metric", "str", "`eval.target.metric`, empty without a target"),
     Column("target_value", "float", "`eval.target.value`"),
     Column("target_reached", "bool", "whether this evaluation reached the target"),

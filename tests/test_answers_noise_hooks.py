@@ -8,9 +8,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from scaling_study.answers.noise_hooks import MicroBatchNorms, NormState, noise_scale_hook, reduce_step
+from scaling_study.answers.noise_hooks import MicroBatchNorms, NormState, noise_scale_hook
 
 D, PER_RANK, ACCUM, WORLD = 5, 6, 2, 2
+# The loss is multiplied by this, as fp16's GradScaler does: `step_norms` divides it out again.
+SCALE = 4.0
 
 
 def regression_data(rank: int, micro: int):
@@ -47,14 +49,17 @@ def _regression_worker(rank, port, out):
         for micro in range(ACCUM):  # accumulate locally, all-reduce on the last micro-batch
             x, y = regression_data(rank, micro)
             with ddp.no_sync() if micro < ACCUM - 1 else torch.enable_grad():
-                (0.5 * (ddp(x).squeeze(1) - y).pow(2).mean() / ACCUM).backward()
+                (SCALE * 0.5 * (ddp(x).squeeze(1) - y).pow(2).mean() / ACCUM).backward()
     n_buckets = len(state.local)
     local_sq, reduced_sq = (float(t) for t in (torch.stack(state.local).sum(), torch.stack(state.reduced).sum()))
-    loss, small, big = reduce_step(state, torch.tensor(float(rank)))
+    norms = state.step_norms(ACCUM, grad_scale=torch.tensor(SCALE))
+    dist.all_reduce(norms)  # as training settles them: summed over workers, then divided
+    small, big = (norms / WORLD).tolist()
     w, b = model.weight.detach().reshape(-1), model.bias.detach()
-    torch.save({"buckets": n_buckets, "local_sq": local_sq, "reduced_sq": reduced_sq, "loss": loss,
-                "small": small, "big": big, "grad": torch.cat([model.weight.grad.reshape(-1), model.bias.grad]),
-                "hand": [hand_gradient(w, b, r) for r in range(WORLD)]}, f"{out}.{rank}")
+    torch.save({"buckets": n_buckets, "local_sq": local_sq, "reduced_sq": reduced_sq, "small": small, "big": big,
+                "grad": torch.cat([model.weight.grad.reshape(-1), model.bias.grad]) / SCALE,
+                "hand": [hand_gradient(w, b, r) for r in range(WORLD)], "none": state.step_norms(ACCUM)},
+               f"{out}.{rank}")
     dist.destroy_process_group()
 
 
@@ -72,13 +77,13 @@ def test_ddp_hook_norms_equal_the_hand_computed_ones(tmp_path):
     mean = torch.stack(hand).mean(0)
     for rank, res in enumerate(results):
         assert res["buckets"] == 2
-        assert abs(res["local_sq"] - float(hand[rank] @ hand[rank])) < 1e-9
-        assert abs(res["reduced_sq"] - float(mean @ mean)) < 1e-9
+        assert abs(res["local_sq"] - SCALE**2 * float(hand[rank] @ hand[rank])) < 1e-8
+        assert abs(res["reduced_sq"] - SCALE**2 * float(mean @ mean)) < 1e-8
         torch.testing.assert_close(res["grad"], mean)  # the hook leaves DDP's result unchanged
-        # One all-reduce for the step: the loss mean, the mean local |g|², the reduced |g|².
-        assert abs(res["loss"] - 0.5) < 1e-12
+        # The step's norms, unscaled and averaged over workers: the mean local |g|², the reduced |g|².
         assert abs(res["small"] - float(sum(h @ h for h in hand)) / WORLD) < 1e-9
         assert abs(res["big"] - float(mean @ mean)) < 1e-9
+        assert res["none"] is None  # nothing reduced since
 
 
 class Bag(nn.Module):
@@ -140,11 +145,15 @@ def test_micro_batch_hooks_give_each_micro_batch_and_their_mean():
         (0.5 * (model(x).squeeze(1) - y).pow(2).mean() / 3).backward()
         r = x @ w + b - y
         micro_grads.append(torch.cat([x.T @ r / PER_RANK, r.mean().reshape(1)]))
-    small, big = norms.take(accum=3)
+    small, big = norms.step_norms(accum=3).tolist()
     mean = torch.stack(micro_grads).mean(0)
     assert abs(small - float(sum(g @ g for g in micro_grads)) / 3) < 1e-9
     assert abs(big - float(mean @ mean)) < 1e-9
-    assert norms.take(accum=3) is None  # nothing since
+    assert norms.step_norms(accum=3) is None  # nothing since
+    norms.active = False  # a phase without accumulation: the hooks take no norm
+    model(regression_data(0, 0)[0]).sum().backward()
+    assert norms.sq == [] and norms.step_norms(accum=1) is None
+    norms.active = True
     norms.remove()
     model(regression_data(0, 0)[0]).sum().backward()
     assert norms.sq == []

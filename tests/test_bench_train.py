@@ -33,12 +33,14 @@ def test_job_global_batch_counts_accumulation(args):
 
 
 # rank 1 of 2 without DDP: one process of the "no comm." row, on its shard, with no process group
-@pytest.mark.parametrize("rank, world", [(0, 1), (1, 2)], ids=["plain", "no-comm"])
-def test_plain_row_takes_the_products_step_with_accumulation(args, monkeypatch, rank, world):
+@pytest.mark.parametrize("rank, world, noise_scale", [(0, 1, True), (1, 2, True), (0, 1, False)],
+                         ids=["plain", "no-comm", "noise-scale-off"])
+def test_plain_row_takes_the_products_step_with_accumulation(args, monkeypatch, rank, world, noise_scale):
     import scaling_study.models as models
+    from scaling_study.answers.noise_hooks import MicroBatchNorms
     from scaling_study.train.state import TrainState
 
-    forwards, steps = [], []
+    forwards, steps, collectors = [], [], []
     build, step = models.build_model, TrainState.step
 
     def counting_build(*a, **kw):
@@ -48,14 +50,35 @@ def test_plain_row_takes_the_products_step_with_accumulation(args, monkeypatch, 
 
     def counting_step(self, phase, batches):
         steps.append(phase.grad_accum)
+        collectors.append(self.noise.collector)
         return step(self, phase, batches)
 
     monkeypatch.setattr(models, "build_model", counting_build)
     monkeypatch.setattr(TrainState, "step", counting_step)
-    rate = bench.plain_throughput(args, bench.data_files(args), rank=rank, world=world)
+    rate = bench.plain_throughput(args, bench.data_files(args), rank=rank, world=world, noise_scale=noise_scale)
     assert rate > 0 and math.isfinite(rate)
     assert steps == [3] * (args.warmup + args.steps)
     assert len(forwards) == (args.warmup + args.steps) * args.grad_accum  # 3 micro-batches a step
+    # One process accumulating: the product's micro-batch norms, unless the row turns them off.
+    assert isinstance(collectors[0], MicroBatchNorms) if noise_scale else collectors[0] is None
+
+
+def test_compare_noise_scale_follows_each_row_that_measures_it_with_it_off(args, monkeypatch):
+    args.compare_noise_scale = True
+    monkeypatch.setattr(bench, "plain_throughput", lambda a, f, noise_scale=True: 100.0 if noise_scale else 110.0)
+    monkeypatch.setattr(bench, "processes_throughput",
+                        lambda a, f, w, ddp, noise_scale=True: 150.0 if ddp and noise_scale else 160.0)
+    rows = bench.no_ray_rows(args, files=None)
+    ddp = "2 processes, DDP/gloo, no Ray"
+    assert [label for label, *_ in rows] == [bench.PLAIN, bench.PLAIN + bench.NOISE_OFF, "2 plain processes, no comm.",
+                                            ddp, ddp + bench.NOISE_OFF]
+    rounds = [{label: (t, None, None) for label, _, t, _ in rows}]
+    assert bench.noise_scale_cost(rounds) == [
+        f"noise scale: {bench.PLAIN}: 0.909 x the samples/s without it",
+        f"noise scale: {ddp}: 0.938 x the samples/s without it"]
+    args.grad_accum = 1  # one process without accumulation measures nothing: no row to compare
+    labels = [label for label, *_ in bench.no_ray_rows(args, files=None)]
+    assert labels[:2] == [bench.PLAIN, "2 plain processes, no comm."]
 
 
 def test_ddp_processes_with_accumulation(args):

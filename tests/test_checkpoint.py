@@ -1,5 +1,6 @@
 """A checkpoint restores everything a step depends on: a run restored from it continues exactly
-as the run that wrote it did (weights, optimizer, schedule, data position, dropout's RNG)."""
+as the run that wrote it did (weights, optimizer, schedule, data position, dropout's RNG, the
+noise scale's moving averages)."""
 import random
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import torch
 
 from scaling_study.config import Phase
 from scaling_study.train import checkpoint
+from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.state import TrainState
 from scaling_study.train.tasks import TaskData
 
@@ -35,8 +37,10 @@ def toy_state(seed: int) -> TrainState:
     model = Toy()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+    # One worker accumulating 2 micro-batches: its noise scale compares them.
+    noise = GradientNoise.attach(model, list(model.parameters()), world=1, phases=[PHASE])
     return TrainState(model=model, optimizer=optimizer, scheduler=scheduler, scaler=None, device=CPU,
-                      rank=0, world=1, max_grad_norm=1.0)
+                      rank=0, world=1, max_grad_norm=1.0, noise=noise)
 
 
 def batches(state: TrainState):
@@ -58,13 +62,18 @@ def test_a_restored_state_continues_exactly_as_the_uninterrupted_one(tmp_path):
     checkpoint.write(tmp_path, first)
     assert where(first) == (3, 12, 1, 1)
     losses = [float(first.step(PHASE, stream)) for _ in range(3)]
+    first.settle()
+    assert first.noise.estimator.steps == 6 and np.isfinite(first.noise.record()["grad_trace"])
 
     second = toy_state(seed=1)  # other initial weights and RNG: all must come from the checkpoint
     checkpoint.read(tmp_path, second)
     assert second.restored and where(second) == (3, 12, 1, 1)
     assert second.clock.train == pytest.approx(second.position.train_time_s) and second.clock.train > 0
     stream = batches(second)
+    assert second.noise.estimator.steps == 3, "the averages of the first 3 steps come from the checkpoint"
     assert [float(second.step(PHASE, stream)) for _ in range(3)] == losses
+    second.settle()
+    assert second.noise.record() == first.noise.record()
     assert where(second) == where(first) == (6, 24, 2, 2)
     assert second.lr == first.lr
     for name, value in first.module.state_dict().items():

@@ -9,6 +9,7 @@ from scaling_study.config import job_from_dict
 from scaling_study.errors import UserError
 from scaling_study.reports import records as report_records
 from scaling_study.reports.targets import make_target
+from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.records import make_row
 
 
@@ -34,11 +35,22 @@ class _Window:
 def test_a_training_row_has_exactly_the_contract_columns():
     job = _job(target={"metric": "f1", "value": 50})
     phase = job.phases()[0]
+    noise = GradientNoise(world=2)
+    noise.estimator.update(2.0 + 40 / 8, 2.0 + 40 / 32, 8, 32)  # one step: its own unbiased estimates
     state = SimpleNamespace(position=SimpleNamespace(step=2, samples=4), window=_Window(), lr=1e-3,
-                            clock=SimpleNamespace(train=1.0, wall=lambda: 2.0), device=SimpleNamespace(type="cpu"))
+                            clock=SimpleNamespace(train=1.0, wall=lambda: 2.0), device=SimpleNamespace(type="cpu"),
+                            noise=noise)
     row = make_row(job, phase, state, {"f1": 40.0, "em": 30.0})
     assert tuple(row) == contract.COLUMN_NAMES
     assert row["f1"] == 40.0 and math.isnan(row["mlm_acc"]) and row["target_metric"] == "f1"
+    assert (row["grad_noise_scale"], row["grad_norm_sq"], row["grad_trace"]) == pytest.approx((20.0, 2.0, 40.0))
+
+
+def test_the_noise_scale_columns_are_the_contracts():
+    from scaling_study.answers.noise import NOISE_COLUMNS
+
+    by_name = {c.name: c for c in contract.COLUMNS}
+    assert all(by_name[name].dtype == "float" and not by_name[name].config for name in NOISE_COLUMNS)
 
 
 def test_every_column_has_one_known_type_and_a_meaning():

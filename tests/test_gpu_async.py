@@ -1,8 +1,8 @@
 """What keeps a GPU busy, checked without one: a training step and an evaluation never read a
-value back from the device (they run on PyTorch's meta device, where any read fails), `settle`
-reads the steps once, the evaluation reduces on the worker's device, the micro-batches come from a
-DataLoader that resumes exactly and masks the same with or without loader processes, and BERT's
-buffers are constants (so DDP need not broadcast them)."""
+value back from the device (they run on PyTorch's meta device, where any read fails), the noise
+scale's norms included, `settle` reads the steps once, the evaluation reduces on the worker's
+device, the micro-batches come from a DataLoader that resumes exactly and masks the same with or
+without loader processes, and BERT's buffers are constants (so DDP need not broadcast them)."""
 import math
 from types import SimpleNamespace
 
@@ -11,6 +11,7 @@ import torch
 
 from scaling_study.config import Phase
 from scaling_study.train import checkpoint, evaluate, tasks
+from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.state import TrainState
 from scaling_study.train.tasks import MicroBatch, TaskData
 
@@ -36,8 +37,10 @@ def toy_state(device, optimizer="lamb", max_grad_norm=None) -> TrainState:
     model = Toy().to(device)
     opt = build_optimizer(optimizer, [{"params": list(model.parameters()), "weight_decay": 0.01}], lr=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    # PHASE accumulates 2 micro-batches: the noise scale's micro-batch hooks take norms every step.
+    noise = GradientNoise.attach(model, list(model.parameters()), world=1, phases=[PHASE])
     return TrainState(model=model, optimizer=opt, scheduler=sched, scaler=None, device=device, rank=0, world=1,
-                      max_grad_norm=max_grad_norm)
+                      max_grad_norm=max_grad_norm, noise=noise)
 
 
 def toy_batches(device, scale: float = 1.0):
@@ -55,6 +58,7 @@ def test_a_step_never_reads_the_device(optimizer):
     batches = toy_batches(META)
     losses = [state.step(PHASE, batches) for _ in range(3)]
     assert all(loss.device == META for loss in losses) and state.unsettled == 3
+    assert state.noise.pending(META).shape == (6,)  # each step's two norms, kept on the device
     assert state.position.step == 3 and state.position.samples == 12
     with pytest.raises((RuntimeError, NotImplementedError), match="meta"):
         state.settle()  # the one read, and so the one wait for the device
@@ -74,6 +78,7 @@ def test_settle_reads_loss_times_and_clock_of_the_steps_since_the_last(tmp_path)
     assert state.clock.train == pytest.approx(w.times["total"]) and state.clock.train > 0
     assert w.times["allreduce"] == 0 and w.per_step("compute") > 0 and w.per_step("optimizer") > 0
     assert w.throughput() == pytest.approx(12 / w.times["total"])
+    assert state.noise.estimator.steps == 3 and state.noise.pending(CPU).numel() == 0  # read with the loss
     more = float(state.step(PHASE, batches))
     assert state.settle() == pytest.approx(more) and w.mean_loss() == pytest.approx((sum(losses) + more) / 4)
     checkpoint.write(tmp_path, state)

@@ -38,6 +38,12 @@ def test_two_workers_train_and_write_records(tmp_path, synth_dir, local_ray):
     assert (rec["train_time_s"].diff().dropna() > 0).all()
     assert (rec["wall_time_s"] >= rec["train_time_s"]).all()
     assert (result.run_dir / "records.parquet").is_file() and (result.run_dir / "job.yaml").is_file()
+    # The gradient noise scale, from the DDP hook's norms (the word embedding's all-reduced sparse):
+    # both smoothed estimates at every evaluation, and B_simple = tr(Σ)/|G|² once |G|² is positive.
+    assert rec[["grad_norm_sq", "grad_trace"]].notna().all().all()
+    assert (rec["grad_trace"] > 0).all()
+    noise_scale = rec["grad_noise_scale"].dropna()
+    assert len(noise_scale) and (noise_scale > 0).all()
 
 
 def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path, synth_dir, local_ray):
@@ -53,11 +59,16 @@ def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path, synth
         "accum": dict(scaling={"num_workers": 1}, train={"per_worker_batch": 4, "global_batch": 8}),
         "plain": dict(scaling={"num_workers": 1}, train={"per_worker_batch": 8, "global_batch": 8}),
     }
-    weights = {}
+    weights, noise = {}, {}
     for name, sections in runs.items():
         merged = {k: {**common.get(k, {}), **sections.get(k, {})} for k in {*common, *sections}}
         job = tiny_job(tmp_path, synth_dir, name=name, **merged)
-        weights[name] = model_weights(run_job(job, verbose=False))
+        result = run_job(job, verbose=False)
+        weights[name] = model_weights(result)
+        noise[name] = pd.read_csv(result.run_dir / "records.csv")[["grad_norm_sq", "grad_trace"]].iloc[-1]
+    # The noise scale compares 4 samples with 8: across workers under DDP, across micro-batches
+    # for one accumulating worker; one worker without accumulation has nothing to compare.
+    assert noise["ddp"].notna().all() and noise["accum"].notna().all() and noise["plain"].isna().all()
     for key, ref in weights["plain"].items():
         torch.testing.assert_close(weights["accum"][key], ref, rtol=1e-4, atol=1e-5, msg=f"accum {key}")
         torch.testing.assert_close(weights["ddp"][key], ref, rtol=1e-4, atol=1e-5, msg=f"ddp {key}")

@@ -34,7 +34,7 @@ from scaling_study.reports.records import Needs, ordered
 # evaluation interval (`eval.every_steps`), so each record summarises about its own window.
 DEFAULT_DECAY = 0.95
 
-# Record columns this module fills (see the proposed contract entries in docs/answers.md).
+# Record columns this module fills; the contract (`scaling_study.contract.COLUMNS`) defines them.
 NOISE_COLUMNS = ("grad_noise_scale", "grad_norm_sq", "grad_trace")
 
 

@@ -10,12 +10,18 @@ so the bucket then holds this worker's accumulated local gradient. The hook take
 squared norm, runs DDP's own `allreduce_hook` (the default behaviour, unchanged), and takes the
 reduced bucket's squared norm when the all-reduce completes. Norms stay 0-d device tensors in a
 list (appending is atomic, and bucket callbacks may run on a communication thread); nothing is
-read on the host until `reduce_step`, which folds the local norm into the one all-reduce the
-step already makes for its loss.
+read on the host here: `step_norms` gives the step's two norms as one device tensor, which
+training keeps with the step's loss and all-reduces with it in the one all-reduce it already
+makes every few steps (`scaling_study.train.state.TrainState.settle`), averaging the local norm
+over workers.
 
 One worker: `MicroBatchNorms` hooks each parameter's incoming gradient (before it is added into
 `.grad`), so each micro-batch's gradient norm is had without a copy; the accumulated gradient's
 norm is taken once at the end of the step.
+
+Both collectors give a step's norms the same way, `step_norms(accum, grad_scale)`: a float64
+device tensor (|G_small|², |G_big|²), divided by the fp16 loss scale squared (`grad_scale`, a
+device tensor, so that reading it never waits for the device), or None where the step had none.
 """
 # No `from __future__ import annotations`: DDP's register_comm_hook compares the hook's
 # annotations with dist.GradBucket and Future[Tensor] as objects, not strings.
@@ -52,6 +58,12 @@ class NormState:
         self.local, self.reduced = [], []
         return local, reduced
 
+    def step_norms(self, accum: int, grad_scale: torch.Tensor | None = None) -> torch.Tensor | None:
+        """This worker's step: (|local gradient|², |all-reduced gradient|²) on the device (see the
+        module); None if no bucket was reduced. `accum` is unused: the buckets already hold the
+        accumulated gradient."""
+        return _unscaled(self.take(), grad_scale)
+
 
 def noise_scale_hook(state: NormState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP's default all-reduce, with the bucket's squared norm taken before and after it.
@@ -69,27 +81,14 @@ def noise_scale_hook(state: NormState, bucket: dist.GradBucket) -> torch.futures
     return allreduce_hook(state.process_group, bucket).then(after)
 
 
-def reduce_step(state: NormState, loss: torch.Tensor, grad_scale: float | None = None,
-                group: dist.ProcessGroup | None = None) -> tuple[float, float | None, float | None]:
-    """One all-reduce for the step: (mean loss over workers, mean |G_small|², |G_big|²).
-
-    Replaces the step's loss all-reduce: the local squared norm rides along with the loss, so
-    averaging gives the mean over workers, and the reduced norm (the same on every rank) is
-    unchanged by it. `grad_scale` is the fp16 loss scale the gradients carry (norms are divided
-    by its square). The norms are None when no bucket was reduced this step.
-    """
-    norms = state.take()
-    device = loss.device
-    local, reduced = norms if norms is not None else (torch.zeros((), device=device),) * 2
-    parts = (loss.detach().reshape(()), local, reduced)
-    stats = torch.stack([p.to(device=device, dtype=torch.float64) for p in parts])
-    world = dist.get_world_size(group)
-    dist.all_reduce(stats, group=group)
-    mean_loss, small_sq, big_sq = (stats / world).tolist()
+def _unscaled(norms: tuple[torch.Tensor, torch.Tensor] | None,
+              grad_scale: torch.Tensor | None) -> torch.Tensor | None:
+    """`norms` as one float64 device tensor divided by `grad_scale`² (the fp16 loss scale the
+    gradients carry); None for None. Reads nothing back from the device."""
     if norms is None:
-        return mean_loss, None, None
-    unscale = 1.0 / grad_scale ** 2 if grad_scale else 1.0
-    return mean_loss, small_sq * unscale, big_sq * unscale
+        return None
+    stacked = torch.stack([n.to(torch.float64) for n in norms])
+    return stacked if grad_scale is None else stacked / grad_scale.to(torch.float64).square()
 
 
 class MicroBatchNorms:
@@ -97,30 +96,32 @@ class MicroBatchNorms:
     accumulated gradient's (the micro-batches stand in for the workers).
 
     The hooks see the gradient of the loss each micro-batch back-propagates, `loss / accum` in
-    the training loop; `take(accum)` undoes that scaling. Call `remove()` to unhook.
+    the training loop; `step_norms(accum)` undoes that scaling. Call `remove()` to unhook.
     """
 
     def __init__(self, params: list[torch.nn.Parameter]):
         self.params = [p for p in params if p.requires_grad]
         self.sq: list[torch.Tensor] = []
+        self.active = True
+        """Off in a phase without accumulation, which has nothing to compare: the hooks do nothing."""
         self.handles = [p.register_hook(self._hook) for p in self.params]
 
     def _hook(self, grad: torch.Tensor) -> None:
-        self.sq.append(squared_norm(grad))
+        if self.active:
+            self.sq.append(squared_norm(grad))
 
-    def take(self, accum: int, grad_scale: float | None = None) -> tuple[float, float] | None:
-        """(mean over micro-batches of |g_i|², |Σ g_i / accum|²) for the step just done, read
-        on the host once; None without accumulation or when no gradient arrived."""
+    def step_norms(self, accum: int, grad_scale: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(mean over micro-batches of |g_i|², |Σ g_i / accum|²) for the step just done, on the
+        device (see the module); None without accumulation or when no gradient arrived. Call it
+        before the optimizer step, which clips and zeroes the accumulated gradient."""
         sq, self.sq = self.sq, []
-        if accum < 2 or not sq:
-            return None
         grads = [p.grad for p in self.params if p.grad is not None]
-        hooked_sq = torch.stack(sq).sum().double()
-        total = torch.stack([hooked_sq, torch.stack([squared_norm(g) for g in grads]).sum().double()])
+        if accum < 2 or not sq or not grads:
+            return None
         # Each hook saw g_i / accum: Σ_i |g_i|² / accum = accum · Σ(hooked squared norms).
-        hooked, accumulated = total.tolist()
-        unscale = 1.0 / grad_scale ** 2 if grad_scale else 1.0
-        return hooked * accum * unscale, accumulated * unscale
+        hooked = torch.stack(sq).sum(dtype=torch.float64) * accum
+        accumulated = torch.stack([squared_norm(g) for g in grads]).sum(dtype=torch.float64)
+        return _unscaled((hooked, accumulated), grad_scale)
 
     def remove(self) -> None:
         for handle in self.handles:

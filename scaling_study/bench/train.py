@@ -13,6 +13,10 @@ window (start-up, allocator warm-up) and evaluation; the rows without Ray time t
 `--warmup`, from a common start. `--grad-accum K` makes every row accumulate K micro-batches per
 optimizer step (DDP all-reduces once per step, Determined's aggregation frequency), which divides
 the communication per sample by K. `--device cuda`: one GPU per process (and per Ray worker).
+
+Every row measures the gradient noise scale as training does (a DDP communication hook; with one
+process, micro-batch gradient hooks when K > 1). `--compare-noise-scale` runs each row without Ray
+that measures it once more right after, with it off, and prints what it costs.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from scaling_study.bench import positive_int as _positive
 from scaling_study.errors import UserError
 
 PLAIN = "plain PyTorch, 1 process"
+NOISE_OFF = ", noise scale off"
 
 
 def add_arguments(p) -> None:
@@ -41,6 +46,9 @@ def add_arguments(p) -> None:
                    help="cpu (gloo), or cuda: one GPU per process, NCCL, and scaling.use_gpu for the Ray rows "
                         "(default cpu)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
+    p.add_argument("--compare-noise-scale", action="store_true",
+                   help="run each row without Ray that measures the gradient noise scale (DDP; one process "
+                        "with --grad-accum > 1) again with it off, and print its cost")
 
 
 def _job(args, workers: int):
@@ -85,16 +93,19 @@ def _device(args, rank: int):
     return torch.device("cuda", rank) if args.device == "cuda" else torch.device("cpu")
 
 
-def plain_throughput(args, files, *, rank: int = 0, world: int = 1, ddp: bool = False, barrier=None) -> float:
+def plain_throughput(args, files, *, rank: int = 0, world: int = 1, ddp: bool = False, barrier=None,
+                     noise_scale: bool = True) -> float:
     """This process's samples/s over `--steps` of the product's step, after `--warmup` steps,
     timed from a common start (`barrier`). With `world` > 1 it is one of several processes, each
     on its own shard: rank `rank` of one DDP job when `ddp` (the process group is initialised),
-    else an independent 1-worker run."""
+    else an independent 1-worker run. `noise_scale`: measure the gradient noise scale, as
+    training does."""
     from scaling_study.train.setup import build_worker
 
     job = _job(args, world if ddp else 1)
     device = _device(args, rank)
-    state, task, plan = build_worker(job, files, rank=rank if ddp else 0, world=world if ddp else 1, device=device)
+    state, task, plan = build_worker(job, files, rank=rank if ddp else 0, world=world if ddp else 1, device=device,
+                                     noise_scale=noise_scale)
     phase = plan.phases[0]
     batches = task.micro_batches(phase, rank=rank, world=world, seed=job.train.seed, device=device)
     for step in range(args.warmup + args.steps):
@@ -108,7 +119,7 @@ def plain_throughput(args, files, *, rank: int = 0, world: int = 1, ddp: bool = 
     return args.steps * phase.per_worker_batch * phase.grad_accum / (time.perf_counter() - t0)
 
 
-def _process(rank: int, args, files, world: int, ddp: bool, port: int, barrier, results) -> None:
+def _process(rank: int, args, files, world: int, ddp: bool, noise_scale: bool, port: int, barrier, results) -> None:
     import os
 
     import torch
@@ -120,13 +131,14 @@ def _process(rank: int, args, files, world: int, ddp: bool, port: int, barrier, 
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo", rank=rank, world_size=world)
     try:
-        results.put(plain_throughput(args, files, rank=rank, world=world, ddp=ddp, barrier=barrier))
+        results.put(plain_throughput(args, files, rank=rank, world=world, ddp=ddp, barrier=barrier,
+                                     noise_scale=noise_scale))
     finally:
         if ddp:
             dist.destroy_process_group()
 
 
-def processes_throughput(args, files, world: int, *, ddp: bool) -> float:
+def processes_throughput(args, files, world: int, *, ddp: bool, noise_scale: bool = True) -> float:
     """`world` processes at once without Ray: independent (`ddp=False`: the ceiling the hardware
     allows, the cores sharing caches and memory bandwidth) or as one DDP job (adds the gradient
     all-reduce). Returns their summed samples/s."""
@@ -139,7 +151,7 @@ def processes_throughput(args, files, world: int, *, ddp: bool) -> float:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    procs = [ctx.Process(target=_process, args=(r, args, files, world, ddp, port, barrier, results))
+    procs = [ctx.Process(target=_process, args=(r, args, files, world, ddp, noise_scale, port, barrier, results))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -161,17 +173,29 @@ def ray_throughput(args, workers: int) -> float:
         else float(result.records["throughput"].iloc[-1])
 
 
+def no_ray_rows(args, files) -> list[tuple[str, int, float, str | None]]:
+    """The rows without Ray (see `one_round`); with `--compare-noise-scale`, each row that
+    measures the noise scale is followed by the same row with it off."""
+    comm = "NCCL" if args.device == "cuda" else "gloo"
+    rows = [(PLAIN, 1, plain_throughput(args, files), None)]
+    if args.compare_noise_scale and args.grad_accum > 1:
+        rows.append((PLAIN + NOISE_OFF, 1, plain_throughput(args, files, noise_scale=False), None))
+    for w in (w for w in args.workers if w > 1):
+        rows.append((f"{w} plain processes, no comm.", w, processes_throughput(args, files, w, ddp=False), PLAIN))
+        ddp = f"{w} processes, DDP/{comm}, no Ray"
+        rows.append((ddp, w, processes_throughput(args, files, w, ddp=True), PLAIN))
+        if args.compare_noise_scale:
+            rows.append((ddp + NOISE_OFF, w, processes_throughput(args, files, w, ddp=True, noise_scale=False), PLAIN))
+    return rows
+
+
 def one_round(args, files) -> list[tuple[str, int, float, str | None]]:
     """Every mode once: (label, workers, samples/s, label of the 1-worker row its efficiency uses)."""
     import ray
 
     from scaling_study.ray_env import ensure_ray
 
-    comm = "NCCL" if args.device == "cuda" else "gloo"
-    rows = [(PLAIN, 1, plain_throughput(args, files), None)]
-    for w in (w for w in args.workers if w > 1):
-        rows.append((f"{w} plain processes, no comm.", w, processes_throughput(args, files, w, ddp=False), PLAIN))
-        rows.append((f"{w} processes, DDP/{comm}, no Ray", w, processes_throughput(args, files, w, ddp=True), PLAIN))
+    rows = no_ray_rows(args, files)
     ensure_ray(args.address)  # up only for the Ray rows: its daemons would tax the others
     try:
         label = {w: f"Ray Train, {w} worker{'s' * (w > 1)}" for w in args.workers}
@@ -198,11 +222,27 @@ def main(args) -> int:
         thr = {label: t for label, _, t, _ in rows}
         rounds.append({label: (t, t / rows[0][2], t / (w * thr[ref]) if ref else None) for label, w, t, ref in rows})
         print(f"round {r + 1}: " + ", ".join(f"{label} {t:.1f}" for label, _, t, _ in rows), flush=True)
-    print(f"\n{'mode (median of rounds)':32} {'samples/s':>10} {'vs plain':>9} {'weak-scaling eff.':>18}")
+    width = max(32, *map(len, rounds[0]))
+    print(f"\n{'mode (median of rounds)':{width}} {'samples/s':>10} {'vs plain':>9} {'weak-scaling eff.':>18}")
     for label in rounds[0]:
         t, vs, eff = (statistics.median(x[label][i] for x in rounds) if rounds[0][label][i] is not None else None
                       for i in range(3))
-        print(f"{label:32} {t:10.2f} {vs:9.3f} {'' if eff is None else f'{eff:.3f}':>18}")
+        print(f"{label:{width}} {t:10.2f} {vs:9.3f} {'' if eff is None else f'{eff:.3f}':>18}")
     print("weak-scaling efficiency = samples/s of N / (N x the 1-worker figure of its kind in the same round: "
           "the plain loop for the no-Ray rows, Ray Train with 1 worker for the Ray rows)")
+    for line in noise_scale_cost(rounds):
+        print(line)
     return 0
+
+
+def noise_scale_cost(rounds: list[dict]) -> list[str]:
+    """One line per pair of rows with and without the noise scale: samples/s with it over
+    samples/s without it, within each round, median of rounds (1.000: it costs nothing)."""
+    import statistics
+
+    lines = []
+    for off in (label for label in rounds[0] if label.endswith(NOISE_OFF)):
+        on = off[:-len(NOISE_OFF)]
+        ratio = statistics.median(r[on][0] / r[off][0] for r in rounds)
+        lines.append(f"noise scale: {on}: {ratio:.3f} x the samples/s without it")
+    return lines

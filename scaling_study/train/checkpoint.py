@@ -1,9 +1,9 @@
 """Checkpoints: what one holds, where it is kept, and resuming from the latest.
 
 A checkpoint is a folder written at each evaluation: rank 0 writes the shared state (model,
-optimizer, schedule, scaler, position); every rank writes its own RNG state. Restoring it puts a
-restarted worker group exactly where that evaluation left off, so no step is trained twice or
-skipped. This module is the only one that knows the folder's files.
+optimizer, schedule, scaler, the noise scale's averages, position); every rank writes its own RNG
+state. Restoring it puts a restarted worker group exactly where that evaluation left off, so no
+step is trained twice or skipped. This module is the only one that knows the folder's files.
 
 Where it is kept: with workers, each checkpoint is reported to Ray Train, which merges the
 ranks' folders, keeps `output.checkpoints_to_keep` of them in the run directory and hands the
@@ -65,7 +65,8 @@ def write(directory: Path, state: TrainState) -> None:
         return
     torch.save(state.module.state_dict(), directory / "model.pt")
     torch.save({"optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
-                "scaler": state.scaler.state_dict() if state.scaler is not None else None}, directory / "optim.pt")
+                "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+                "noise": state.noise.state_dict()}, directory / "optim.pt")
     (directory / "position.json").write_text(json.dumps(asdict(state.position), default=float))
 
 
@@ -77,6 +78,8 @@ def read(directory: Path, state: TrainState) -> None:
     state.scheduler.load_state_dict(opt["scheduler"])
     if state.scaler is not None and opt.get("scaler"):
         state.scaler.load_state_dict(opt["scaler"])
+    if "noise" in opt:  # absent in checkpoints of older versions: the averages start afresh
+        state.noise.load_state_dict(opt["noise"])
     rng = directory / f"rng_rank{state.rank}.pt"
     if rng.is_file():  # absent when the worker count changed between runs
         restore_rng(torch.load(rng, weights_only=False), state.device)

@@ -40,6 +40,7 @@ def make_row(job, phase, state, metrics: dict, *, trial_id: str = "", reached: b
         **{name: metrics.get(name, NAN) for name in EVAL_METRICS},
         "time_compute_s": window.per_step("compute"), "time_allreduce_s": window.per_step("allreduce"),
         "time_optimizer_s": window.per_step("optimizer"),
+        **state.noise.record(),
         "target_metric": target.metric if target else "", "target_value": target.value if target else NAN,
         "target_reached": reached,
     }

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from scaling_study.config import EvalConfig, Job, Phase
+from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.state import TrainState
 from scaling_study.train.tasks import DataFiles, TaskData, build_task_data
 
@@ -97,13 +98,14 @@ def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
 
 
 def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: torch.device,
-                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None, noise_scale: bool = True
                  ) -> tuple[TrainState, TaskData, Plan]:
     """What rank `rank` of `world` trains with, on `device`: `build` inside Ray Train, and the
     benchmarks and calibration outside it, so that all of them take the very same step.
 
     `wrap` moves the model to `device` and, with `world` > 1, puts it under DDP (default
-    `wrap_ddp`: torch's DDP over the process group the caller initialised).
+    `wrap_ddp`: torch's DDP over the process group the caller initialised). `noise_scale`: measure
+    the gradient noise scale (`gradient_noise`; off only to show what it costs).
     """
     from scaling_study.models import build_model, load_tokenizer
     from scaling_study.optim import bert_param_groups, build_optimizer
@@ -122,6 +124,8 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
     sparse = _use_sparse_embedding_grads(job, model, device, world)
     model = wrap(model) if wrap is not None else wrap_ddp(model, device, world)
     module = getattr(model, "module", model)
+    params = [p for p in module.parameters() if p.requires_grad]
+    noise = GradientNoise.attach(model, params, world=world, phases=plan.phases) if noise_scale else None
     o = job.optimizer
     base_lr = job.peak_lr(plan.phases[0])
     optimizer = build_optimizer(o.name, bert_param_groups(module, o.weight_decay, no_decay=tuple(o.no_decay)),
@@ -130,7 +134,7 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
     scaler = torch.amp.GradScaler(device.type) if job.train.precision == "fp16" else None
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, device=device,
                        rank=rank, world=world, autocast=_autocast(job, device),
-                       max_grad_norm=job.train.max_grad_norm, sparse_params=sparse)
+                       max_grad_norm=job.train.max_grad_norm, sparse_params=sparse, noise=noise)
     return state, task, plan
 
 

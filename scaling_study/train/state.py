@@ -7,8 +7,9 @@ the schedule. `checkpoint.py` writes and reads it.
 
 A step never waits for the device. Its loss stays on the device and its times are marks (CUDA
 events on a GPU); `settle` reads the steps taken since its last call with one synchronisation,
-all-reducing their loss, which is also how divergence is noticed. The loop settles every few
-steps and before each evaluation, so the host of a GPU worker runs ahead of the GPU in between.
+all-reducing their loss, which is also how divergence is noticed, and their gradient norms for
+the noise scale (`gradient_noise`) in the same all-reduce. The loop settles every few steps and
+before each evaluation, so the host of a GPU worker runs ahead of the GPU in between.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from scaling_study.config import Phase
+from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.tasks import MicroBatch
 
 
@@ -95,7 +97,8 @@ class TrainState:
 
     def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, scaler: Any,
                  device: torch.device, rank: int, world: int, autocast: Callable = contextlib.nullcontext,
-                 max_grad_norm: float | None = None, sparse_params: list | None = None):
+                 max_grad_norm: float | None = None, sparse_params: list | None = None,
+                 noise: GradientNoise | None = None):
         self.model = model
         self.module = getattr(model, "module", model)
         """The model without its DDP wrapper (for evaluation and checkpoints)."""
@@ -107,6 +110,8 @@ class TrainState:
         """Parameters whose gradient arrives sparse (the word embedding under sparse all-reduce)."""
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        self.noise = noise if noise is not None else GradientNoise(world=world)
+        """The gradient noise scale's collector and estimate (none collected by default)."""
         self.position = Position()
         self.clock = Clock()
         self.window = Window()
@@ -127,6 +132,7 @@ class TrainState:
         """
         marks = [self._mark()]
         loss_sum = torch.zeros((), device=self.device)
+        self.noise.begin(phase)
         for i in range(phase.grad_accum):
             batch = next(batches)
             self.position.epoch, self.position.micro_batch = batch.epoch, batch.consumed
@@ -139,6 +145,7 @@ class TrainState:
                 (self.scaler.scale(loss_scaled) if self.scaler else loss_scaled).backward()
             loss_sum += loss.detach().float()
             marks.append(self._mark())
+        self.noise.take(phase, self.device, self.scaler)  # the raw gradients, before clipping
         self._optimizer_step()
         marks.append(self._mark())
         loss = loss_sum / phase.grad_accum
@@ -156,19 +163,22 @@ class TrainState:
         return len(self._taken)
 
     def settle(self) -> float:
-        """Read the steps taken since the last call into the window and the clocks; return their
-        loss: the mean over those steps and all workers, NaN or inf on every rank when any rank's
-        loss was not finite.
+        """Read the steps taken since the last call into the window, the clocks and the noise
+        scale; return their loss: the mean over those steps and all workers, NaN or inf on every
+        rank when any rank's loss was not finite.
 
-        One host synchronisation, and with several workers one all-reduce: a collective, so every
-        rank calls it after the same steps.
+        One host synchronisation, and with several workers one all-reduce (of the loss and the
+        steps' gradient norms together): a collective, so every rank calls it after the same steps.
         """
         if not self._taken:
             return self.window.mean_loss()
-        total = self._unsettled_loss.detach().clone()
+        loss = self._unsettled_loss.detach().reshape(1).to(torch.float64)
+        total = torch.cat([loss, self.noise.pending(self.device)])
         if self.world > 1:
             dist.all_reduce(total)
-        loss_sum = total.item() / self.world  # waits for the device: every mark below is reached
+        # Waits for the device: every mark below is reached.
+        loss_sum, *norms = (value / self.world for value in total.tolist())
+        self.noise.fold(norms)
         for taken in self._taken:
             times = self._times(taken.marks)
             self.window.add(taken.samples, times)
