@@ -1,9 +1,10 @@
-"""`scaling-study bench optim|train|asha|calibrate`: benchmarks, and the calibration of the
+"""`scaling-study bench optim|train|asha|calibrate|serve`: benchmarks, and the calibration of the
 generated data.
 
-Benchmarks print ratios against a baseline run in the same invocation; calibration prints dev
-F1 against steps. All of them train through the product's own code (`TrainState.step`, the
-job's schedule), never a loop of their own.
+The training benchmarks print ratios against a baseline run in the same invocation; calibration
+prints dev F1 against steps. All of them train through the product's own code
+(`TrainState.step`, the job's schedule), never a loop of their own. `serve` runs the real study
+service on a synthetic results root and prints its latencies against their targets.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ _BENCHES = {
     "asha": ("scaling_study.bench.asha", "ASHA vs full grid: compute spent and best config found"),
     "calibrate": ("scaling_study.bench.calibrate",
                   "dev F1 against steps of one fine-tuning (the generated data's difficulty)"),
+    "serve": ("scaling_study.bench.serve",
+              "the study service on a large synthetic root: studies list, one study, push latency"),
 }
 
 

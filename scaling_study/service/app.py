@@ -22,6 +22,9 @@ from scaling_study.service.study import RUNNING, SUBMITTED, SWEEP
 from scaling_study.tune import steer
 
 DEFAULT_ROOTS = ("sweeps", "runs")
+READ_BUDGET_S = 0.1
+"""A studies list waits this long for studies to be read in full; the rest are listed from their
+outline and read in the background (see `index.Index`)."""
 STATIC = Path(__file__).with_name("static")
 _MAX_BODY = 2 * MAX_UPLOAD_BYTES + 16 * 1024  # an upload travels as JSON text, escaped
 
@@ -33,11 +36,16 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-class JSON(JSONResponse):
+def encode(content) -> bytes:
     """JSON without NaN (browsers cannot parse it): missing values are null."""
+    return events.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class JSON(JSONResponse):
+    """A JSON answer (`encode`); bytes are sent as they are (made, and cached, by the route)."""
 
     def render(self, content) -> bytes:
-        return super().render(events.jsonable(content))
+        return content if isinstance(content, bytes) else encode(content)
 
 
 def create_app(roots: list[str] | None = None, address: str | None = None, token: str | None = None,
@@ -46,7 +54,7 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
     submitting to the Ray cluster at `address` (default: a local Ray started on first submit).
     Refuses (UserError) to serve beyond loopback without a `token`."""
     check_bind(host, token)
-    index = Index(parse_roots(list(roots or DEFAULT_ROOTS)))
+    index = Index(parse_roots(list(roots or DEFAULT_ROOTS)), read_budget_s=READ_BUDGET_S)
     app = FastAPI(title="scaling-study service", default_response_class=JSON, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.index, app.state.reports = index, live.Reports()
@@ -115,13 +123,20 @@ def _ids(value: str) -> list[str]:
 def _study_routes(app: FastAPI, index: Index) -> None:
     reports: live.Reports = app.state.reports
 
+    listed: dict = {}  # the last answer, by what it depends on
+
     @app.get("/api/studies")
     def list_studies():
         """Every study under the roots with its status, trial counts, best metric, workers and last update."""
-        studies = index.studies(events.SCAN_S)
-        return {"studies": studies, "seq": index.seq, "epoch": index.epoch,
-                "roots": [{"index": r.index, "root": r.label, "error": index.unreadable.get(r.label)}
-                          for r in index.roots]}
+        studies = index.studies(events.SCAN_S, wait=False)  # re-listed in the background when stale
+        roots = [{"index": r.index, "root": r.label, "error": index.unreadable.get(r.label)} for r in index.roots]
+        key = (id(studies), index.seq, repr(roots))  # `studies` is a new list after any change
+        body = listed.get(key, (None, None))[1]
+        if body is None:
+            body = encode({"studies": studies, "seq": key[1], "epoch": index.epoch, "roots": roots})
+            listed.clear()
+            listed[key] = (studies, body)  # holding the list keeps its id from being reused
+        return JSON(body)
 
     @app.get("/api/spaces")
     def spaces():
@@ -200,7 +215,9 @@ def _study_routes(app: FastAPI, index: Index) -> None:
     def study_detail(sid: str, since: int | None = None, evaluations: bool = True):
         """The study with its trials and their evaluations (only those after `since`, if given)."""
         study = index.get(sid, events.REFRESH_S)
-        return {**study.detail(since=since, evaluations=evaluations), "epoch": index.epoch}
+        body = study.cached(("detail", since, evaluations), lambda: encode(
+            {**study.detail(since=since, evaluations=evaluations), "epoch": index.epoch}))
+        return JSON(body)
 
 
 def _sse(stream) -> StreamingResponse:

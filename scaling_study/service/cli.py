@@ -4,6 +4,7 @@ Only argparse at import time: FastAPI, pandas and Ray load when the command runs
 """
 from __future__ import annotations
 
+import gc
 import os
 
 DEFAULT_HOST = "127.0.0.1"
@@ -38,6 +39,9 @@ def main(args) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     roots = args.roots or list(DEFAULT_ROOTS)
     app = create_app(roots, address=args.address, token=token, host=args.host)
+    # What is loaded by now (the libraries, the app) lives as long as the process: kept out of
+    # the garbage collector's passes, which a root of many studies makes frequent.
+    gc.freeze()
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

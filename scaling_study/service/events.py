@@ -4,6 +4,8 @@ Every event carries an id ``EPOCH.SEQ``: the service's start (`Index.epoch`) and
 number of what the client has now. A browser's EventSource sends the last id back when it
 reconnects after a dropped connection (`Last-Event-ID`), and the stream resumes with only what
 changed since; an id from another start of the service, or none, gets a full `snapshot` first.
+Clients of one study share its reads and its messages: the files are re-read at most every
+`REFRESH_S` whoever asks, and each message is made once per change (`Study.cached`).
 """
 from __future__ import annotations
 
@@ -40,12 +42,22 @@ def jsonable(value):
     return value
 
 
+def dumps(value, **options) -> str:
+    """`value` as JSON that a browser reads (see `jsonable`). Most of what the service sends is
+    plain already, so that is tried first: walking a study's every evaluation costs more than
+    encoding it."""
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except (TypeError, ValueError):  # numpy scalars, NaN
+        return json.dumps(jsonable(value), default=str, allow_nan=False, **options)
+
+
 def message(event: str, data, event_id: str | None = None) -> str:
     """One SSE message (`data` as JSON, or as text lines when it is a string)."""
     lines = [f"event: {event}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
-    text = data if isinstance(data, str) else json.dumps(jsonable(data), default=str, allow_nan=False)
+    text = data if isinstance(data, str) else dumps(data)
     lines += [f"data: {line}" for line in text.split("\n")]
     return "\n".join(lines) + "\n\n"
 
@@ -89,16 +101,14 @@ async def study_stream(index: Index, sid: str, last_event_id: str | None, is_dis
     study = await run_in_threadpool(index.get, sid, REFRESH_S)
     seen = resume_point(index, last_event_id)
     if seen is None or seen > study.seq:
-        seen = study.seq
-        detail = await run_in_threadpool(_detail, study, None)
-        yield message("snapshot", detail, f"{index.epoch}.{seen}")
+        seen, text = await run_in_threadpool(_message, index, study, None)
+        yield text
     quiet_since = time.monotonic()
     while not await is_disconnected():
         study = await run_in_threadpool(index.get, sid, REFRESH_S)
         if study.seq > seen:
-            detail = await run_in_threadpool(_detail, study, seen)
-            seen = detail["seq"]
-            yield message("update", detail, f"{index.epoch}.{seen}")
+            seen, text = await run_in_threadpool(_message, index, study, seen)
+            yield text
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > KEEPALIVE_S:
             yield ": keepalive\n\n"
@@ -106,8 +116,15 @@ async def study_stream(index: Index, sid: str, last_event_id: str | None, is_dis
         await asyncio.sleep(TICK_S)
 
 
-def _detail(study, since):
-    return study.detail(since=since)
+def _message(index: Index, study, since: int | None) -> tuple[int, str]:
+    """(the study's seq, the `snapshot` (since None) or `update` message that brings a client
+    at `since` up to it), made once per change of the study for every client at `since`."""
+    def make():
+        detail = study.detail(since=since)
+        event = "snapshot" if since is None else "update"
+        return detail["seq"], message(event, detail, f"{index.epoch}.{detail['seq']}")
+
+    return study.cached(("event", since), make)
 
 
 async def log_stream(launcher, job_id: str, is_disconnected):

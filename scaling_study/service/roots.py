@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 
 from scaling_study.errors import UserError
 from scaling_study.service.tail import Stat
@@ -104,7 +103,7 @@ def listdir(root: Root, loc: Loc) -> dict[str, Entry]:
     """The entries of folder `loc` by name (none if it is missing). On a local disk a symlink
     that leads out of `root` is left out, as if it were not there."""
     if loc.is_local:
-        return _list_local(root, loc.local)
+        return _list_local(root, os.fspath(loc))
     import pyarrow.fs as pafs
 
     infos = loc.fs.get_file_info(pafs.FileSelector(loc.fs_path, allow_not_found=True))
@@ -117,7 +116,7 @@ def listdir(root: Root, loc: Loc) -> dict[str, Entry]:
     return out
 
 
-def _list_local(root: Root, path: Path) -> dict[str, Entry]:
+def _list_local(root: Root, path: str) -> dict[str, Entry]:
     out = {}
     try:
         entries = list(os.scandir(path))

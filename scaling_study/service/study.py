@@ -11,14 +11,15 @@ the sweep ends) has the final word on how each trial ended. A run is a study of 
 """
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
-
-import pandas as pd
 
 from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
+from scaling_study.service.trial import PENDING, Trial
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
 
@@ -29,7 +30,7 @@ SUBMISSION = "submission.json"
 # Study states.
 RUNNING, FINISHED, INTERRUPTED, FAILED, SUBMITTED = "running", "finished", "interrupted", "failed", "submitted"
 # Trial states, and why a trial ended in words.
-PENDING, STOPPED, USER_STOPPED, ERROR = "pending", "stopped", "stopped_by_user", "error"
+STOPPED, USER_STOPPED, ERROR = "stopped", "stopped_by_user", "error"  # and trial.PENDING
 ENDED = {FINISHED: "finished", STOPPED: "stopped by ASHA", USER_STOPPED: "stopped by a user",
          INTERRUPTED: "interrupted with the sweep"}
 
@@ -39,6 +40,19 @@ QUIET_S = 120.0
 """Without a status file (a sweep from before steering, a run): running while files changed
 within this long, or within three of the run's own evaluation intervals if those are longer."""
 _GATHERED = {"DONE": FINISHED, "STOPPED": STOPPED, "ERROR": ERROR}
+
+
+def _csv_rows(data: bytes) -> list[dict]:
+    """The rows of a CSV file as dicts of text, as csv.DictReader reads them (a file without
+    quotes is split directly: a root of many finished sweeps has as many of these files)."""
+    text = data.decode("utf-8")
+    try:
+        rows = [line.split(",") for line in text.splitlines()] if '"' not in text else \
+            list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ValueError(str(exc)) from None
+    rows = [row for row in rows if row and row != [""]]
+    return [dict(zip(rows[0], row)) for row in rows[1:]] if rows else []
 
 
 def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | None:
@@ -52,61 +66,6 @@ def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | Non
         doc = files.json(loc / SUBMISSION, entries[SUBMISSION].stat, {}) or {}
         return RUN if doc.get("kind") == RUN else SWEEP
     return None
-
-
-def _rows(frame: pd.DataFrame) -> list[dict]:
-    """JSON-ready rows: NaN as null, numpy scalars as Python numbers."""
-    if frame.empty:
-        return []
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-class Trial:
-    """One trial of a sweep (or the one run of a run folder) and what is known about it."""
-
-    def __init__(self, trial_id: str):
-        self.trial_id = trial_id
-        self.params: dict = {}
-        self.records = pd.DataFrame()
-        self.seqs: list[int] = []  # the study's sequence number when each row was first seen
-        self.reset_seq = 0  # when the rows were last replaced rather than added to
-        self.state, self.error = PENDING, ""
-        self.stopped_by_user: dict | None = None
-        self.updated_ns = 0
-
-    def take(self, table, seq: int) -> bool:
-        """Adopt a `tail.Table` read; True when rows were added or replaced."""
-        if table.reset:
-            self.records, self.seqs, self.reset_seq = table.frame, [seq] * len(table.frame), seq
-            return True
-        if table.appended:
-            self.records, self.seqs = table.frame, self.seqs + [seq] * table.appended
-            return True
-        return False
-
-    def rows_since(self, seq: int) -> tuple[list[dict], bool]:
-        """(rows first seen after `seq`, whether they replace every row the reader had)."""
-        if self.reset_seq > seq:
-            return _rows(self.records), True
-        start = next((i for i, s in enumerate(self.seqs) if s > seq), len(self.seqs))
-        return _rows(self.records.iloc[start:]), False
-
-    def last(self, column: str):
-        if column not in self.records.columns:
-            return None
-        values = self.records[column].dropna()
-        if values.empty:
-            return None
-        value = values.iloc[-1]
-        return value.item() if hasattr(value, "item") else value
-
-    def best(self, metric: str | None):
-        if not metric or metric not in self.records.columns:
-            return None
-        values = pd.to_numeric(self.records[metric], errors="coerce").dropna()
-        if values.empty:
-            return None
-        return float(values.max() if METRICS[metric].maximise else values.min())
 
 
 class Study:
@@ -130,92 +89,144 @@ class Study:
         self.metric: str | None = None
         self._run_finished = False  # a run folder holds records.parquet (written when it ends)
         self._signature = None
+        self.loaded = False
+        """Its records have been read. Until then it is an outline: what its own folder, `steer/`
+        and `trials.csv` say, without any trial's records (see `refresh`)."""
+        self._memo: dict = {}  # what the API answers, until what it shows changes (see `cached`)
+        self._view = None
+        self._locs: dict[tuple[str, ...], Loc] = {(): loc}
+
+    def at(self, *parts: str) -> Loc:
+        """The location of `parts` inside the study's folder (made once: a re-read of a study of
+        many trials would otherwise spend much of its time joining paths)."""
+        loc = self._locs.get(parts)
+        if loc is None:
+            loc = self._locs[parts] = self.at(*parts[:-1]) / parts[-1]
+        return loc
 
     # --- reading ------------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Re-read what changed; True (and a new `seq`) when anything visible did."""
+    def refresh(self, top: dict[str, Entry] | None = None, records: bool = True) -> bool:
+        """Re-read what changed; True (and a new `seq`) when anything visible did. `top` is the
+        study folder's listing when the caller has just made it. `records=False` (a study not
+        read yet) reads only the outline: the folder's own files and `steer/`, never a trial's
+        folder, so that a root of many studies can be listed before their records are read."""
         with self.lock:
-            top = listdir(self.root, self.loc)
-            steer_dir = listdir(self.root, self.loc / steer.STEER_DIR) if steer.STEER_DIR in top else {}
+            records = records or self.loaded  # a study once read is kept current, never outlined
+            top = listdir(self.root, self.loc) if top is None else top
+            steer_dir = listdir(self.root, self.at(steer.STEER_DIR)) if steer.STEER_DIR in top else {}
             signature = (frozenset(top.items()), frozenset(steer_dir.items()))
-            if signature == self._signature and self.status not in (RUNNING, SUBMITTED):
+            settled = self.status not in (RUNNING, SUBMITTED) and (self.loaded or not records)
+            if signature == self._signature and settled:
                 self.refreshed = time.monotonic()
                 return False  # a settled study whose folder did not change: nothing to read
             before = self._fingerprint()
             seq = self.seq + 1
-            rows = self._read_sweep(top, steer_dir, seq) if self.kind == SWEEP else self._read_run(top, seq)
+            if records and not self.loaded:
+                self.trials = {}  # the outline's trials make way for the trials' own folders
+            read = self._read_sweep if self.kind == SWEEP else self._read_run
+            rows = read(top, steer_dir, seq, records)
+            self.loaded = records
             self._settle(time.time())
             changed = rows or self._fingerprint() != before
             if changed:
                 self.seq = seq
             self._signature = signature
+            view = (self.seq, self.updated_ns, self.loaded)  # every read file's mtime counts in updated_ns
+            if view != self._view:
+                self._memo, self._view = {}, view
             self.refreshed = time.monotonic()
             return changed
+
+    def cached(self, key, compute):
+        """`compute()`, computed once until a read changes what the study shows (`key` names
+        what it is): the summary, and what the API and the event streams send, shared by every
+        client."""
+        with self.lock:
+            if key not in self._memo:
+                if len(self._memo) > 64:  # clients polling with many `since` values
+                    self._memo = {}
+                self._memo[key] = compute()
+            return self._memo[key]
 
     def _stat_max(self, entries: dict[str, Entry]) -> None:
         for e in entries.values():
             self.updated_ns = max(self.updated_ns, e.stat.mtime_ns)
 
-    def _json(self, folder: Loc, entries: dict[str, Entry], name: str) -> dict:
+    def _json(self, folder: tuple[str, ...], entries: dict[str, Entry], name: str) -> dict:
         e = entries.get(name)
         if e is None or e.is_dir:
             return {}
-        doc = self.files.json(folder / name, e.stat, {})
+        doc = self.files.json(self.at(*folder, name), e.stat, {})
         return doc if isinstance(doc, dict) else {}
 
-    def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int) -> bool:
+    def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
         self._stat_max(steer_dir)
-        self.doc = self._json(self.loc / steer.STEER_DIR, steer_dir, steer.STATUS_FILE)
-        self.submission = self._json(self.loc, top, SUBMISSION)
+        self.doc = self._json((steer.STEER_DIR,), steer_dir, steer.STATUS_FILE)
+        self.submission = self._json((), top, SUBMISSION)
         names = set(steer_dir)
         self.pending_stops = (steer.STOP_SWEEP in names,
                               {n[len(steer.STOP_TRIAL_PREFIX):-5] for n in names
                                if n.startswith(steer.STOP_TRIAL_PREFIX) and n.endswith(".json")})
         self.gathered = self._gathered(top)
-        asha = self._json(self.loc, top, "asha_state.json")
+        if not records:  # the outline: the trials that steer/ and trials.csv name, not their folders
+            told = [*(self.doc.get("trials") or {}), *self.gathered]
+            self.trials = {t: self.trials.get(t) or Trial(t) for t in dict.fromkeys(told)}
+            return False
+        asha = self._json((), top, "asha_state.json")  # ASHA's rungs: for the study page
         self.rungs = [{"bracket": b, "milestone": m, "results": r}
                       for b, rungs in enumerate(asha.get("brackets", [])) for m, r in rungs]
-        trials_dir = self.loc / steer.TRIALS_DIR
-        changed = False
-        for name, entry in sorted(listdir(self.root, trials_dir).items()):
+        return self._read_trials(seq)
+
+    def _read_trials(self, seq: int) -> bool:
+        files, trials = [], []
+        for name, entry in sorted(listdir(self.root, self.at(steer.TRIALS_DIR)).items()):
             if entry.is_dir and not name.startswith("."):
-                changed |= self._read_trial(trials_dir / name, name, seq)
-        return changed
+                trial = self.trials.setdefault(name, Trial(name))
+                e = self._read_trial(trial)
+                if e is not None:
+                    files.append((self.at(steer.TRIALS_DIR, name, "records.csv"), e.stat))
+                    trials.append(trial)
+        tables = self.files.csv_many(files)  # the files read whole (a study's first read): one parse
+        return any([trial.take(table, seq) for trial, table in zip(trials, tables)])
 
     def _gathered(self, top: dict[str, Entry]) -> dict[str, dict]:
+        """trials.csv's rows by trial id, values as text ("" when empty): only their status and
+        error are read, and a small file is read faster by the csv module than by pandas."""
         e = top.get("trials.csv")
         if e is None or e.is_dir:
             return {}
-        frame = self.files.csv(self.loc / "trials.csv", e.stat).frame
-        if "trial_id" not in frame.columns:
-            return {}
-        return {str(r["trial_id"]): r for r in _rows(frame)}
+        doc = self.files.parsed(self.at("trials.csv"), e.stat, _csv_rows, [])
+        return {r["trial_id"]: r for r in doc if r.get("trial_id")}
 
-    def _read_trial(self, folder: Loc, trial_id: str, seq: int) -> bool:
-        entries = listdir(self.root, folder)
+    def _read_trial(self, trial: Trial) -> Entry | None:
+        """The trial's params and user-stop marker; its records.csv entry, if it has one."""
+        folder = (steer.TRIALS_DIR, trial.trial_id)
+        entries = listdir(self.root, self.at(*folder))
         self._stat_max({k: v for k, v in entries.items() if not v.is_dir})
-        trial = self.trials.setdefault(trial_id, Trial(trial_id))
         trial.params = self._json(folder, entries, "params.json").get("params", trial.params)
         marked = steer.STOPPED_BY_USER in entries
         trial.stopped_by_user = self._json(folder, entries, steer.STOPPED_BY_USER) if marked else None
         e = entries.get("records.csv")
         if e is None or e.is_dir:
-            return False
+            return None
         trial.updated_ns = e.stat.mtime_ns
-        return trial.take(self.files.csv(folder / "records.csv", e.stat), seq)
+        return e
 
-    def _read_run(self, top: dict[str, Entry], seq: int) -> bool:
+    def _read_run(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
-        self.submission = self._json(self.loc, top, SUBMISSION)
+        self.submission = self._json((), top, SUBMISSION)
+        self._run_finished = "records.parquet" in top
         e = top.get("records.csv")
         if e is None or e.is_dir:
             return False
-        table = self.files.csv(self.loc / "records.csv", e.stat)
+        if not records:  # the outline: one trial, named after the folder until its records say
+            self.trials.setdefault(self.name, Trial(self.name)).updated_ns = e.stat.mtime_ns
+            return False
+        table = self.files.csv(self.at("records.csv"), e.stat)
         run_id = str(table.frame["run_id"].iloc[0]) if "run_id" in table.frame.columns and len(table.frame) else self.name
         trial = self.trials.setdefault(run_id, Trial(run_id))
         trial.updated_ns = e.stat.mtime_ns
-        self._run_finished = "records.parquet" in top
         return trial.take(table, seq)
 
     # --- judging ------------------------------------------------------------------------------
@@ -310,26 +321,25 @@ class Study:
         return {"trial_id": found[0], "value": found[1]} if found else None
 
     def workers(self) -> list[int]:
-        seen = set()
-        for t in self.trials.values():
-            if "num_workers" in t.records.columns:
-                seen |= {int(v) for v in pd.to_numeric(t.records["num_workers"], errors="coerce").dropna()}
-        return sorted(seen)
+        return sorted(frozenset().union(*(t.workers() for t in self.trials.values())))
 
     def summary(self) -> dict:
-        """The study as the studies list shows it."""
-        with self.lock:
-            return self._summary()
+        """The study as the studies list shows it (the same object until it changes: do not
+        change it). `loading`: only its outline has been read so far, so `best` and
+        `workers` are not known yet and its trials' states are those `steer/` and `trials.csv` give."""
+        return self.cached("summary", self._summary)
 
     def _summary(self) -> dict:
         m = METRICS.get(self.metric) if self.metric else None
+        counts = self.counts()
         return {
             "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.label,
-            "path": str(self.loc), "status": self.status, "counts": self.counts(),
-            "n_trials": sum(self.counts().values()),
+            "path": str(self.loc), "status": self.status, "counts": counts,
+            "n_trials": sum(counts.values()),
             "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
             "best": self.best(), "workers": self.workers(),
             "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
+            "loading": not self.loaded,
         }
 
     def trial_row(self, t: Trial) -> dict:
@@ -359,7 +369,7 @@ class Study:
             return self._detail(since, evaluations)
 
     def _detail(self, since: int | None, evaluations: bool) -> dict:
-        out = self._summary()
+        out = dict(self.summary())
         out.update(scheduler=self.scheduler(), rungs=self.rungs, submission=self.submission,
                    stop_requested=self.pending_stops[0],
                    trials=[self.trial_row(t) for t in self.trials.values()])

@@ -97,8 +97,10 @@ function studiesPage() {
       h("td", {}, h("span", { class: `badge ${s.status}` }, s.status)),
       h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
         Object.entries(s.counts).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", "))),
-      h("td", {}, s.best && s.metric ? `${s.metric.name} ${fmt(s.best.value)}` : ""),
-      h("td", {}, s.workers.join(", ")),
+      // A study listed before its records were read (a large root, just opened): they follow.
+      h("td", {}, s.loading ? h("span", { class: "muted" }, "reading…")
+        : s.best && s.metric ? `${s.metric.name} ${fmt(s.best.value)}` : ""),
+      h("td", {}, s.loading ? "" : s.workers.join(", ")),
       h("td", { title: s.updated ? new Date(s.updated * 1000).toLocaleString() : "" }, ago(s.updated)))));
     $("#empty").hidden = studies.size > 0;
     $("#compare").disabled = selected.size < 2;
