@@ -101,7 +101,10 @@ def trial_row(sweep: Sweep, t: int, e: int, rng: random.Random) -> dict:
         "wall_time_s": 20 + step * 0.3 * rng.uniform(0.95, 1.05), "throughput": batch * n / 0.27 * rng.uniform(0.9, 1.1),
         "loss": 3.5 * math.exp(-e / 15) + rng.uniform(0, 0.1), "f1": f1, "em": f1 * 0.8, "mlm_acc": None,
         "eval_loss": None, "time_compute_s": 0.2 * rng.uniform(0.9, 1.1), "time_allreduce_s": 0.03 * (n > 1),
-        "time_optimizer_s": 0.04 * rng.uniform(0.9, 1.1), "target_metric": "f1", "target_value": 80.0,
+        "time_optimizer_s": 0.04 * rng.uniform(0.9, 1.1),
+        "grad_noise_scale": 40.0 * rng.uniform(0.8, 1.2) if n > 1 else None,
+        "grad_norm_sq": 2.0 * rng.uniform(0.8, 1.2) if n > 1 else None,
+        "grad_trace": 80.0 * rng.uniform(0.8, 1.2) if n > 1 else None, "target_metric": "f1", "target_value": 80.0,
         "target_reached": f1 >= 80.0,
     }
 
