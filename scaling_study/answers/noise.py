@@ -84,11 +84,6 @@ class NoiseScale:
         self.steps += 1
         return True
 
-    def update_from_microbatches(self, micro_sq_mean: float, accumulated_sq: float,
-                                 micro_batch: int, accum: int) -> bool:
-        """One worker: mean |g_i|² of the `accum` micro-batch gradients against |mean g_i|²."""
-        return self.update(micro_sq_mean, accumulated_sq, micro_batch, micro_batch * accum)
-
     @property
     def grad_norm_sq(self) -> float:
         """Smoothed |G|² (NaN before the first step)."""

@@ -106,14 +106,6 @@ class Profile:
             raise ValueError(f"overlap={self.overlap!r}: expected a fraction in [0, 1]")
 
 
-def overlap_from_run(exposed_s: float, allreduce_s: float) -> float:
-    """The hidden fraction 1 − exposed/total of a run whose exposed all-reduce time
-    (`time_allreduce_s`) and whole all-reduce time (a benchmark, or the model) are known."""
-    if not allreduce_s > 0 or not math.isfinite(exposed_s):
-        return 0.0
-    return float(min(1.0, max(0.0, 1.0 - exposed_s / allreduce_s)))
-
-
 def step_time(profile: Profile, n: int, accum: int, cluster: Cluster,
               algorithm: str = "ring") -> dict[str, float]:
     """Seconds per optimizer step at `n` workers and accumulation `accum`: compute, allreduce
