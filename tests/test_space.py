@@ -2,6 +2,7 @@
 sampled point becomes the right job (batch arithmetic of weak/strong studies, the LR rule)."""
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -50,6 +51,7 @@ def test_each_shipped_space_has_a_small_variant():
 
 
 GRID = {"distribution": "grid"}
+ASHA = {"name": "asha", "grace_period": 64, "max_t": 320}
 BAD = [
     ({"parameters": {"optimizer.lrr": {**GRID, "values": [1]}}}, "parameters.optimizer.lrr", "valid keys under optimizer: name, lr"),
     ({"parameters": {"optimiser.lr": {**GRID, "values": [1]}}}, "parameters.optimiser.lr", "valid keys under the job"),
@@ -94,6 +96,12 @@ BAD = [
     ({"scheduler": {"name": "asha", "max_t": 32}}, "scheduler.grace_period", "ASHA needs a value"),
     ({"scheduler": {"name": "asha", "grace_period": 640, "max_t": 6400}}, "scheduler.grace_period", "never stop"),
     ({"scheduler": {"grace_period": 64}}, "scheduler.grace_period", "name: asha only"),
+    ({"scheduler": {"group_by": ["optimizer.lr"]}}, "scheduler.group_by", "name: asha only"),
+    ({"scheduler": {**ASHA, "group_by": ["optimizer.name"]}}, "scheduler.group_by",
+     "'optimizer.name' is not swept by this space; valid: optimizer.lr"),
+    ({"scheduler": {**ASHA, "group_by": ["optimizer.lr"]}}, "scheduler.group_by", "sampled from loguniform"),
+    ({"scheduler": {**ASHA, "group_by": ["optimizer.name", "optimizer.name"]},
+      "parameters": {"optimizer.name": {**GRID, "values": ["lamb", "lans"]}}}, "scheduler.group_by", "more than once"),
     ({"search": {"algorithm": "grid"}}, "parameters.optimizer.lr.distribution", "cannot be enumerated"),
     ({"output": {"dir": "webdav://host/sweeps"}}, "output.dir", "webdav:// is not a file system"),
     ({"parameters": {"optimizer.lr": {"distribution": "uniform", "min": 0.1, "max": math.inf}}},
@@ -186,8 +194,10 @@ def test_grid_search_enumerates_choices(tmp_path):
 
 
 def test_tune_objects(tmp_path):
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import BasicVariantGenerator
+
+    from scaling_study.tune.asha import ALL, PersistentASHA
 
     path = write(tmp_path, num_samples=3, max_concurrent_trials=2, search={"seed": 5}, failure={"max_failures": 2},
                  scheduler={"name": "asha", "grace_period": 64, "max_t": 320, "reduction_factor": 2})
@@ -198,8 +208,14 @@ def test_tune_objects(tmp_path):
     assert isinstance(config.search_alg, BasicVariantGenerator) and config.search_alg.max_concurrent == 2
     assert space.tune_config(str(tmp_path / "a.json"), max_concurrent_trials=1).search_alg.max_concurrent == 1
     sched = config.scheduler
-    assert isinstance(sched, ASHAScheduler)
-    assert (sched._time_attr, sched._max_t, sched._reduction_factor) == ("samples", 320, 2)
+    assert isinstance(sched, PersistentASHA)
+    sched.set_search_properties(config.metric, config.mode)  # as Tune does
+    trial = SimpleNamespace(trial_id="t0", config={})
+    sched.on_trial_add(None, trial)
+    assert [m for m, _ in sched.rungs()[ALL][0]] == [256.0, 128.0, 64.0]  # grace_period 64 x rf 2 up to max_t
+    assert sched.on_trial_result(None, trial, {"samples": 64, "f1": 1.0}) == TrialScheduler.CONTINUE
+    assert sched.rungs()[ALL][0][-1][1] == {"t0": 1.0}  # on the samples clock
+    assert sched.on_trial_result(None, trial, {"samples": 320, "f1": 1.0}) == TrialScheduler.STOP  # max_t
     assert space.failure_config().max_failures == 2
 
 

@@ -232,7 +232,8 @@ class SearchSpace:
 
     def build_scheduler(self, state_path: str):
         """ASHA on the worker-reported clock with its rungs kept in `state_path` (they survive a
-        restart of the sweep driver), or FIFO. Metric and mode come from `tune_config`."""
+        restart of the sweep driver), one per group of `scheduler.group_by`; or FIFO. Metric and
+        mode come from `tune_config`."""
         from ray.tune.schedulers import FIFOScheduler
 
         from scaling_study.tune.asha import PersistentASHA
@@ -240,7 +241,7 @@ class SearchSpace:
         s = self.scheduler
         if s.name == "fifo":
             return FIFOScheduler()
-        return PersistentASHA(state_path=state_path, time_attr=s.time_attr, max_t=s.max_t,
+        return PersistentASHA(state_path=state_path, group_by=s.group_by, time_attr=s.time_attr, max_t=s.max_t,
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
     def build_search_alg(self, max_concurrent: int | None = None):

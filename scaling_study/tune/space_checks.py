@@ -36,6 +36,7 @@ def check(space) -> None:
     _check_overlaps(space, source)
     _check_study(space, source)
     _check_search(space, source)
+    _check_group_by(space, source)
     _check_points(space, source)
 
 
@@ -129,6 +130,20 @@ def _check_search(space, source: str) -> None:
     if space.spec.study is not None:
         raise ConfigError("study", "a scaling study is a grid over workers and seeds, which Optuna cannot run; "
                                    "use search.algorithm random or grid", source)
+
+
+def _check_group_by(space, source: str) -> None:
+    """`scheduler.group_by` names swept keys with few values (Scheduler checks name and duplicates)."""
+    swept = [*space.dimensions, *space.study_axes()]
+    for key in space.scheduler.group_by:
+        if key not in swept:
+            raise ConfigError("scheduler.group_by", f"{key!r} is not swept by this space; valid: "
+                                                    f"{', '.join(swept)}", source)
+        dim = space.dimensions.get(key)
+        if dim is not None and dim.distribution in ("uniform", "loguniform"):
+            raise ConfigError("scheduler.group_by", f"{key!r} is sampled from {dim.distribution}: each trial "
+                                                    f"would be a group of its own and ASHA would stop none; group "
+                                                    f"by keys with values (grid, choice) or randint", source)
 
 
 def check_points(space) -> list[dict]:

@@ -150,6 +150,11 @@ class Scheduler:
     """ASHA: keep the top 1/reduction_factor at each rung."""
     max_t: int | float | None = None
     """ASHA: the last rung; trials stop when time_attr reaches it."""
+    group_by: list[str] = field(default_factory=list)
+    """ASHA: swept keys (as under `parameters`, or scaling.num_workers / train.seed of a study)
+    whose values split the trials into groups, each with its own ASHA: a trial competes only with
+    trials that share those values (e.g. [train.global_batch] in a critical-batch study, where a
+    rung would otherwise compare batch 16 with batch 512 at the same samples). Empty: one ASHA."""
 
     def __post_init__(self):
         if self.time_attr in _RESTARTING:
@@ -159,9 +164,12 @@ class Scheduler:
         if self.time_attr not in TIME_ATTRS:
             raise FieldError("time_attr", f"{self.time_attr!r} is not reported by the workers; valid: "
                              + "; ".join(f"{k} ({v})" for k, v in TIME_ATTRS.items()))
+        dupes = sorted({key for key in self.group_by if self.group_by.count(key) > 1})
+        if dupes:
+            raise FieldError("group_by", f"{', '.join(dupes)} given more than once")
         if self.name == "fifo":
-            for key in ("grace_period", "max_t"):
-                if getattr(self, key) is not None:
+            for key in ("grace_period", "max_t", "group_by"):
+                if getattr(self, key) not in (None, []):
                     raise FieldError(key, "applies to name: asha only (this scheduler is fifo)")
             return
         for key in ("grace_period", "max_t"):
