@@ -156,3 +156,21 @@ def test_a_scheduler_pickled_before_groups_resumes(tmp_path):
     restored.on_trial_add(None, trial(3))
     assert report(restored, trial(3), 10.0) == STOP
     assert report(restored, trial(2), 80.0, samples=300) == CONTINUE  # t2 still tracked in its bracket
+
+
+def test_the_study_page_shows_each_rung_with_its_group(tmp_path):
+    from fixtures.service import write_live_sweep
+    from scaling_study.service.index import Index
+    from scaling_study.service.roots import parse_roots
+
+    write_live_sweep(tmp_path / "results" / "live")
+    state = tmp_path / "results" / "live" / "asha_state.json"
+    state.unlink()  # the fixture's is ungrouped: a grouped sweep writes its own
+    sched = make(state, BY_BATCH)
+    fill_small_batch_rung(sched)
+    sched.on_trial_add(None, trial(4, batch=512))
+    report(sched, trial(4, batch=512), 10.0)
+    rungs = Index(parse_roots([str(tmp_path / "results")])).get("0:live").detail()["rungs"]
+    recorded = {(r["group"], r["milestone"]): r["results"] for r in rungs if r["results"]}
+    assert recorded == {("train.global_batch=16", 100.0): {"t0": 50.0, "t1": 60.0, "t2": 70.0},
+                        ("train.global_batch=512", 100.0): {"t4": 10.0}}

@@ -58,7 +58,8 @@ def test_the_study_page_data_say_how_each_trial_stands(root):
     assert trials["t0"]["state"] == "stopped" and trials["t0"]["ended"] == "stopped by ASHA"
     assert trials["t1"]["progress"] == pytest.approx(4_000 / 8_000) and trials["t1"]["max_t"] == 8_000
     assert trials["t2"]["n_evals"] == 1 and trials["t2"]["state"] == "running"
-    assert study.detail()["rungs"][0] == {"bracket": 0, "milestone": 4000.0, "results": {"t0": 50.0, "t1": 40.0}}
+    assert study.detail()["rungs"][0] == {"group": None, "bracket": 0, "milestone": 4000.0,
+                                          "results": {"t0": 50.0, "t1": 40.0}}
 
 
 def test_a_new_evaluation_is_read_from_where_the_file_ended(root, reads):

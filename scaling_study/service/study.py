@@ -22,6 +22,7 @@ from scaling_study.service.tail import FileCache
 from scaling_study.service.trial import PENDING, Trial
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
+from scaling_study.tune.asha import state_groups
 
 SWEEP, RUN = "sweep", "run"
 SUBMISSION = "submission.json"
@@ -174,8 +175,10 @@ class Study:
             self.trials = {t: self.trials.get(t) or Trial(t) for t in dict.fromkeys(told)}
             return False
         asha = self._json((), top, "asha_state.json")  # ASHA's rungs: for the study page
-        self.rungs = [{"bracket": b, "milestone": m, "results": r}
-                      for b, rungs in enumerate(asha.get("brackets", [])) for m, r in rungs]
+        # "group": the scheduler.group_by label of the rung's ASHA; None without groups.
+        self.rungs = [{"group": label or None, "bracket": b, "milestone": m, "results": r}
+                      for label, group in state_groups(asha).items()
+                      for b, rungs in enumerate(group.get("brackets", [])) for m, r in rungs]
         return self._read_trials(seq)
 
     def _read_trials(self, seq: int) -> bool:

@@ -180,11 +180,13 @@ function studyPage() {
   function rungs() {
     const list = state.study.rungs || [];
     if (!list.length) return;
+    // With scheduler.group_by each group has its own ASHA: say which group a rung belongs to.
+    const grouped = list.some((r) => r.group);
     $("#rungs").replaceChildren(h("table", { class: "data" },
-      h("thead", {}, h("tr", {}, h("th", {}, "bracket"), h("th", {}, "milestone"), h("th", {}, "trials recorded"),
-        h("th", {}, "values"))),
-      h("tbody", {}, list.map((r) => h("tr", {}, h("td", {}, r.bracket), h("td", {}, fmt(r.milestone)),
-        h("td", {}, Object.keys(r.results).length),
+      h("thead", {}, h("tr", {}, grouped ? h("th", {}, "group") : null, h("th", {}, "bracket"),
+        h("th", {}, "milestone"), h("th", {}, "trials recorded"), h("th", {}, "values"))),
+      h("tbody", {}, list.map((r) => h("tr", {}, grouped ? h("td", {}, r.group || "") : null,
+        h("td", {}, r.bracket), h("td", {}, fmt(r.milestone)), h("td", {}, Object.keys(r.results).length),
         h("td", { class: "params" }, Object.entries(r.results).map(([k, v]) => `${k}: ${fmt(v)}`).join("  ")))))));
   }
 
