@@ -174,3 +174,47 @@ def test_the_study_page_shows_each_rung_with_its_group(tmp_path):
     recorded = {(r["group"], r["milestone"]): r["results"] for r in rungs if r["results"]}
     assert recorded == {("train.global_batch=16", 100.0): {"t0": 50.0, "t1": 60.0, "t2": 70.0},
                         ("train.global_batch=512", 100.0): {"t4": 10.0}}
+
+
+@pytest.mark.ray
+def test_in_a_real_tune_run_large_batches_survive_only_with_groups(tmp_path, local_ray):
+    """Tune drives the scheduler `load_space` builds. At equal samples a batch-512 trial has taken
+    32 times fewer steps than a batch-16 one, so one ASHA cuts every batch-512 trial at the first
+    rung; grouped by the batch, the best batch-512 trial runs to max_t."""
+    import yaml
+    from ray import tune
+
+    from scaling_study.tune.space import load_space
+
+    base = {"name": "base", "task": "squad", "data": {"synth": {}}, "scaling": {"num_workers": 2},
+            "train": {"per_worker_batch": 8, "global_batch": 32, "steps": 20},
+            "eval": {"every_steps": 5, "target": {"metric": "loss", "value": 0.1}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+
+    def trainable(config):  # loss falls with steps; lr 0.01 is the best of each batch
+        batch, lr = config["train.global_batch"], config["optimizer.lr"]
+        for step in range(1, 10_000):
+            tune.report({"samples": step * batch, "loss": abs(lr - 0.01) + 1 / step})
+
+    def largest_batch_samples(group_by):
+        space = {"name": "s", "base": "base.yaml", "max_concurrent_trials": 1, "search": {"algorithm": "grid"},
+                 "parameters": {"train.global_batch": {"distribution": "grid", "values": [16, 512]},
+                                "optimizer.lr": {"distribution": "grid", "values": [0.01, 0.02, 0.03]}},
+                 "scheduler": {"name": "asha", "time_attr": "samples", "grace_period": 512, "reduction_factor": 2,
+                               "max_t": 4096, "group_by": group_by}}
+        path = tmp_path / f"space{len(group_by)}.yaml"
+        path.write_text(yaml.safe_dump(space))
+        state, loaded = tmp_path / f"asha{len(group_by)}.json", load_space(path)
+        tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 0, "memory": 2**20}),
+                           param_space=loaded.param_space(), tune_config=loaded.tune_config(str(state)),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name=path.stem, verbose=0))
+        grid = tuner.fit()
+        assert not grid.errors
+        return sorted(r.metrics["samples"] for r in grid if r.config["train.global_batch"] == 512), \
+            json.loads(state.read_text())
+
+    samples, state = largest_batch_samples([])
+    assert samples == [512, 512, 512] and list(state["groups"]) == [ALL]
+    samples, state = largest_batch_samples(BY_BATCH)
+    assert samples[-1] == 4096
+    assert sorted(state["groups"]) == ["train.global_batch=16", "train.global_batch=512"]
