@@ -170,8 +170,8 @@ class PersistentASHA(FIFOScheduler):
         state = json.loads(self._state_path.read_text())
         if state.get("group_by", []) != self._group_by:
             raise UserError(f"{self._state_path}: ASHA's rungs there are grouped by "
-                             f"{state.get('group_by') or 'nothing'}, this sweep's scheduler.group_by is "
-                             f"{self._group_by or 'empty'}; resume with the same group_by, or start a new sweep")
+                            f"{state.get('group_by') or 'nothing'}, this sweep's scheduler.group_by is "
+                            f"{self._group_by or 'empty'}; resume with the same group_by, or start a new sweep")
         for label, saved in state_groups(state).items():
             asha = self._group(label)
             _restore_rungs(asha, saved.get("brackets", []))
