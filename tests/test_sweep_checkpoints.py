@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from scaling_study.errors import ConfigError
+from scaling_study.layout import FINISHED_MARKER as FINISHED
 from scaling_study.storage import Loc
-from scaling_study.tune.retention import FINISHED, CheckpointRetention, footprint, human_size, was_finished
+from scaling_study.tune.retention import CheckpointRetention, footprint, human_size, was_finished
 
 RAY_CKPTS = ("checkpoint_2026-01-01_00-00-01.000000", "checkpoint_2026-01-01_00-00-02.000000")
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's file beside its folders: never ours to drop

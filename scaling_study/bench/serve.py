@@ -32,6 +32,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import quote
 
+from scaling_study import layout
 from scaling_study.bench import positive_int
 from scaling_study.contract import COLUMNS, HP_PREFIX
 
@@ -124,11 +125,11 @@ def _replace(path: Path, text: str) -> None:
 
 def write_trial(root: Path, sweep: Sweep, t: int, evals: int) -> list[dict]:
     """Trial `t`'s folder (params.json, records.csv) with its first `evals` evaluations; their rows."""
-    trial = root / sweep.name / _steer().TRIALS_DIR / sweep.trial_ids[t]
+    trial = root / sweep.name / layout.TRIALS_DIR / sweep.trial_ids[t]
     trial.mkdir(parents=True, exist_ok=True)
-    (trial / "params.json").write_text(json.dumps({"trial_id": sweep.trial_ids[t], "params": sweep.params(t)}))
+    (trial / layout.PARAMS).write_text(json.dumps({"trial_id": sweep.trial_ids[t], "params": sweep.params(t)}))
     rows = sweep.rows(t, evals)
-    _replace(trial / "records.csv", records_text(rows))
+    _replace(trial / layout.RECORDS, records_text(rows))
     return rows
 
 
@@ -141,8 +142,8 @@ def write_status(root: Path, sweep: Sweep) -> None:
                     "scheduler": {"name": "asha", "metric": "f1", "mode": "max", "time_attr": "samples",
                                   "grace_period": 640, "reduction_factor": 2, "max_t": 20 * sweep.evals * 16 * 8}},
            "trials": {tid: {"state": state, "at": time.time()} for tid in sweep.trial_ids}}
-    (root / sweep.name / steer.STEER_DIR).mkdir(exist_ok=True)
-    _replace(root / sweep.name / steer.STEER_DIR / steer.STATUS_FILE, json.dumps(doc))
+    (root / sweep.name / layout.STEER_DIR).mkdir(exist_ok=True)
+    _replace(root / sweep.name / layout.STEER_DIR / layout.STATUS_FILE, json.dumps(doc))
 
 
 def write_sweep(root: Path, sweep: Sweep) -> None:
@@ -159,8 +160,8 @@ def write_sweep(root: Path, sweep: Sweep) -> None:
                                repr(max(r["f1"] for r in rows))]))
     write_status(root, sweep)
     if not sweep.running:
-        (root / sweep.name / "trials.csv").write_text("\n".join(lines) + "\n")
-        (root / sweep.name / "asha_state.json").write_text(json.dumps(
+        (root / sweep.name / layout.TRIALS_FILE).write_text("\n".join(lines) + "\n")
+        (root / sweep.name / layout.ASHA_STATE).write_text(json.dumps(
             {"metric": "f1", "mode": "max", "time_attr": "samples", "num_stopped": 0, "brackets": [[]], "trial_bracket": {}}))
 
 
@@ -326,7 +327,7 @@ def measure_push(server: Server, root: Path, sweep: Sweep, args) -> dict:
         if not all(w.ready.wait(60) for w in watchers):
             raise RuntimeError(f"not every client received the snapshot of {sid} within 60 s")
         rows, beat = sweep.rows(0, sweep.evals + args.pushes), time.monotonic()
-        path = root / sweep.name / _steer().TRIALS_DIR / trial / "records.csv"
+        path = root / sweep.name / layout.TRIALS_DIR / trial / layout.RECORDS
         for k in range(sweep.evals, sweep.evals + args.pushes):
             if time.monotonic() - beat > _steer().HEARTBEAT_S:  # as the sweep's driver keeps it fresh
                 write_status(root, sweep)

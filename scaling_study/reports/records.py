@@ -24,10 +24,10 @@ from scaling_study.contract import (
     BOOL_COLUMNS, CONFIG_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS, PROGRESS_COLUMNS, STRING_COLUMNS,
 )
 from scaling_study.errors import UserError
+from scaling_study.layout import RECORDS, RECORDS_PARQUET, TRIALS_FILE
 from scaling_study.storage import Loc, as_path, read_csv, read_parquet
 
-RECORD_FILES = ("records.csv", "records.parquet")
-TRIALS_FILE = "trials.csv"
+RECORD_FILES = (RECORDS, RECORDS_PARQUET)  # a results directory's records, in the order they are looked for
 
 # Column types and meanings are the contract's (scaling_study.contract); `status` and
 # `stopped_early` come from a sweep's trials.csv.

@@ -22,6 +22,7 @@ import pandas as pd
 
 from scaling_study.contract import HP_PREFIX, METRICS, PRIMARY_METRIC
 from scaling_study.errors import UserError
+from scaling_study.layout import TRIALS_FILE
 from scaling_study.reports.records import Needs, ordered
 from scaling_study.reports.runs import run_summary
 
@@ -102,7 +103,7 @@ def trial_lifetimes(records: pd.DataFrame, trials: pd.DataFrame | None = None) -
     if trials is not None and {"trial_id", "samples", "stopped_early"} <= set(trials.columns):
         table = trials[["source", "trial_id", "samples", "stopped_early"]].copy()
         table["status"] = trials["status"] if "status" in trials.columns else ""
-        table["basis"] = "trials.csv"
+        table["basis"] = TRIALS_FILE
     else:
         table = _lifetimes_from_records(records)
     return table.sort_values(["samples", "trial_id"], ascending=[False, True]).reset_index(drop=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from scaling_study import layout
 from scaling_study.errors import UserError
 from scaling_study.service import events, live, pages
 from scaling_study.service.index import Index
@@ -232,7 +233,7 @@ def _action_routes(app: FastAPI, index: Index) -> None:
         study = _running_sweep(index, sid)
         if trial not in study.trials:
             raise NotFound(f"study {sid!r} has no trial {trial!r}")
-        child(study.root, study.loc / steer.TRIALS_DIR, trial)  # a plain name inside the root
+        child(study.root, study.loc / layout.TRIALS_DIR, trial)  # a plain name inside the root
         request = steer.request_stop(study.loc, trial)
         study.refresh()  # open pages see "stop requested" at once
         return JSON({"requested": True, "trial_id": trial, "request": str(request)}, 202)

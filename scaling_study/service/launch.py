@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
 from scaling_study.service.roots import NotFound, Root
-from scaling_study.service.study import SUBMISSION, SWEEP
+from scaling_study.service.study import SWEEP
 from scaling_study.tune import submit as ray_jobs
 
 MAX_UPLOAD_BYTES = 64 * 1024
@@ -189,7 +190,7 @@ class Launcher:
             discard(checked.path)
         record = {"job_id": job_id, "kind": SWEEP, "space": checked.shown_as, "overrides": list(checked.overrides),
                   "name": checked.name, "submitted_at": time.time(), "address": self.address or "local"}
-        (study / SUBMISSION).write_text(json.dumps(record))
+        (study / layout.SUBMISSION).write_text(json.dumps(record))
         return record
 
     def job(self, submission: dict) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from scaling_study import layout
 from scaling_study.contract import HP_PREFIX
 from scaling_study.errors import UserError
 from scaling_study.reports.build import Report, build_report
@@ -61,9 +62,9 @@ def results(study: Study) -> Results:
     from a gathered sweep or a run folder: same columns, types, `source` and `run` labels."""
     with study.lock:
         records, trials = _records(study), _trials(study)
-    source = str(study.loc / "records.csv")
+    source = str(study.loc / layout.RECORDS)
     table = assign_runs(normalize(records, source))
-    trials_table = normalize(trials, str(study.loc / "trials.csv")) if trials is not None else None
+    trials_table = normalize(trials, str(study.loc / layout.TRIALS_FILE)) if trials is not None else None
     return Results(table, trials_table, (source,))
 
 
@@ -204,4 +205,4 @@ def _export_sources(study: Study, workers: int | None) -> tuple[list[str], str |
     if not trials:
         raise Conflict(f"{study.loc}: no trial has evaluations yet (failed trials are left out)")
     name = f"best_{study.name}" + (f"_{workers}w" if workers is not None else "")
-    return [str(study.loc / "trials" / t) for t in trials], name
+    return [str(study.loc / layout.TRIALS_DIR / t) for t in trials], name

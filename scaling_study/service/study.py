@@ -16,6 +16,7 @@ import io
 import threading
 import time
 
+from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
@@ -25,8 +26,6 @@ from scaling_study.tune import steer
 from scaling_study.tune.asha import state_groups
 
 SWEEP, RUN = "sweep", "run"
-SUBMISSION = "submission.json"
-"""Written by the service into the study's folder when it submits the study as a Ray job."""
 
 # Study states.
 RUNNING, FINISHED, INTERRUPTED, FAILED, SUBMITTED = "running", "finished", "interrupted", "failed", "submitted"
@@ -59,12 +58,13 @@ def _csv_rows(data: bytes) -> list[dict]:
 def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | None:
     """SWEEP, RUN, or None for a folder that is neither (it may hold studies further down)."""
     dirs = {n for n, e in entries.items() if e.is_dir}
-    if {"trials", steer.STEER_DIR} & dirs or "tuner.pkl" in entries or "trials.csv" in entries:
+    if {layout.TRIALS_DIR, layout.STEER_DIR} & dirs or {layout.TUNER_STATE, layout.TRIALS_FILE} & set(entries):
         return SWEEP
-    if {"records.csv", "records.parquet", "job.yaml"} & set(entries):
+    if {layout.RECORDS, layout.RECORDS_PARQUET, layout.JOB_FILE} & set(entries):
         return RUN
-    if SUBMISSION in entries and not entries[SUBMISSION].is_dir:
-        doc = files.json(loc / SUBMISSION, entries[SUBMISSION].stat, {}) or {}
+    submission = entries.get(layout.SUBMISSION)
+    if submission is not None and not submission.is_dir:
+        doc = files.json(loc / layout.SUBMISSION, submission.stat, {}) or {}
         return RUN if doc.get("kind") == RUN else SWEEP
     return None
 
@@ -114,7 +114,7 @@ class Study:
         with self.lock:
             records = records or self.loaded  # a study once read is kept current, never outlined
             top = listdir(self.root, self.loc) if top is None else top
-            steer_dir = listdir(self.root, self.at(steer.STEER_DIR)) if steer.STEER_DIR in top else {}
+            steer_dir = listdir(self.root, self.at(layout.STEER_DIR)) if layout.STEER_DIR in top else {}
             signature = (frozenset(top.items()), frozenset(steer_dir.items()))
             settled = self.status not in (RUNNING, SUBMITTED) and (self.loaded or not records)
             if signature == self._signature and settled:
@@ -163,18 +163,16 @@ class Study:
     def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
         self._stat_max(steer_dir)
-        self.doc = self._json((steer.STEER_DIR,), steer_dir, steer.STATUS_FILE)
-        self.submission = self._json((), top, SUBMISSION)
+        self.doc = self._json((layout.STEER_DIR,), steer_dir, layout.STATUS_FILE)
+        self.submission = self._json((), top, layout.SUBMISSION)
         names = set(steer_dir)
-        self.pending_stops = (steer.STOP_SWEEP in names,
-                              {n[len(steer.STOP_TRIAL_PREFIX):-5] for n in names
-                               if n.startswith(steer.STOP_TRIAL_PREFIX) and n.endswith(".json")})
+        self.pending_stops = (layout.STOP_SWEEP in names, {layout.trial_to_stop(n) for n in names} - {None})
         self.gathered = self._gathered(top)
         if not records:  # the outline: the trials that steer/ and trials.csv name, not their folders
             told = [*(self.doc.get("trials") or {}), *self.gathered]
             self.trials = {t: self.trials.get(t) or Trial(t) for t in dict.fromkeys(told)}
             return False
-        asha = self._json((), top, "asha_state.json")  # ASHA's rungs: for the study page
+        asha = self._json((), top, layout.ASHA_STATE)  # ASHA's rungs: for the study page
         # "group": the scheduler.group_by label of the rung's ASHA; None without groups.
         self.rungs = [{"group": label or None, "bracket": b, "milestone": m, "results": r}
                       for label, group in state_groups(asha).items()
@@ -183,12 +181,12 @@ class Study:
 
     def _read_trials(self, seq: int) -> bool:
         files, trials = [], []
-        for name, entry in sorted(listdir(self.root, self.at(steer.TRIALS_DIR)).items()):
+        for name, entry in sorted(listdir(self.root, self.at(layout.TRIALS_DIR)).items()):
             if entry.is_dir and not name.startswith("."):
                 trial = self.trials.setdefault(name, Trial(name))
                 e = self._read_trial(trial)
                 if e is not None:
-                    files.append((self.at(steer.TRIALS_DIR, name, "records.csv"), e.stat))
+                    files.append((self.at(layout.TRIALS_DIR, name, layout.RECORDS), e.stat))
                     trials.append(trial)
         tables = self.files.csv_many(files)  # the files read whole (a study's first read): one parse
         return any([trial.take(table, seq) for trial, table in zip(trials, tables)])
@@ -196,21 +194,21 @@ class Study:
     def _gathered(self, top: dict[str, Entry]) -> dict[str, dict]:
         """trials.csv's rows by trial id, values as text ("" when empty): only their status and
         error are read, and a small file is read faster by the csv module than by pandas."""
-        e = top.get("trials.csv")
+        e = top.get(layout.TRIALS_FILE)
         if e is None or e.is_dir:
             return {}
-        doc = self.files.parsed(self.at("trials.csv"), e.stat, _csv_rows, [])
+        doc = self.files.parsed(self.at(layout.TRIALS_FILE), e.stat, _csv_rows, [])
         return {r["trial_id"]: r for r in doc if r.get("trial_id")}
 
     def _read_trial(self, trial: Trial) -> Entry | None:
         """The trial's params and user-stop marker; its records.csv entry, if it has one."""
-        folder = (steer.TRIALS_DIR, trial.trial_id)
+        folder = (layout.TRIALS_DIR, trial.trial_id)
         entries = listdir(self.root, self.at(*folder))
         self._stat_max({k: v for k, v in entries.items() if not v.is_dir})
-        trial.params = self._json(folder, entries, "params.json").get("params", trial.params)
-        marked = steer.STOPPED_BY_USER in entries
-        trial.stopped_by_user = self._json(folder, entries, steer.STOPPED_BY_USER) if marked else None
-        e = entries.get("records.csv")
+        trial.params = self._json(folder, entries, layout.PARAMS).get("params", trial.params)
+        marked = layout.STOPPED_BY_USER in entries
+        trial.stopped_by_user = self._json(folder, entries, layout.STOPPED_BY_USER) if marked else None
+        e = entries.get(layout.RECORDS)
         if e is None or e.is_dir:
             return None
         trial.updated_ns = e.stat.mtime_ns
@@ -218,15 +216,15 @@ class Study:
 
     def _read_run(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
-        self.submission = self._json((), top, SUBMISSION)
-        self._run_finished = "records.parquet" in top
-        e = top.get("records.csv")
+        self.submission = self._json((), top, layout.SUBMISSION)
+        self._run_finished = layout.RECORDS_PARQUET in top
+        e = top.get(layout.RECORDS)
         if e is None or e.is_dir:
             return False
         if not records:  # the outline: one trial, named after the folder until its records say
             self.trials.setdefault(self.name, Trial(self.name)).updated_ns = e.stat.mtime_ns
             return False
-        table = self.files.csv(self.at("records.csv"), e.stat)
+        table = self.files.csv(self.at(layout.RECORDS), e.stat)
         run_id = str(table.frame["run_id"].iloc[0]) if "run_id" in table.frame.columns and len(table.frame) else self.name
         trial = self.trials.setdefault(run_id, Trial(run_id))
         trial.updated_ns = e.stat.mtime_ns

@@ -23,10 +23,9 @@ import numpy as np
 import ray.train
 import torch
 
+from scaling_study.layout import LOCAL_CHECKPOINT, LOCAL_CHECKPOINT_POINTER
 from scaling_study.storage import Loc
 from scaling_study.train.state import Clock, Position, TrainState
-
-LOCAL_CHECKPOINT = "checkpoint_local"
 
 
 def restore(cfg, state: TrainState) -> bool:
@@ -110,7 +109,7 @@ def _latest_local(run_dir: Loc) -> Loc | None:
     that RUN_DIR/checkpoint_local.txt names; None before the first."""
     if run_dir.is_local:
         return run_dir / LOCAL_CHECKPOINT
-    pointer = run_dir / f"{LOCAL_CHECKPOINT}.txt"
+    pointer = run_dir / LOCAL_CHECKPOINT_POINTER
     return run_dir / pointer.read_text().strip() if pointer.is_file() else None
 
 
@@ -131,7 +130,7 @@ def _save_local(run_dir: Loc, state: TrainState) -> Loc:
     with tempfile.TemporaryDirectory() as d:
         write(Path(d), state)
         target.upload_dir(d)
-    (run_dir / f"{LOCAL_CHECKPOINT}.txt").write_text(target.name)
+    (run_dir / LOCAL_CHECKPOINT_POINTER).write_text(target.name)
     if previous is not None and previous != target and previous.exists():
         previous.fs.delete_dir(previous.fs_path)
     return target

@@ -37,6 +37,7 @@ def _run(args) -> int:
 
 def _summary(job, result) -> None:
     from scaling_study.contract import PRIMARY_METRIC
+    from scaling_study.layout import JOB_FILE, RECORDS
 
     rec = result.records
     print(f"\nrun {job.name!r} finished: {len(rec)} evaluations")
@@ -50,6 +51,6 @@ def _summary(job, result) -> None:
             t = job.eval.target
             when = f"at train time {hit.iloc[0]['train_time_s']:.0f}s (step {int(hit.iloc[0]['step'])})" if len(hit) else "not reached"
             print(f"  target {t.metric} >= {t.value:g}: {when}")
-    print(f"  records:     {result.run_dir / 'records.csv'}")
+    print(f"  records:     {result.run_dir / RECORDS}")
     print(f"  checkpoint:  {result.checkpoint}")
-    print(f"  job:         {result.run_dir / 'job.yaml'}")
+    print(f"  job:         {result.run_dir / JOB_FILE}")

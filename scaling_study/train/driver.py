@@ -11,6 +11,7 @@ import pandas as pd
 
 from scaling_study.config import Job, dump_job
 from scaling_study.errors import UserError
+from scaling_study.layout import JOB_FILE, RECORDS, RECORDS_PARQUET
 from scaling_study.storage import Loc, as_path, write_parquet
 from scaling_study.train.resources import per_worker_resources
 
@@ -85,13 +86,13 @@ def finish(job: Job, result) -> RunResult:
     run_dir = run_dir_of(job)
     records = read_records(run_dir)
     if result.error is not None:
-        raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / 'records.csv'}")
+        raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / RECORDS}")
     metrics = dict(result.metrics or {})
     if metrics.get("failed"):
         raise RunFailed(f"run {job.name!r} stopped: {metrics['failed']} (lr {metrics.get('lr'):.3g}); "
                         "lower optimizer.lr, raise schedule.warmup or set train.max_grad_norm")
     if len(records):
-        write_parquet(records, run_dir / "records.parquet")
+        write_parquet(records, run_dir / RECORDS_PARQUET)
     checkpoint = result.checkpoint.path if result.checkpoint else None
     return RunResult(as_path(run_dir), records, metrics, checkpoint)
 
@@ -114,7 +115,7 @@ def run_job(job: Job, *, address: str | None = None, verbose: bool = True, log_e
     files = resolve_data_files(job)  # generate/check data before any worker starts
     ensure_ray(address)
     check_job_runs_here(job)
-    dump_job(job, run_dir / "job.yaml", header=f"The job of run {job.name!r}, as it ran.")
+    dump_job(job, run_dir / JOB_FILE, header=f"The job of run {job.name!r}, as it ran.")
     trainer = build_trainer(job, files, verbose=verbose, log_every=log_every, before_step=before_step)
     return finish(job, fit(trainer, job))
 
@@ -129,4 +130,4 @@ def fit(trainer, job: Job):
         first = str(exc).strip().splitlines()
         raise RunFailed(f"run {job.name!r} failed after {job.output.max_failures} restart(s) "
                         f"(output.max_failures): {first[0] if first else type(exc).__name__}\n{exc}\n"
-                        f"  records so far: {run_dir_of(job) / 'records.csv'}") from None
+                        f"  records so far: {run_dir_of(job) / RECORDS}") from None

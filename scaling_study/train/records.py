@@ -15,12 +15,12 @@ import pandas as pd
 from ray.train import UserCallback
 
 from scaling_study.contract import COLUMN_NAMES as COLUMNS, METRICS, PRIMARY_METRIC
+from scaling_study.layout import RECORDS
 from scaling_study.storage import Loc, read_csv, write_csv
 
 NAN = float("nan")
 # The metrics an evaluator returns (the training loss comes from the window).
 EVAL_METRICS = tuple(name for name in METRICS if name != "loss")
-RECORDS = "records.csv"
 
 
 def make_row(job, phase, state, metrics: dict, *, trial_id: str = "", reached: bool = False) -> dict:

@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from scaling_study.contract import HP_PREFIX
+from scaling_study.layout import PARAMS, RECORDS, TRIALS_DIR, TRIALS_FILE
 from scaling_study.storage import Loc, as_path
 from scaling_study.train.records import read_records, write_csv_atomic
 
@@ -16,7 +17,7 @@ from scaling_study.train.records import read_records, write_csv_atomic
 def _trial_params(trials_dir) -> dict[str, dict]:
     out = {}
     for folder in Loc(trials_dir).subdirs():
-        path = folder / "params.json"
+        path = folder / PARAMS
         if path.is_file():
             data = json.loads(path.read_text())
             out[data["trial_id"]] = data["params"]
@@ -64,7 +65,7 @@ def trial_rows(grid, params: dict[str, dict], metric: str, mode: str) -> pd.Data
 def gather(space, sweep_dir: Loc, grid) -> dict:
     """Write the sweep's tables; returns their paths (a `Path`, or a `Loc` for a URI) and the best trial."""
     sweep_dir = Loc(sweep_dir)
-    trials_dir = sweep_dir / "trials"
+    trials_dir = sweep_dir / TRIALS_DIR
     params = _trial_params(trials_dir)
     records = gather_records(sweep_dir, trials_dir)
     metric, mode = space.scheduler.metric, space.scheduler.mode
@@ -72,10 +73,10 @@ def gather(space, sweep_dir: Loc, grid) -> dict:
     if not records.empty and metric in records:
         best_by_trial = records.groupby("trial_id")[metric].agg("max" if mode == "max" else "min")
         trials[f"best_{metric}"] = trials["trial_id"].map(best_by_trial)
-    write_csv_atomic(records, sweep_dir / "records.csv")
-    write_csv_atomic(trials, sweep_dir / "trials.csv")
+    write_csv_atomic(records, sweep_dir / RECORDS)
+    write_csv_atomic(trials, sweep_dir / TRIALS_FILE)
     best = None
     col = f"best_{metric}"
     if col in trials and trials[col].notna().any():
         best = trials.loc[trials[col].idxmax() if mode == "max" else trials[col].idxmin()].to_dict()
-    return {"records": as_path(sweep_dir / "records.csv"), "trials": as_path(sweep_dir / "trials.csv"), "best": best}
+    return {"records": as_path(sweep_dir / RECORDS), "trials": as_path(sweep_dir / TRIALS_FILE), "best": best}

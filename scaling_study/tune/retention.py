@@ -30,26 +30,21 @@ import posixpath
 
 from ray.tune import Callback
 
+from scaling_study.layout import CHECKPOINT_PREFIX, FINISHED_MARKER, LOCAL_CHECKPOINT_POINTER, TRIALS_DIR
 from scaling_study.storage import Loc
-from scaling_study.tune.sweep import TRIALS_DIR
-
-# Ray Train names its checkpoint folders checkpoint_<time>; the local-mode names in
-# scaling_study.train.loop share the prefix. Ray's checkpoint_manager_snapshot.json is a file,
-# not a folder, and is left alone.
-CHECKPOINT_PREFIX = "checkpoint_"
-FINISHED = "finished.json"
 
 logger = logging.getLogger(__name__)
 
 
 def checkpoint_folders(run_dir: Loc) -> list[Loc]:
     """The checkpoint folders in a trial's (or run's) folder, sorted by name."""
+    # Ray's checkpoint_manager_snapshot.json shares the prefix but is a file: it is left alone.
     return [d for d in Loc(run_dir).subdirs() if d.name.startswith(CHECKPOINT_PREFIX)]
 
 
 def was_finished(run_dir) -> bool:
     """True when the sweep completed this trial and dropped some of its checkpoints."""
-    return (Loc(run_dir) / FINISHED).is_file()
+    return (Loc(run_dir) / FINISHED_MARKER).is_file()
 
 
 class CheckpointRetention(Callback):
@@ -133,8 +128,8 @@ def last_checkpoint_name(trial) -> str | None:
 
 def prune(run_dir: Loc, *, keep_last: bool, last: str | None = None) -> list[Loc]:
     """Delete the checkpoint folders in `run_dir`, all of them or all but the last one (named
-    `last`; when that is not there, the latest found). Writes FINISHED first, when anything goes.
-    Returns the deleted folders."""
+    `last`; when that is not there, the latest found). Writes FINISHED_MARKER first, when
+    anything goes. Returns the deleted folders."""
     folders = checkpoint_folders(run_dir)
     keep = None
     if keep_last and folders:
@@ -144,7 +139,7 @@ def prune(run_dir: Loc, *, keep_last: bool, last: str | None = None) -> list[Loc
     drop_pointer = pointer is not None and pointer.is_file() and keep != pointer.read_text().strip()
     if not drop and not drop_pointer:
         return []
-    (run_dir / FINISHED).write_text(json.dumps({"trial_id": run_dir.name, "kept": keep}))
+    (run_dir / FINISHED_MARKER).write_text(json.dumps({"trial_id": run_dir.name, "kept": keep}))
     if drop_pointer:  # before its folder, so that a folder left by a failure is seen next time
         pointer.fs.delete_file(pointer.fs_path)
     for folder in drop:
@@ -160,9 +155,7 @@ def _local_pointer(run_dir: Loc, folders: list[Loc]) -> Loc | None:
     """Local mode's pointer file (on an object store), when the folder holds local-mode checkpoints."""
     if all(_ray_named(f.name) for f in folders):
         return None
-    from scaling_study.train.checkpoint import LOCAL_CHECKPOINT  # imports torch: only for local-mode trials
-
-    return run_dir / f"{LOCAL_CHECKPOINT}.txt"
+    return run_dir / LOCAL_CHECKPOINT_POINTER
 
 
 def _latest(run_dir: Loc, folders: list[Loc]) -> str:

@@ -28,14 +28,10 @@ from dataclasses import asdict
 
 from ray.tune import Callback, Stopper
 
+from scaling_study.layout import (
+    STATUS_FILE, STEER_DIR, STOP_SWEEP, STOPPED_BY_USER, TRIALS_DIR, stop_trial_file, trial_to_stop,
+)
 from scaling_study.storage import Loc
-
-STEER_DIR = "steer"
-STATUS_FILE = "status.json"
-STOP_SWEEP = "stop-sweep.json"
-STOP_TRIAL_PREFIX = "stop-trial-"
-STOPPED_BY_USER = "stopped_by_user.json"
-TRIALS_DIR = "trials"  # the sweep's own folder of per-trial results (tune.sweep.TRIALS_DIR)
 
 HEARTBEAT_S = 5.0
 """How often a running sweep rewrites its status file; readers call a sweep whose heartbeat is
@@ -56,7 +52,7 @@ def request_stop(sweep_dir, trial_id: str | None = None, *, by: str = "user") ->
     about a second (the sweep)."""
     if trial_id is not None and (not trial_id or "/" in trial_id or trial_id.startswith(".")):
         raise ValueError(f"trial id {trial_id!r}: a plain folder name is expected")
-    name = STOP_SWEEP if trial_id is None else f"{STOP_TRIAL_PREFIX}{trial_id}.json"
+    name = STOP_SWEEP if trial_id is None else stop_trial_file(trial_id)
     body = {"trial_id": trial_id, "by": by, "requested_at": time.time()}
     return (Loc(sweep_dir) / STEER_DIR / name).write_text(json.dumps(body))
 
@@ -68,8 +64,7 @@ def pending_requests(sweep_dir) -> tuple[bool, set[str]]:
     folder = Loc(sweep_dir) / STEER_DIR
     infos = folder.fs.get_file_info(pafs.FileSelector(folder.fs_path, allow_not_found=True))
     names = [i.base_name for i in infos if i.type == pafs.FileType.File]
-    trials = {n[len(STOP_TRIAL_PREFIX):-len(".json")] for n in names
-              if n.startswith(STOP_TRIAL_PREFIX) and n.endswith(".json")}
+    trials = {trial_to_stop(n) for n in names} - {None}
     return STOP_SWEEP in names, trials
 
 
@@ -113,7 +108,7 @@ class StopRequests(Stopper):
         if trial_id not in self._trials:
             return False
         sweep = Loc(self._dir)
-        request = sweep / STEER_DIR / f"{STOP_TRIAL_PREFIX}{trial_id}.json"
+        request = sweep / STEER_DIR / stop_trial_file(trial_id)
         marker = {"trial_id": trial_id, "stopped_at": time.time(), **_read_json(request)}
         (sweep / TRIALS_DIR / trial_id / STOPPED_BY_USER).write_text(json.dumps(marker))
         _delete(request)

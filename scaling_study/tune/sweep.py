@@ -16,10 +16,9 @@ from pathlib import Path
 
 from scaling_study.contract import HP_PREFIX
 from scaling_study.errors import UserError
+from scaling_study.layout import ASHA_STATE, JOB_FILE, PARAMS, TRIALS_DIR, TUNER_STATE
 from scaling_study.storage import Loc, as_path, read_csv
 
-TRIALS_DIR = "trials"
-ASHA_STATE = "asha_state.json"
 DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by each trial's driver (it holds no CPU)
 
 
@@ -42,8 +41,8 @@ def trial_driver(params: dict, *, space, sweep_dir: str, cwd: str) -> None:
         print(f"[scaling_study] trial {trial_id} had completed before the sweep stopped; not run again")
         return
     job = trial_job(space, params, trial_id, sweep_dir, cwd)
-    (run_dir / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
-    dump_job(job, run_dir / "job.yaml", header=f"Trial {trial_id} of sweep {Loc(sweep_dir).name}: {params}")
+    (run_dir / PARAMS).write_text(json.dumps({"trial_id": trial_id, "params": params}, default=str))
+    dump_job(job, run_dir / JOB_FILE, header=f"Trial {trial_id} of sweep {Loc(sweep_dir).name}: {params}")
     files = resolve_data_files(job, generate=False)  # generated once by the sweep before any trial
     trainer = build_trainer(job, files, trial_id=trial_id, callbacks=[TuneReportCallback()], verbose=False)
     result = trainer.fit()
@@ -140,9 +139,9 @@ def run_sweep(space_path: str, overrides: list = (), *, address: str | None = No
     space = load_space(space_path, list(overrides))  # everything is checked before a trial starts
     sweep_dir = sweep_dir_of(space)
     sweep_dir.parent.check_reachable(f"{space.path}: output.dir")
-    if resume and not (sweep_dir / "tuner.pkl").is_file():
-        raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected tuner.pkl there)")
-    if not resume and (sweep_dir / "tuner.pkl").is_file():
+    if resume and not (sweep_dir / TUNER_STATE).is_file():
+        raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected {TUNER_STATE} there)")
+    if not resume and (sweep_dir / TUNER_STATE).is_file():
         raise UserError(f"{sweep_dir} already holds a sweep named {space.name!r}: resume it with "
                         f"--resume, or give another name (--set name=...)")
     prepare_data(space)
@@ -172,7 +171,7 @@ def summary(sweep_dir, grid, tables: dict) -> str:
         hp = {k.removeprefix(HP_PREFIX): v for k, v in best.items() if k.startswith(HP_PREFIX)}
         metric = next(k for k in best if k.startswith("best_"))
         lines.append(f"  best trial {best['trial_id']}: {metric[5:]} {best[metric]:.3f}  {hp}")
-        lines.append(f"  its job:  {sweep_dir / TRIALS_DIR / best['trial_id'] / 'job.yaml'}")
+        lines.append(f"  its job:  {sweep_dir / TRIALS_DIR / best['trial_id'] / JOB_FILE}")
     errors = trials[trials["status"] == "ERROR"] if len(trials) else trials
     for _, row in errors.iterrows():
         lines.append(f"  ERROR {row['trial_id']}: {row['error']}")
