@@ -1,8 +1,11 @@
-"""Shared fixtures: one small local Ray per test module that needs it, stopped afterwards."""
+"""Shared fixtures: one small local Ray per test module that needs it, stopped afterwards; an S3
+server; generated data; and, from tests/fixtures/service.py, the service's results root."""
 import logging
 import os
 
 import pytest
+
+pytest_plugins = ["fixtures.service"]  # the service's results root (`live_root`)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from fixtures.service import rows, write_live_sweep, write_records, write_run
+from fixtures.service import rows, write_records, write_run
 from scaling_study.config import load_job
 from scaling_study.service import events, launch
 from scaling_study.service.app import create_app
@@ -33,21 +33,13 @@ class FakeLauncher(Launcher):
 
 
 @pytest.fixture
-def root(tmp_path):
-    top = tmp_path / "results"
-    write_live_sweep(top / "live")
-    write_run(top / "solo")
-    return top
-
-
-@pytest.fixture
 def launcher():
     return FakeLauncher()
 
 
 @pytest.fixture
-def client(root, launcher):
-    return TestClient(create_app([str(root)], launcher=launcher), base_url="http://127.0.0.1:8300")
+def client(live_root, launcher):
+    return TestClient(create_app([str(live_root)], launcher=launcher), base_url="http://127.0.0.1:8300")
 
 
 def test_the_studies_and_one_study_with_its_evaluations(client):
@@ -108,16 +100,16 @@ def test_best_yaml_of_a_run_is_what_export_writes(client, tmp_path):
     assert load_job(tmp_path / "solo.yaml").name == "best_solo"
 
 
-def test_stopping_writes_a_request_the_sweep_reads(client, root):
+def test_stopping_writes_a_request_the_sweep_reads(client, live_root):
     assert client.post("/api/studies/0:live/trials/t1/stop").status_code == 403  # no CSRF header
     reply = client.post("/api/studies/0:live/trials/t1/stop", headers=CSRF)
     assert reply.status_code == 202
-    assert steer.pending_requests(root / "live") == (False, {"t1"})
+    assert steer.pending_requests(live_root / "live") == (False, {"t1"})
     trial = {t["trial_id"]: t for t in client.get("/api/studies/0:live?evaluations=false").json()["trials"]}["t1"]
     assert trial["stop_requested"]
     assert client.post("/api/studies/0:live/trials/zz/stop", headers=CSRF).status_code == 404
     assert client.post("/api/studies/0:live/stop", headers=CSRF).status_code == 202
-    assert steer.pending_requests(root / "live")[0]
+    assert steer.pending_requests(live_root / "live")[0]
     assert client.post("/api/studies/0:solo/stop", headers=CSRF).status_code == 409  # a run
 
 
@@ -140,7 +132,7 @@ async def _events(stream, count):
     return out
 
 
-def test_a_study_stream_pushes_new_evaluations_and_resumes(client, root, monkeypatch):
+def test_a_study_stream_pushes_new_evaluations_and_resumes(client, live_root, monkeypatch):
     monkeypatch.setattr(events, "TICK_S", 0.01)
     monkeypatch.setattr(events, "REFRESH_S", 0.0)
     index = client.app.state.index
@@ -152,7 +144,7 @@ def test_a_study_stream_pushes_new_evaluations_and_resumes(client, root, monkeyp
         stream = events.study_stream(index, "0:live", None, connected)
         [(kind, first_id, snap)] = await _events(stream, 1)
         assert kind == "snapshot" and len(snap["evaluations"]["t1"]) == 2
-        write_records(root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
+        write_records(live_root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
         [(kind, _, update)] = await _events(stream, 1)
         assert kind == "update" and [r["samples"] for r in update["evaluations"]["t1"]] == [6_000]
         await stream.aclose()
@@ -168,7 +160,7 @@ def test_a_study_stream_pushes_new_evaluations_and_resumes(client, root, monkeyp
     asyncio.run(scenario())
 
 
-def test_the_studies_stream_announces_a_new_study(client, root, monkeypatch):
+def test_the_studies_stream_announces_a_new_study(client, live_root, monkeypatch):
     monkeypatch.setattr(events, "TICK_S", 0.01)
     monkeypatch.setattr(events, "SCAN_S", 0.0)
     index = client.app.state.index
@@ -180,7 +172,7 @@ def test_the_studies_stream_announces_a_new_study(client, root, monkeypatch):
         stream = events.studies_stream(index, None, connected)
         [(kind, _, snap)] = await _events(stream, 1)
         assert kind == "snapshot" and len(snap["studies"]) == 2
-        write_run(root / "another")
+        write_run(live_root / "another")
         [(kind, _, update)] = await _events(stream, 1)
         assert kind == "update" and [s["id"] for s in update["studies"]] == ["0:another"]
         await stream.aclose()
@@ -194,8 +186,8 @@ def test_stream_routes_answer_with_event_streams(client):
 
 # --- pages ---------------------------------------------------------------------------------------
 
-def test_pages_render_and_escape_what_they_show(client, root):
-    write_run(root / "<b>odd</b>")
+def test_pages_render_and_escape_what_they_show(client, live_root):
+    write_run(live_root / "<b>odd</b>")
     assert "text/html" in client.get("/").headers["content-type"]
     page = client.get("/studies/0:%3Cb%3Eodd%3C%2Fb%3E").text
     assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
@@ -216,7 +208,7 @@ def _no_uploads_left():
     return not list(launch.SPACES_DIR.glob(".upload-*"))
 
 
-def test_a_shipped_space_is_checked_then_submitted(client, launcher, root):
+def test_a_shipped_space_is_checked_then_submitted(client, launcher, live_root):
     spaces = {s["name"]: s for s in client.get("/api/spaces").json()["spaces"]}
     assert "weak_scaling_small.yaml" in spaces and "weak_scaling" in spaces["weak_scaling_small.yaml"]["description"]
     body = {"space": "weak_scaling_small.yaml", "overrides": ["set.train.steps=20", "name=ws"]}
@@ -225,7 +217,7 @@ def test_a_shipped_space_is_checked_then_submitted(client, launcher, root):
     assert launcher.submitted == []
     reply = client.post("/api/submit", json=body, headers=CSRF)
     assert reply.status_code == 201 and reply.json()["study"] == "0:ws"
-    assert launcher.submitted == [("ws", ("set.train.steps=20", "name=ws"), str(root))]
+    assert launcher.submitted == [("ws", ("set.train.steps=20", "name=ws"), str(live_root))]
     study = {s["id"]: s for s in client.get("/api/studies").json()["studies"]}["0:ws"]
     assert study["status"] == "submitted"
     again = client.post("/api/submit", json=body, headers=CSRF)  # the folder exists now

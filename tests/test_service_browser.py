@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fixtures.service import rows, write_live_sweep, write_records, write_run
+from fixtures.service import rows, write_records, write_run
 from scaling_study.config import load_job
 from scaling_study.tune import steer
 
@@ -80,18 +80,10 @@ def page(browser):
 
 
 @pytest.fixture
-def root(tmp_path):
-    top = tmp_path / "results"
-    write_live_sweep(top / "live")
-    write_run(top / "solo")
-    return top
-
-
-@pytest.fixture
-def site(root):
+def site(live_root):
     from scaling_study.service.app import create_app
 
-    with serving(create_app([str(root)])) as url:
+    with serving(create_app([str(live_root)])) as url:
         yield url
 
 
@@ -106,7 +98,7 @@ def test_every_page_renders_with_no_console_errors(site, page):
     assert page.locator("#curves .scatterlayer .trace").count() == 3  # one line per trial, from figure_for
 
 
-def test_the_studies_list_sorts_filters_and_grows_without_a_reload(site, page, root):
+def test_the_studies_list_sorts_filters_and_grows_without_a_reload(site, page, live_root):
     expect = playwright.expect
     page.goto(site + "/")
     rows_ = page.locator("#studies tbody tr")
@@ -119,18 +111,18 @@ def test_the_studies_list_sorts_filters_and_grows_without_a_reload(site, page, r
     page.click("#studies th[data-key=name]")
     expect(rows_.first).to_have_attribute("data-id", "0:solo")  # z..a
     page.evaluate("window.__sameDocument = true")
-    write_run(root / "fresh")
+    write_run(live_root / "fresh")
     page.wait_for_selector("#studies tbody tr[data-id='0:fresh']")
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
 
-def test_a_study_page_shows_new_evaluations_and_stops_a_trial(site, page, root):
+def test_a_study_page_shows_new_evaluations_and_stops_a_trial(site, page, live_root):
     page.goto(site + "/studies/0:live")
     t1 = page.locator("#trials tr[data-trial=t1]")
     t1.locator("td:nth-child(6):has-text('2')").wait_for()
     page.wait_for_selector("#curves .main-svg")
     page.evaluate("window.__sameDocument = true")
-    write_records(root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
+    write_records(live_root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
     written = time.monotonic()
     t1.locator("td:nth-child(6):has-text('3')").wait_for()
     assert time.monotonic() - written < LIVE_S + 1.0  # pushed, not polled
@@ -138,7 +130,7 @@ def test_a_study_page_shows_new_evaluations_and_stops_a_trial(site, page, root):
     page.wait_for_function("document.querySelector('#curves').data.find(t => t.name === 't1').x.length === 3")
     t1.locator("button.stop-trial").click()
     t1.locator("text=stop requested").wait_for()
-    assert steer.pending_requests(root / "live") == (False, {"t1"})
+    assert steer.pending_requests(live_root / "live") == (False, {"t1"})
 
 
 def test_best_yaml_downloads_and_validates(site, page, tmp_path):
