@@ -1,7 +1,9 @@
 """The service's JSON API in process (FastAPI's TestClient, no socket) over results written by the
-test: listing, a study with its evaluations, reports, exports, steering and submission checks."""
+test: listing, a study with its evaluations, reports, exports, steering, submission checks and the
+submitted job's log stream (over a fake Ray client)."""
 import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -178,6 +180,69 @@ def test_the_studies_stream_announces_a_new_study(client, live_root, monkeypatch
         await stream.aclose()
 
     asyncio.run(scenario())
+
+
+class FakeJobClient:
+    """Ray's JobSubmissionClient for one job whose log grows by `CHUNKS`: `tail_job_logs` yields
+    each once, as Ray's does; the whole log (`get_job_logs`) is there to show what polling re-sends."""
+
+    CHUNKS = ("starting sweep\n", "trial t1: f1 41.0\n", "trial t1: f1 55.5\nsweep finished\n")
+
+    def __init__(self):
+        self.tails, self.closed = 0, False
+
+    async def tail_job_logs(self, job_id):
+        self.tails += 1
+        try:
+            for chunk in self.CHUNKS:
+                await asyncio.sleep(0)
+                yield chunk
+        finally:
+            self.closed = True
+
+    def get_job_logs(self, job_id):
+        raise AssertionError("the stream fetched the whole log again")
+
+    def get_job_info(self, job_id):
+        return SimpleNamespace(status=SimpleNamespace(value="SUCCEEDED"), message="")
+
+
+def _parsed(text: str) -> tuple[str, dict]:
+    lines = dict(line.split(": ", 1) for line in text.strip().split("\n"))
+    return lines["event"], json.loads(lines["data"])
+
+
+def test_a_job_log_stream_sends_each_new_chunk_once_then_the_end(monkeypatch):
+    fake, launcher = FakeJobClient(), FakeLauncher()
+    monkeypatch.setattr(launcher, "client", lambda: fake)
+
+    async def connected():
+        return False
+
+    async def scenario():
+        return [_parsed(m) async for m in events.log_stream(launcher, "job-1", connected) if m.startswith("event:")]
+
+    sent = asyncio.run(scenario())
+    end = ("end", {"job_id": "job-1", "status": "SUCCEEDED", "message": ""})
+    assert sent == [*(("log", {"text": chunk}) for chunk in FakeJobClient.CHUNKS), end]  # each chunk once, in order
+    assert fake.tails == 1
+
+
+def test_a_page_that_leaves_closes_the_job_log_stream(monkeypatch):
+    fake, launcher = FakeJobClient(), FakeLauncher()
+    monkeypatch.setattr(launcher, "client", lambda: fake)
+    gone = iter([False, True])
+
+    async def disconnected():
+        return next(gone)
+
+    async def scenario():
+        sent = [m async for m in events.log_stream(launcher, "job-1", disconnected) if m.startswith("event:")]
+        return sent, fake.closed  # before the event loop's shutdown would close what was left open
+
+    sent, closed = asyncio.run(scenario())
+    assert [_parsed(m) for m in sent] == [("log", {"text": FakeJobClient.CHUNKS[0]})]
+    assert closed  # Ray's WebSocket is closed when the page goes, not when the job ends
 
 
 def test_stream_routes_answer_with_event_streams(client):

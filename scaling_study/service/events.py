@@ -10,6 +10,7 @@ Clients of one study share its reads and its messages: the files are re-read at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -132,11 +133,12 @@ async def log_stream(launcher, job_id: str, is_disconnected):
     job's status."""
     yield f"retry: {RETRY_MS * 5}\n\n"
     try:
-        async for chunk in launcher.tail(job_id):
-            if await is_disconnected():
-                return
-            if chunk:
-                yield message("log", {"text": chunk})
+        async with contextlib.aclosing(launcher.tail(job_id)) as chunks:  # a page gone: stop tailing now
+            async for chunk in chunks:
+                if await is_disconnected():
+                    return
+                if chunk:
+                    yield message("log", {"text": chunk})
         status = await run_in_threadpool(lambda: launcher.job({"job_id": job_id}))
         yield message("end", status)
     except Exception as exc:  # the cluster went away: say so on the page, do not break the stream

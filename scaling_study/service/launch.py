@@ -10,6 +10,7 @@ the studies list before the job's sweep has written anything.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -204,24 +205,16 @@ class Launcher:
             raise NotFound(f"job {job_id}: not known to this service's Ray ({str(exc).splitlines()[0]})") from None
         return {"job_id": job_id, "status": str(info.status.value), "message": info.message or ""}
 
-    async def tail(self, job_id: str, poll_s: float = 1.0):
+    async def tail(self, job_id: str):
         """The job's log as it grows (chunks of text, each only what is new), until the job ends.
 
-        Polls `get_job_logs` and sends what was added since: exact, where `tail_job_logs`, which
-        streams only what is printed after it connects, would lose or repeat lines around the
-        moment a page opens."""
-        import asyncio
-
+        Ray's `JobSubmissionClient.tail_job_logs`: the dashboard reads the job's log file from its
+        first line, then each line as it is written (a chunk of up to 10 lines), and closes the
+        stream once the job has ended and the file is read to its end. Nothing is read twice, and
+        it runs on the event loop (aiohttp, a WebSocket), so no thread waits on the cluster."""
         from starlette.concurrency import run_in_threadpool
 
-        client = self.client()
-        sent = 0
-        while True:
-            status = str((await run_in_threadpool(client.get_job_status, job_id)).value)
-            text = await run_in_threadpool(client.get_job_logs, job_id)
-            if len(text) > sent:
-                yield text[sent:]
-                sent = len(text)
-            if status in ray_jobs.TERMINAL:
-                return
-            await asyncio.sleep(poll_s)
+        client = await run_in_threadpool(self.client)  # the first call may start the local Ray
+        async with contextlib.aclosing(client.tail_job_logs(job_id)) as chunks:  # a page gone: close the socket
+            async for chunk in chunks:
+                yield chunk
