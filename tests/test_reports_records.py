@@ -32,6 +32,29 @@ def test_a_run_dir_a_sweep_dir_and_a_file_load_into_one_table(tmp_path):
     assert len(results.sources) == 3 and results.sources[1].endswith("sweep/records.csv")
 
 
+def test_a_sweep_not_gathered_yet_is_read_from_its_trials(tmp_path):
+    """A running sweep, or one whose driver was killed, has no records.csv yet: its trials' own
+    records are read, with their swept values as hp. columns; a trial without rows adds none."""
+    import json
+
+    sweep = tmp_path / "sweep"
+    for trial, lr in (("t1", 0.01), ("t2", 0.02), ("t3", 0.04)):
+        (sweep / "trials" / trial).mkdir(parents=True)
+        (sweep / "trials" / trial / "params.json").write_text(
+            json.dumps({"trial_id": trial, "params": {"optimizer.lr": lr}}))
+        if trial != "t3":  # t3 has not evaluated yet
+            write(sweep / "trials" / trial / "records.csv", [dict(r, run_id="s", trial_id=trial) for r in ROWS])
+    results = load_results([sweep])
+    recs = results.records
+    assert sorted(recs["run"].unique()) == ["t1", "t2"] and len(recs) == 4
+    assert recs.groupby("run")["hp.optimizer.lr"].first().to_dict() == {"t1": 0.01, "t2": 0.02}
+    assert results.trials is None and results.sources[0].endswith("sweep/trials")
+    for trial in ("t1", "t2"):
+        (sweep / "trials" / trial / "records.csv").unlink()
+    with pytest.raises(UserError, match="no trial of this sweep has recorded an evaluation yet"):
+        load_results([sweep])
+
+
 def test_runs_sharing_a_label_in_two_files_are_kept_apart(tmp_path):
     a = write(tmp_path / "a" / "records.csv", ROWS)
     b = write(tmp_path / "b" / "records.csv", ROWS)

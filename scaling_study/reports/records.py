@@ -24,7 +24,7 @@ from scaling_study.contract import (
     BOOL_COLUMNS, CONFIG_COLUMNS, INT_COLUMNS, NUMERIC_COLUMNS, PROGRESS_COLUMNS, STRING_COLUMNS,
 )
 from scaling_study.errors import UserError
-from scaling_study.layout import RECORDS, RECORDS_PARQUET, TRIALS_FILE
+from scaling_study.layout import RECORDS, RECORDS_PARQUET, TRIALS_DIR, TRIALS_FILE
 from scaling_study.storage import Loc, as_path, read_csv, read_parquet
 
 RECORD_FILES = (RECORDS, RECORDS_PARQUET)  # a results directory's records, in the order they are looked for
@@ -106,6 +106,9 @@ def load_results(paths: list[str | Path]) -> Results:
     records, trials = [], []
     for path in map(as_path, paths):  # local paths, or URIs of results on an object store
         records_file, trials_file = _locate(path)
+        if records_file is None:  # a sweep not gathered yet: its trials' own records
+            records.append(normalize(_ungathered(path), str(path / TRIALS_DIR)))
+            continue
         records.append(normalize(read_table(records_file), str(records_file)))
         if trials_file is not None:
             trials.append(normalize(read_table(trials_file), str(trials_file)))
@@ -114,8 +117,9 @@ def load_results(paths: list[str | Path]) -> Results:
     return Results(table, trials_table, tuple(table["source"].unique()))
 
 
-def _locate(path: Path | Loc) -> tuple[Path | Loc, Path | Loc | None]:
-    """Return (records file, trials file or None) for a file, run dir or sweep dir."""
+def _locate(path: Path | Loc) -> tuple[Path | Loc | None, Path | Loc | None]:
+    """Return (records file, trials file or None) for a file, run dir or sweep dir; (None, None)
+    for a sweep dir whose driver has not gathered its trials (running, or killed)."""
     if isinstance(path, Loc):
         path.check_reachable("results")  # an unreachable store or missing bucket, said as such
     if not path.exists():
@@ -126,7 +130,21 @@ def _locate(path: Path | Loc) -> tuple[Path | Loc, Path | Loc | None]:
         if (path / name).is_file():
             trials = path / TRIALS_FILE
             return path / name, trials if trials.is_file() else None
-    raise UserError(f"{path}: a results directory must hold {' or '.join(RECORD_FILES)}")
+    if Loc(path / TRIALS_DIR).exists():
+        return None, None
+    raise UserError(f"{path}: a results directory must hold {' or '.join(RECORD_FILES)} "
+                    f"(or, for a sweep, {TRIALS_DIR}/)")
+
+
+def _ungathered(path: Path | Loc) -> pd.DataFrame:
+    """A sweep's records as `gather` will write them when its driver ends: each trial's own, with
+    its swept hyperparameters as `hp.<key>` columns."""
+    from scaling_study.tune.gather import gather_records
+
+    table = gather_records(path, Loc(path) / TRIALS_DIR)
+    if table.empty:
+        raise UserError(f"{path}: no trial of this sweep has recorded an evaluation yet")
+    return table
 
 
 def read_table(path: Path | Loc) -> pd.DataFrame:

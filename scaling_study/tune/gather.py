@@ -1,4 +1,8 @@
-"""Gathers a sweep's trials into `records.csv` (every evaluation) and `trials.csv` (one row each)."""
+"""Gathers a sweep's trials into `records.csv` (every evaluation) and `trials.csv` (one row each).
+
+Ray-free: `report` reads a sweep that has not been gathered yet (running, or its driver killed)
+through `gather_records`.
+"""
 from __future__ import annotations
 
 import json
@@ -9,8 +13,7 @@ import pandas as pd
 
 from scaling_study.contract import HP_PREFIX
 from scaling_study.layout import PARAMS, RECORDS, TRIALS_DIR, TRIALS_FILE
-from scaling_study.storage import Loc, as_path
-from scaling_study.train.records import read_records, write_csv_atomic
+from scaling_study.storage import Loc, as_path, read_csv, write_csv
 
 
 
@@ -28,8 +31,9 @@ def gather_records(sweep_dir, trials_dir) -> pd.DataFrame:
     """All trials' records with their swept hyperparameters as `hp.<key>` columns."""
     frames = []
     for trial_id, params in _trial_params(trials_dir).items():
-        rec = read_records(Loc(trials_dir) / trial_id)
-        if rec.empty:
+        path = Loc(trials_dir) / trial_id / RECORDS
+        rec = read_csv(path) if path.is_file() else pd.DataFrame()
+        if rec.empty:  # a trial that has not evaluated yet
             continue
         rec = rec.assign(trial_id=trial_id, **{HP_PREFIX + k: v for k, v in params.items()})
         frames.append(rec)
@@ -73,8 +77,8 @@ def gather(space, sweep_dir: Loc, grid) -> dict:
     if not records.empty and metric in records:
         best_by_trial = records.groupby("trial_id")[metric].agg("max" if mode == "max" else "min")
         trials[f"best_{metric}"] = trials["trial_id"].map(best_by_trial)
-    write_csv_atomic(records, sweep_dir / RECORDS)
-    write_csv_atomic(trials, sweep_dir / TRIALS_FILE)
+    write_csv(records, sweep_dir / RECORDS)
+    write_csv(trials, sweep_dir / TRIALS_FILE)
     best = None
     col = f"best_{metric}"
     if col in trials and trials[col].notna().any():
