@@ -34,12 +34,31 @@ def test_tradeoff_section_and_figure():
     assert fits.loc["adamw", "s_min"] == pytest.approx(2 * fits.loc["lamb", "s_min"], rel=0.05)
     fig = figures.tradeoff_figure(tables)
     assert [t.name for t in fig.data if t.mode == "markers"] == ["adamw", "lamb"]
-    assert sum(1 for t in fig.data if t.mode == "lines") == 2
+    fitted = [t for t in fig.data if t.mode == "lines" and "S_min" in t.name]
+    perfect = {t.name: t for t in fig.data if t.name.endswith("perfect scaling")}
+    assert len(fitted) == 2 and set(perfect) == {"adamw: perfect scaling", "lamb: perfect scaling"}
+    # Perfect scaling halves the steps per doubling of the batch, from the smallest batch's point.
+    steps = perfect["lamb: perfect scaling"].y
+    assert all(a == pytest.approx(2 * b) for a, b in zip(steps, steps[1:]))
+    assert list(fig.layout.xaxis.tickvals) == sorted(tables["steps_to_target"]["global_batch"].unique())
     # B_crit and B_noise marks: a log axis places annotations at log10(x), lines at x.
     lines = sorted(shape.x0 for shape in fig.layout.shapes)
     assert len(lines) == 3 and sorted(10 ** a.x for a in fig.layout.annotations) == pytest.approx(lines)
     with pytest.raises(UserError, match="target"):
         sections.tradeoff_section(records(), None)
+
+
+def test_a_batch_no_setting_took_to_the_target_is_marked_along_the_top():
+    tables, _ = sections.tradeoff_section(with_noise(records()), TARGET)
+    points = tables["steps_to_target"]
+    largest = points["global_batch"].max()
+    tables = {**tables, "steps_to_target": points.assign(
+        steps=points["steps"].where(points["global_batch"] != largest))}
+    fig = figures.tradeoff_figure(tables)
+    missed = [t for t in fig.data if t.name.endswith("target not reached")]
+    assert missed and all(list(t.x) == [largest] for t in missed)
+    assert all(t.y[0] > tables["steps_to_target"]["steps"].max() for t in missed)
+    assert figures._ticks_125(30, 700) == [50, 100, 200, 500]
 
 
 def test_projection_and_recommendation_sections():

@@ -30,20 +30,50 @@ def noise_figure(tables, report=None) -> go.Figure:
 
 
 def tradeoff_figure(tables, report=None) -> go.Figure:
-    """Steps to target against batch per optimizer: measured best settings and the fitted curve,
-    with B_crit and the measured B_noise marked."""
+    """Steps to target against batch per optimizer: measured best settings, the fitted curve with
+    B_crit and the measured B_noise marked, perfect scaling (steps ∝ 1/B from the smallest batch
+    that reached the target), and the batches no setting took to the target (× along the top)."""
     points, fits = tables["steps_to_target"], tables["tradeoff_fit"]
+    reached = points.dropna(subset=["steps"])
+    top = float(reached["steps"].max()) * 1.6 if not reached.empty else 1.0
     fig = go.Figure()
-    for i, (optimizer, part) in enumerate(points.dropna(subset=["steps"]).groupby("optimizer", sort=True)):
-        color = _COLORS[i % len(_COLORS)]
-        fig.add_trace(go.Scatter(x=part["global_batch"], y=part["steps"], mode="markers", name=optimizer,
+    for i, (optimizer, part) in enumerate(points.groupby("optimizer", sort=True)):
+        color, done = _COLORS[i % len(_COLORS)], part.dropna(subset=["steps"])
+        fig.add_trace(go.Scatter(x=done["global_batch"], y=done["steps"], mode="markers", name=optimizer,
                                  marker=dict(color=color, size=9), legendgroup=optimizer,
                                  hovertemplate="B=%{x}: %{y:.4g} steps<extra>" + optimizer + "</extra>"))
+        missed = part[part["steps"].isna()]
+        if not missed.empty:
+            fig.add_trace(go.Scatter(x=missed["global_batch"], y=[top] * len(missed), mode="markers",
+                                     name=f"{optimizer}: target not reached", legendgroup=optimizer,
+                                     marker=dict(color=color, size=11, symbol="x-thin-open", line=dict(width=2)),
+                                     hovertemplate="B=%{x}: no setting reached the target<extra>"
+                                                   + optimizer + "</extra>"))
+        if not done.empty:
+            first = done.loc[done["global_batch"].idxmin()]
+            batches = sorted(part["global_batch"].unique())
+            fig.add_trace(go.Scatter(
+                x=batches, y=[first["steps"] * first["global_batch"] / b for b in batches], mode="lines",
+                name=f"{optimizer}: perfect scaling", legendgroup=optimizer,
+                line=dict(color=color, dash="dot", width=1), hoverinfo="skip"))
         fit = fits[(fits["optimizer"] == optimizer) & fits["s_min"].notna()]
         if not fit.empty:
             _fit_trace(fig, fit.iloc[0], optimizer, color, row_index=i)
-    fig.update_xaxes(type="log", title="global batch B")
-    return fig.update_yaxes(type="log", title="steps to target").update_layout(height=_HEIGHT)
+    batches = sorted(points["global_batch"].unique())
+    fig.update_xaxes(type="log", title="global batch B", tickvals=batches, ticktext=[f"{b:g}" for b in batches])
+    drawn = [y for trace in fig.data if trace.y is not None for y in trace.y if y > 0]
+    ticks = _ticks_125(min(drawn, default=1.0) / 1.3, top)
+    return fig.update_yaxes(type="log", title="steps to target", tickvals=ticks,
+                            ticktext=[f"{t:g}" for t in ticks]).update_layout(height=_HEIGHT)
+
+
+def _ticks_125(low: float, high: float) -> list[float]:
+    """1-2-5 values spanning [low, high]: readable ticks for a log axis."""
+    ticks, decade = [], 10.0 ** math.floor(math.log10(max(low, 1e-12)))
+    while decade <= high:
+        ticks += [m * decade for m in (1, 2, 5) if low <= m * decade <= high]
+        decade *= 10
+    return ticks
 
 
 def _fit_trace(fig: go.Figure, row: pd.Series, optimizer: str, color: str, row_index: int = 0) -> None:
