@@ -29,6 +29,21 @@ def _triton_interpreter_without_a_gpu() -> None:
 _triton_interpreter_without_a_gpu()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--extended", action="store_true",
+                     help="also run the long variants of end-to-end tests (marker `extended`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes."""
+    if config.getoption("--extended"):
+        return
+    skip = pytest.mark.skip(reason="a long variant of an end-to-end test: run with --extended")
+    for item in items:
+        if "extended" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """An embedded Ray with 2 CPUs on loopback; shut down when the module's tests are done."""

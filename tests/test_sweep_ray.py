@@ -62,13 +62,18 @@ def test_the_sweep_runs_at_most_max_concurrent_trials_at_once(tmp_path, synth_di
 
 
 def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_dir, local_ray):
+    """An ASHA per worker count (scheduler.group_by): each trial competes with the other trial of
+    its worker count only."""
+    import json
+
     base = tiny_base(tmp_path, synth_dir)
     space = write_space(
         tmp_path, base,
         parameters={"scaling.num_workers": {"distribution": "grid", "values": [1, 2]},
                     "optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
         scheduler={"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
-                   "grace_period": 16, "reduction_factor": 2, "max_t": 96})
+                   "grace_period": 16, "reduction_factor": 2, "max_t": 96,
+                   "group_by": ["scaling.num_workers"]})
     sweep_dir, grid, tables = run_sweep(str(space))
     trials = pd.read_csv(tables["trials"])
     records = pd.read_csv(tables["records"])
@@ -82,7 +87,13 @@ def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_d
         assert records[records["trial_id"] == trial_id]["step"].max() == 12
     best_lr = records.loc[records["loss"].idxmin(), "hp.optimizer.lr"]
     assert best_lr == 0.02
-    assert (sweep_dir / "asha_state.json").is_file()
+    groups = json.loads((sweep_dir / "asha_state.json").read_text())["groups"]
+    assert set(groups) == {"scaling.num_workers=1", "scaling.num_workers=2"}
+    for label, group in groups.items():  # each group's first rung recorded its own two trials
+        workers = int(label.rsplit("=", 1)[1])
+        own = set(trials.loc[trials["hp.scaling.num_workers"] == workers, "trial_id"])
+        (_, first_rung), = [r for r in group["brackets"][0] if r[0] == 16]
+        assert set(first_rung) == own
     for trial_id in trials["trial_id"]:
         assert (sweep_dir / "trials" / trial_id / "job.yaml").is_file()
     # output.keep_checkpoints: best (the default): of the 4 trials' checkpoints (2 each while they
@@ -107,7 +118,10 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+# The S3 variant costs 110 s: the default run keeps the local kill and test_object_store's resume
+# of an ASHA sweep from a bucket; `pytest --extended` runs it too (after changes to storage or to
+# how Tune's state is synced).
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.extended)])
 def test_resume_after_the_sweep_driver_is_killed(where, tmp_path, synth_dir, request):
     """Kill the sweep's driver (and its embedded Ray) mid-sweep; `--resume` finishes the rest.
     On S3 too: Tune's experiment state reaches the bucket in the background, ours at each write."""
