@@ -21,12 +21,17 @@ API_SERVER_ADDRESS = "RAY_API_SERVER_ADDRESS"
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
 # What the embedded local Ray's own processes (GCS, raylet, dashboard, its agent, every worker's
 # core worker) leave out: each reads these from its environment when it starts, so they are set
-# around `ray.init` (a user's own value wins). Both are documented switches of Ray.
+# around `ray.init` (a user's own value wins). Both are environment switches, no private name:
+# RAY_USAGE_STATS_ENABLED is Ray's documented opt-out, RAY_enable_metrics_collection the
+# environment form of Ray's `enable_metrics_collection` setting, which each Ray process reads.
 # - Metrics export: every process records Ray's metrics and the dashboard agent exports them for a
-#   Prometheus that nothing runs on a machine of this kind; off, the agent took 0.5 instead of 1.1 %
-#   of a core during a 2-worker `bench train` run (docs/benchmarks.md, `--compare-ray-quiet`).
+#   Prometheus that nothing runs here; off, the agent took 0.5 instead of 1.1 % of a core while 2
+#   workers trained, and all of Ray's processes 5.6 instead of 6.2 % on an idle local Ray. Small:
+#   Ray's share while 2 workers train is 12-16 % of a core, spread over a dozen processes, and
+#   `bench train --compare-ray-quiet` on the shared 2 cores could not resolve it in samples/s
+#   (docs/benchmarks.md).
 # - Usage stats: the dashboard would report to Ray's usage server once an hour; nothing to send
-#   from a local study, and no network is a given here. It costs no measurable CPU either way.
+#   from a local study, and offline machines only see the attempt fail. It costs no measurable CPU.
 # Kept: the dashboard (Ray Train's placement-group cleaner polls the state API through it, once
 # a second per run), the log monitor (it carries the workers' output to this console), and
 # Ray's event and task reporting (the state API answers from them).
