@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from scaling_study.errors import UserError
 
@@ -17,13 +19,33 @@ PREEMPTION_WATCHER = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 HEALTH_CHECK_INTERVAL = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 API_SERVER_ADDRESS = "RAY_API_SERVER_ADDRESS"
 LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
+# What the embedded local Ray's own processes (GCS, raylet, dashboard, its agent, every worker's
+# core worker) leave out: each reads these from its environment when it starts, so they are set
+# around `ray.init` (a user's own value wins). Both are environment switches, no private name:
+# RAY_USAGE_STATS_ENABLED is Ray's documented opt-out, RAY_enable_metrics_collection the
+# environment form of Ray's `enable_metrics_collection` setting, which each Ray process reads.
+# - Metrics export: every process records Ray's metrics and the dashboard agent exports them for a
+#   Prometheus that nothing runs here; off, the agent took 0.5 instead of 1.1 % of a core while 2
+#   workers trained, and all of Ray's processes 5.6 instead of 6.2 % on an idle local Ray. Small:
+#   Ray's share while 2 workers train is 12-16 % of a core, spread over a dozen processes, and
+#   `bench train --compare-ray-quiet` on the shared 2 cores could not resolve it in samples/s
+#   (docs/benchmarks.md).
+# - Usage stats: the dashboard would report to Ray's usage server once an hour; nothing to send
+#   from a local study, and offline machines only see the attempt fail. It costs no measurable CPU.
+# Kept: the dashboard (Ray Train's placement-group cleaner polls the state API through it, once
+# a second per run), the log monitor (it carries the workers' output to this console), and
+# Ray's event and task reporting (the state API answers from them).
+LEAN_LOCAL_RAY = {"RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # `ray.init(address=...)` retries a GCS that is not there for more than five minutes; a plain TCP
 # connect to the address answers within this many seconds (at once when the port is closed).
 PROBE_TIMEOUT_S = 10.0
 
 
-def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
-    """Join the cluster at `address` (or $RAY_ADDRESS), or start an embedded local Ray on loopback."""
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True,
+               lean: bool = True) -> None:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start an embedded local Ray on loopback;
+    `lean`: that local Ray without the services nothing here reads (`LEAN_LOCAL_RAY`); False
+    starts it with Ray's own defaults for them (what `bench train --compare-ray-quiet` compares)."""
     import ray
 
     if ray.is_initialized():
@@ -58,8 +80,22 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         # registers under this machine's interface address whatever we ask (Ray resolves
         # 127.0.0.1 to it); that traffic stays on this machine. address="local": a Ray of our own
         # even where another is running here (without an address Ray joins the one it finds).
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 dashboard_port=dashboard_port, **kwargs)
+        with _environ(LEAN_LOCAL_RAY if lean else {}):
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                     dashboard_port=dashboard_port, **kwargs)
+
+
+@contextmanager
+def _environ(defaults: dict[str, str]) -> Iterator[None]:
+    """This process's environment with `defaults` where it has no value of its own, restored after
+    (the processes Ray starts meanwhile inherit it; nothing else here sees it)."""
+    added = {name: value for name, value in defaults.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _free_port() -> int:

@@ -111,3 +111,48 @@ def test_counts_must_be_positive(flag, value, capsys):
     with pytest.raises(SystemExit):
         p.parse_args([flag, value])
     assert f"argument {flag}: expected a whole number >= 1, got {value!r}" in capsys.readouterr().err
+
+
+def test_compare_ray_quiet_alternates_which_local_ray_goes_first(args, monkeypatch):
+    import ray
+
+    from scaling_study import ray_env
+
+    args.compare_ray_quiet, started = True, []
+    monkeypatch.setattr(bench, "no_ray_rows", lambda a, f: [("2 processes, DDP/gloo, no Ray", 2, 200.0, bench.PLAIN)])
+    monkeypatch.setattr(ray_env, "ensure_ray", lambda address, lean: started.append(lean))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(bench, "ray_throughput", lambda a, w: 90.0 * w if started[-1] else 80.0 * w)
+    first, second = bench.one_round(args, None, 0), bench.one_round(args, None, 1)
+    assert started == [True, False, False, True]  # a fresh local Ray each, the order swapped
+    assert first == second  # the rows keep one order
+    assert [(label, t, ref) for label, _, t, ref in first[1:]] == [
+        ("Ray Train, 1 worker", 90.0, None), ("Ray Train, 2 workers", 180.0, "Ray Train, 1 worker"),
+        ("Ray Train, 2 workers" + bench.RAY_DEFAULTS, 160.0, None)]
+    rounds = [{label: (t, None, None) for label, _, t, _ in first}]
+    assert bench.ray_quiet_effect(rounds, 2) == [
+        "local Ray: Ray Train, 2 workers, Ray's default services: 0.800 x the samples/s of 2 processes, DDP/gloo, no Ray",
+        "local Ray: Ray Train, 2 workers: 0.900 x the samples/s of 2 processes, DDP/gloo, no Ray",
+        "local Ray: Ray Train, 2 workers on ensure_ray's lean Ray: 1.125 x the samples/s with Ray's default "
+        "services (1.000: no effect)"]
+
+
+def test_without_the_flag_one_local_ray_and_no_comparison(args, monkeypatch):
+    import ray
+
+    from scaling_study import ray_env
+
+    started = []
+    monkeypatch.setattr(bench, "no_ray_rows", lambda a, f: [])
+    monkeypatch.setattr(ray_env, "ensure_ray", lambda address, lean: started.append(lean))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(bench, "ray_throughput", lambda a, w: 90.0 * w)
+    rows = bench.one_round(args, None, 1)
+    assert started == [True] and [label for label, *_ in rows] == ["Ray Train, 1 worker", "Ray Train, 2 workers"]
+    assert bench.ray_quiet_effect([{label: (t, None, None) for label, _, t, _ in rows}], 2) == []
+
+
+def test_compare_ray_quiet_refuses_a_cluster(args):
+    args.compare_ray_quiet, args.address = True, "10.0.0.1:6379"
+    with pytest.raises(UserError, match="--compare-ray-quiet with --address 10.0.0.1:6379: .*leave --address out"):
+        bench.main(args)

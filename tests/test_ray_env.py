@@ -1,5 +1,7 @@
 """`ensure_ray`'s runtime environment and its check of --address, without starting Ray
 (`ray.init` is replaced)."""
+import os
+
 import pytest
 
 from scaling_study import ray_env
@@ -80,3 +82,37 @@ def test_the_probe_goes_where_ray_would_connect(init_kwargs, monkeypatch, addres
     monkeypatch.setattr(ray_env.socket, "create_connection", listening)
     ray_env.ensure_ray(address)
     assert listening.probed == probed and init_kwargs[-1]["address"] == address
+
+
+@pytest.fixture
+def init_environ(init_kwargs, monkeypatch):
+    """What each `ray.init` saw of the lean settings in this process's environment, which the
+    processes it starts inherit."""
+    import ray
+
+    seen = []
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append({k: os.environ.get(k) for k in ray_env.LEAN_LOCAL_RAY}))
+    for var in ray_env.LEAN_LOCAL_RAY:
+        monkeypatch.delenv(var, raising=False)
+    return seen
+
+
+def test_the_local_rays_processes_start_without_metrics_export_and_usage_stats(init_environ):
+    ray_env.ensure_ray(None)
+    assert init_environ[-1] == {"RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    assert not set(ray_env.LEAN_LOCAL_RAY) & set(os.environ)  # only Ray's processes got them
+    ray_env.ensure_ray(None, lean=False)  # Ray's own defaults, for the bench's comparison
+    assert init_environ[-1] == {"RAY_enable_metrics_collection": None, "RAY_USAGE_STATS_ENABLED": None}
+
+
+def test_a_users_ray_settings_win_and_stay(init_environ, monkeypatch):
+    monkeypatch.setenv("RAY_enable_metrics_collection", "1")
+    ray_env.ensure_ray(None)
+    assert init_environ[-1] == {"RAY_enable_metrics_collection": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    assert os.environ["RAY_enable_metrics_collection"] == "1"
+
+
+def test_a_cluster_gets_none_of_the_lean_settings(init_environ, monkeypatch):
+    monkeypatch.setattr(ray_env.socket, "create_connection", Listening())
+    ray_env.ensure_ray("10.0.0.1:6379")
+    assert init_environ[-1] == {"RAY_enable_metrics_collection": None, "RAY_USAGE_STATS_ENABLED": None}

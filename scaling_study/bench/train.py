@@ -17,6 +17,10 @@ the communication per sample by K. `--device cuda`: one GPU per process (and per
 Every row measures the gradient noise scale as training does (a DDP communication hook; with one
 process, micro-batch gradient hooks when K > 1). `--compare-noise-scale` runs each row without Ray
 that measures it once more right after, with it off, and prints what it costs.
+`--compare-ray-quiet` adds Ray Train with the most workers on a second local Ray started with Ray's
+own defaults for the services `ensure_ray` leaves out (`ray_env.LEAN_LOCAL_RAY`), the two local Rays
+taking turns to go first from round to round, and prints each one's samples/s against the DDP row
+without Ray of the same round.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from scaling_study.errors import UserError
 
 PLAIN = "plain PyTorch, 1 process"
 NOISE_OFF = ", noise scale off"
+RAY_DEFAULTS = ", Ray's default services"
 
 
 def add_arguments(p) -> None:
@@ -49,6 +54,9 @@ def add_arguments(p) -> None:
     p.add_argument("--compare-noise-scale", action="store_true",
                    help="run each row without Ray that measures the gradient noise scale (DDP; one process "
                         "with --grad-accum > 1) again with it off, and print its cost")
+    p.add_argument("--compare-ray-quiet", action="store_true",
+                   help="run Ray Train with the most workers once more on a local Ray with Ray's default services "
+                        "(metrics export, usage stats) and print both against DDP without Ray")
 
 
 def _job(args, workers: int):
@@ -189,21 +197,37 @@ def no_ray_rows(args, files) -> list[tuple[str, int, float, str | None]]:
     return rows
 
 
-def one_round(args, files) -> list[tuple[str, int, float, str | None]]:
-    """Every mode once: (label, workers, samples/s, label of the 1-worker row its efficiency uses)."""
+def ray_label(workers: int) -> str:
+    return f"Ray Train, {workers} worker{'s' * (workers > 1)}"
+
+
+def ray_rows(args, workers: list[int], *, lean: bool = True) -> list[tuple[str, int, float, str | None]]:
+    """Ray Train with each of `workers`, on a local Ray of its own (`lean`: see `ensure_ray`) that
+    is up only for these rows (its daemons would tax the others), or on `--address`."""
     import ray
 
     from scaling_study.ray_env import ensure_ray
 
-    rows = no_ray_rows(args, files)
-    ensure_ray(args.address)  # up only for the Ray rows: its daemons would tax the others
+    suffix = "" if lean else RAY_DEFAULTS
+    ensure_ray(args.address, lean=lean)
     try:
-        label = {w: f"Ray Train, {w} worker{'s' * (w > 1)}" for w in args.workers}
-        rows += [(label[w], w, ray_throughput(args, w), label[1] if w > 1 and 1 in label else None)
-                 for w in args.workers]
+        return [(ray_label(w) + suffix, w, ray_throughput(args, w),
+                 ray_label(1) if w > 1 and 1 in args.workers and lean else None) for w in workers]
     finally:
         ray.shutdown()
-    return rows
+
+
+def one_round(args, files, index: int = 0) -> list[tuple[str, int, float, str | None]]:
+    """Every mode once: (label, workers, samples/s, label of the 1-worker row its efficiency uses).
+    With `--compare-ray-quiet` the two local Rays take turns to go first (odd `index`: Ray's
+    defaults first); the rows keep one order."""
+    rows = no_ray_rows(args, files)
+    if not args.compare_ray_quiet:
+        return rows + ray_rows(args, args.workers)
+    if index % 2:
+        defaults = ray_rows(args, [max(args.workers)], lean=False)
+        return rows + ray_rows(args, args.workers) + defaults
+    return rows + ray_rows(args, args.workers) + ray_rows(args, [max(args.workers)], lean=False)
 
 
 def main(args) -> int:
@@ -212,13 +236,16 @@ def main(args) -> int:
     import torch
 
     check_device(args)
+    if args.compare_ray_quiet and args.address:
+        raise UserError(f"--compare-ray-quiet with --address {args.address}: the comparison starts two local Rays "
+                        "of its own; leave --address out")
     files = data_files(args)
     print(f"# scaling-study bench train --model {args.model} --batch {args.batch} --grad-accum {args.grad_accum} "
           f"--seq-len {args.seq_len} --steps {args.steps} --rounds {args.rounds} --device {args.device}   "
           f"(torch {torch.__version__}, 1 thread per worker)")
     rounds = []
     for r in range(args.rounds):
-        rows = one_round(args, files)
+        rows = one_round(args, files, r)
         thr = {label: t for label, _, t, _ in rows}
         rounds.append({label: (t, t / rows[0][2], t / (w * thr[ref]) if ref else None) for label, w, t, ref in rows})
         print(f"round {r + 1}: " + ", ".join(f"{label} {t:.1f}" for label, _, t, _ in rows), flush=True)
@@ -230,7 +257,7 @@ def main(args) -> int:
         print(f"{label:{width}} {t:10.2f} {vs:9.3f} {'' if eff is None else f'{eff:.3f}':>18}")
     print("weak-scaling efficiency = samples/s of N / (N x the 1-worker figure of its kind in the same round: "
           "the plain loop for the no-Ray rows, Ray Train with 1 worker for the Ray rows)")
-    for line in noise_scale_cost(rounds):
+    for line in noise_scale_cost(rounds) + ray_quiet_effect(rounds, max(args.workers)):
         print(line)
     return 0
 
@@ -245,4 +272,23 @@ def noise_scale_cost(rounds: list[dict]) -> list[str]:
         on = off[:-len(NOISE_OFF)]
         ratio = statistics.median(r[on][0] / r[off][0] for r in rounds)
         lines.append(f"noise scale: {on}: {ratio:.3f} x the samples/s without it")
+    return lines
+
+
+def ray_quiet_effect(rounds: list[dict], workers: int) -> list[str]:
+    """With `--compare-ray-quiet`: Ray Train with `workers` on each local Ray against the DDP row
+    without Ray of the same round (where there is one), and the lean Ray's samples/s over the
+    other's; medians of rounds."""
+    import statistics
+
+    lean = ray_label(workers)
+    other = lean + RAY_DEFAULTS
+    if other not in rounds[0]:
+        return []
+    ddp = next((label for label in rounds[0] if label.startswith(f"{workers} processes, DDP/")), None)
+    lines = [f"local Ray: {label}: {statistics.median(r[label][0] / r[ddp][0] for r in rounds):.3f} x the "
+             f"samples/s of {ddp}" for label in (other, lean) if ddp]
+    ratio = statistics.median(r[lean][0] / r[other][0] for r in rounds)
+    lines.append(f"local Ray: {lean} on ensure_ray's lean Ray: {ratio:.3f} x the samples/s with Ray's default "
+                 "services (1.000: no effect)")
     return lines
