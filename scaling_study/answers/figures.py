@@ -26,7 +26,9 @@ def noise_figure(tables, report=None) -> go.Figure:
                                  line=dict(color=_COLORS[i % len(_COLORS)]),
                                  hovertemplate=f"{run}<br>{x} %{{x:.4g}}: B_simple %{{y:.4g}}<extra></extra>"))
     fig.update_layout(height=_HEIGHT, xaxis_title=f"{x} trained", yaxis_title="noise scale B_simple (samples)")
-    return fig.update_yaxes(type="log")
+    values = table["grad_noise_scale"][table["grad_noise_scale"] > 0]
+    ticks = _ticks_125(float(values.min()), float(values.max())) if len(values) else None
+    return fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks] if ticks else None)
 
 
 def tradeoff_figure(tables, report=None) -> go.Figure:
