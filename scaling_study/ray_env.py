@@ -28,8 +28,8 @@ LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
 #   Prometheus that nothing runs here; off, the agent took 0.5 instead of 1.1 % of a core while 2
 #   workers trained, and all of Ray's processes 5.6 instead of 6.2 % on an idle local Ray. Small:
 #   Ray's share while 2 workers train is 12-16 % of a core, spread over a dozen processes, and
-#   `bench train --compare-ray-quiet` on the shared 2 cores could not resolve it in samples/s
-#   (docs/benchmarks.md).
+#   `bench train --compare-ray-quiet` on a quiet machine gave 0.997x the samples/s of Ray's
+#   defaults over 3 rounds: no effect in throughput (docs/benchmarks.md).
 # - Usage stats: the dashboard would report to Ray's usage server once an hour; nothing to send
 #   from a local study, and offline machines only see the attempt fail. It costs no measurable CPU.
 # Kept: the dashboard (Ray Train's placement-group cleaner polls the state API through it, once
