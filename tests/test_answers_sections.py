@@ -24,6 +24,9 @@ def test_noise_section_and_figure():
     assert len(notes) == 1 and "adamw-32" in notes[0]
     fig = figures.noise_figure(tables)
     assert len(fig.data) == tables["noise_scale"]["run"].nunique()
+    # one legend entry per optimizer, every line in its optimizer's colour
+    assert [t.name for t in fig.data if t.showlegend] == ["lamb"]
+    assert len({t.line.color for t in fig.data}) == 1
     with pytest.raises(UserError, match="grad_noise_scale"):
         sections.noise_section(records())
 

@@ -17,14 +17,21 @@ _HEIGHT = 420
 
 
 def noise_figure(tables, report=None) -> go.Figure:
-    """B_simple against samples trained, one line per run."""
+    """B_simple against samples trained, one line per run, coloured by optimizer (one legend
+    entry each) so that a sweep's dozens of runs read as a few families."""
     table = tables["noise_scale"]
     x = "samples" if "samples" in table.columns else "step"
-    fig = go.Figure()
-    for i, (run, part) in enumerate(table.groupby("run", sort=False)):
-        fig.add_trace(go.Scatter(x=part[x], y=part["grad_noise_scale"], mode="lines+markers", name=run,
-                                 line=dict(color=_COLORS[i % len(_COLORS)]),
-                                 hovertemplate=f"{run}<br>{x} %{{x:.4g}}: B_simple %{{y:.4g}}<extra></extra>"))
+    family = "optimizer" if "optimizer" in table.columns else "run"
+    colors = {name: _COLORS[i % len(_COLORS)] for i, name in enumerate(dict.fromkeys(table[family]))}
+    fig, shown = go.Figure(), set()
+    for run, part in table.groupby("run", sort=False):
+        name = part[family].iloc[0]
+        batch = f", B={part['global_batch'].iloc[0]:g}" if "global_batch" in part.columns else ""
+        fig.add_trace(go.Scatter(x=part[x], y=part["grad_noise_scale"], mode="lines+markers", name=str(name),
+                                 legendgroup=str(name), showlegend=name not in shown,
+                                 line=dict(color=colors[name], width=1), marker=dict(size=4),
+                                 hovertemplate=f"{run}{batch}<br>{x} %{{x:.4g}}: B_simple %{{y:.4g}}<extra></extra>"))
+        shown.add(name)
     fig.update_layout(height=_HEIGHT, xaxis_title=f"{x} trained", yaxis_title="noise scale B_simple (samples)")
     values = table["grad_noise_scale"][table["grad_noise_scale"] > 0]
     ticks = _ticks_125(float(values.min()), float(values.max())) if len(values) else None
