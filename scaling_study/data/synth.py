@@ -27,6 +27,8 @@ from scaling_study.errors import UserError
 DEFAULT_DIFFICULTY = 0.0
 DEFAULTS = dict(n_train=8000, n_dev=400, difficulty=DEFAULT_DIFFICULTY, seed=0, corpus_lines=4000)
 QUESTIONS_PER_CONTEXT = 3
+# The files `write_synth` writes into its folder: SQuAD-format train/dev sets and the MLM corpora.
+SYNTH_FILES = {"train": "train.json", "dev": "dev.json", "corpus": "corpus.txt", "corpus_dev": "corpus_dev.txt"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,8 +231,7 @@ def write_synth(out_dir: str | Path, *, n_train: int = DEFAULTS["n_train"], n_de
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"squad-synth: cannot create --out {out}: {exc.strerror or exc}") from exc
-    names = {"train": "train.json", "dev": "dev.json", "corpus": "corpus.txt", "corpus_dev": "corpus_dev.txt"}
-    paths = {key: out / names[key] for key in names}
+    paths = {key: out / name for key, name in SYNTH_FILES.items()}
     for key, text in contents.items():
         _write_atomic(paths[key], text)
     return paths

@@ -39,11 +39,11 @@ def resolve_data_files(job: Job, *, generate: bool = True) -> DataFiles:
     d = job.data
     if d.train is not None:
         return DataFiles(_expand(d.train, "data.train", job), _expand(d.dev, "data.dev", job))
-    from scaling_study.data.synth import write_synth
+    from scaling_study.data.synth import SYNTH_FILES, write_synth
 
     out = Path(d.dir) / d.synth.folder()
-    names = {"squad": ("train.json", "dev.json"), "mlm": ("corpus.txt", "corpus_dev.txt")}[job.task]
-    paths = [out / n for n in names]
+    keys = {"squad": ("train", "dev"), "mlm": ("corpus", "corpus_dev")}[job.task]
+    paths = [out / SYNTH_FILES[k] for k in keys]
     if generate and not all(p.is_file() for p in paths):
         s = d.synth
         write_synth(out, n_train=s.train, n_dev=s.dev, difficulty=s.difficulty, seed=s.seed,
