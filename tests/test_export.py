@@ -86,7 +86,7 @@ def write_sweep(root, trials=TRIALS, base=None, name="lrsweep"):
         dump_job(job, folder / "job.yaml", header=f"Trial {trial_id} of sweep {name}")
         (folder / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": t["params"]}))
         trial_records(trial_id, job, t["f1"], t["loss"], t["times"]).to_csv(folder / "records.csv", index=False)
-    gather_records(sweep, sweep / "trials").to_csv(sweep / "records.csv", index=False)
+    gather_records(sweep).to_csv(sweep / "records.csv", index=False)
     pd.DataFrame([{"trial_id": k, "status": t["status"], "stopped_early": False,
                    **{f"hp.{p}": v for p, v in t["params"].items()}} for k, t in trials.items()]
                  ).to_csv(sweep / "trials.csv", index=False)

@@ -54,7 +54,7 @@ def sweep(tmp_path):
         dump_job(job, folder / "job.yaml")
         (folder / "params.json").write_text(json.dumps({"trial_id": trial_id, "params": params}))
         rows_of(job, reach).to_csv(folder / "records.csv", index=False)
-    gather_records(sweep, sweep / "trials").to_csv(sweep / "records.csv", index=False)
+    gather_records(sweep).to_csv(sweep / "records.csv", index=False)
     return sweep
 
 

@@ -141,7 +141,7 @@ def _ungathered(path: Path | Loc) -> pd.DataFrame:
     its swept hyperparameters as `hp.<key>` columns."""
     from scaling_study.tune.gather import gather_records
 
-    table = gather_records(path, Loc(path) / TRIALS_DIR)
+    table = gather_records(path)
     if table.empty:
         raise UserError(f"{path}: no trial of this sweep has recorded an evaluation yet")
     return table

@@ -16,7 +16,6 @@ from scaling_study.layout import PARAMS, RECORDS, TRIALS_DIR, TRIALS_FILE
 from scaling_study.storage import Loc, as_path, read_csv, write_csv
 
 
-
 def _trial_params(trials_dir) -> dict[str, dict]:
     out = {}
     for folder in Loc(trials_dir).subdirs():
@@ -27,9 +26,9 @@ def _trial_params(trials_dir) -> dict[str, dict]:
     return out
 
 
-def gather_records(sweep_dir, trials_dir) -> pd.DataFrame:
-    """All trials' records with their swept hyperparameters as `hp.<key>` columns."""
-    frames = []
+def gather_records(sweep_dir) -> pd.DataFrame:
+    """All the sweep's trials' records with their swept hyperparameters as `hp.<key>` columns."""
+    trials_dir, frames = Loc(sweep_dir) / TRIALS_DIR, []
     for trial_id, params in _trial_params(trials_dir).items():
         path = Loc(trials_dir) / trial_id / RECORDS
         rec = read_csv(path) if path.is_file() else pd.DataFrame()
@@ -71,7 +70,7 @@ def gather(space, sweep_dir: Loc, grid) -> dict:
     sweep_dir = Loc(sweep_dir)
     trials_dir = sweep_dir / TRIALS_DIR
     params = _trial_params(trials_dir)
-    records = gather_records(sweep_dir, trials_dir)
+    records = gather_records(sweep_dir)
     metric, mode = space.scheduler.metric, space.scheduler.mode
     trials = trial_rows(grid, params, metric, mode)
     if not records.empty and metric in records:
