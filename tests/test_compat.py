@@ -144,3 +144,14 @@ def test_no_private_ray_or_torch_name_outside_compat():
             if parts[0] in ("ray", "torch") and private:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} {name}")
     assert not offenders, "private Ray/torch names outside scaling_study/compat.py: " + ", ".join(offenders)
+
+
+def test_worker_groups_hand_their_placement_group_to_the_cleaner_when_they_create_it():
+    from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
+
+    with shim("register_worker_group_placement_groups"):
+        assert compat.register_worker_group_placement_groups()
+        patched = WorkerGroup._create_placement_group
+        assert patched._registers_early
+        compat.register_worker_group_placement_groups()  # idempotent: not wrapped twice
+        assert WorkerGroup._create_placement_group is patched
