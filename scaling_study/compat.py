@@ -183,3 +183,17 @@ def _cleaner_call(callback: Any, method: str, *args: Any) -> None:
 
 CLEANER_CALL_TIMEOUT_S = 60.0
 """How long a controller waits for its placement-group cleaner actor to start or to answer."""
+
+
+# -- Ray Train's worker-group start timeout ------------------------------------------------------
+# Why private: Ray 2.60 raises `WorkerGroupStartupTimeoutError` (ray/train/v2/_internal/exceptions.py)
+# inside the public `ray.train.ControllerError` when no room was found for a worker group; the
+# class itself is not exported, and no public attribute says why a controller failed.
+
+def is_worker_group_start_timeout(error: BaseException | None) -> bool:
+    """Whether `error` (a `ControllerError.controller_failure`) is Ray Train's timeout waiting for
+    room for a worker group."""
+    with _private("is_worker_group_start_timeout"):
+        from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+        return isinstance(error, WorkerGroupStartupTimeoutError)

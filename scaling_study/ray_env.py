@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from scaling_study.errors import UserError
+from scaling_study.train.placement import START_TIMEOUT_ENV
 
 # Workers build tokenizers in each process; their thread pool would warn after fork.
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
@@ -53,6 +54,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
     where = f"--address {address}" if address else f"$RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}"
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = dict(WORKER_ENV)
+    # Ray Train's controllers read their placement attempt's length from their own environment.
+    if START_TIMEOUT_ENV in os.environ:
+        env[START_TIMEOUT_ENV] = os.environ[START_TIMEOUT_ENV]
     if not address:
         # One local node is never drained, so Ray Train's preemption watcher (an actor per run,
         # polling every 5 s, which logs an error about its constructor arguments at start) has

@@ -155,3 +155,12 @@ def test_worker_groups_hand_their_placement_group_to_the_cleaner_when_they_creat
         assert patched._registers_early
         compat.register_worker_group_placement_groups()  # idempotent: not wrapped twice
         assert WorkerGroup._create_placement_group is patched
+
+
+def test_a_worker_group_start_timeout_is_recognised():
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    with shim("is_worker_group_start_timeout"):
+        assert compat.is_worker_group_start_timeout(WorkerGroupStartupTimeoutError(num_workers=2))
+        assert not compat.is_worker_group_start_timeout(RuntimeError("other"))
+        assert not compat.is_worker_group_start_timeout(None)

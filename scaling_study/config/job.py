@@ -163,8 +163,13 @@ class ScalingConfig:
     """CPU workers (gloo): all-reduce the word embedding's gradient as the sparse rows a batch
     touched, not the dense vocab x hidden matrix. Only where it applies: several CPU workers and
     input embeddings not tied to an output layer (SQuAD; MLM ties them)."""
+    placement_timeout_s: float = 600.0
+    """Seconds to wait for room for the workers (Ray placing their placement group) before the run
+    fails, naming what it asked for and what holds the cluster; in a sweep that trial fails alone
+    and the others go on."""
 
     def __post_init__(self):
+        check_number("placement_timeout_s", self.placement_timeout_s, gt=0)
         if self.num_workers < 0:
             raise FieldError("num_workers", f"must be >= 1 (0 runs in the driver process), got {self.num_workers}")
         check_number("cpus_per_worker", self.cpus_per_worker, gt=0)

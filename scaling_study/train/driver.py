@@ -42,6 +42,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from scaling_study.train import placement
     from scaling_study.train.loop import train_fn_per_worker
     from scaling_study.train.records import RecordsCallback
     from scaling_study.train.tasks import DataFiles
@@ -59,7 +60,10 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
                                                resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
             name=job.name, storage_path=str(run_dir.parent),  # a URI: Ray writes checkpoints through pyarrow.fs
-            failure_config=ray.train.FailureConfig(max_failures=job.output.max_failures),
+            # A bounded wait for room for the workers (scaling.placement_timeout_s), not Ray's endless one.
+            failure_config=ray.train.FailureConfig(
+                max_failures=job.output.max_failures,
+                controller_failure_limit=placement.controller_failure_limit(s.placement_timeout_s)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
             callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
             # Ray Train's INFO lines repeat every metric dict; our callback prints one line per evaluation.
@@ -81,12 +85,13 @@ def check_job_runs_here(job: Job) -> None:
 
 def finish(job: Job, result) -> RunResult:
     """Turn Ray's `Result` into ours; raise `RunFailed` with the reason when the run failed."""
+    from scaling_study.train import placement
     from scaling_study.train.records import read_records
 
     run_dir = run_dir_of(job)
     records = read_records(run_dir)
     if result.error is not None:
-        raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / RECORDS}")
+        raise RunFailed(f"run {job.name!r} failed: {placement.explain(job, result.error) or result.error}\n  records so far: {run_dir / RECORDS}")
     metrics = dict(result.metrics or {})
     if metrics.get("failed"):
         raise RunFailed(f"run {job.name!r} stopped: {metrics['failed']} (lr {metrics.get('lr'):.3g}); "
@@ -124,9 +129,14 @@ def fit(trainer, job: Job):
     """`trainer.fit()`, with Ray's training errors turned into a `RunFailed` that says where to look."""
     import ray.train
 
+    from scaling_study.train import placement
+
     try:
         return trainer.fit()
     except ray.train.TrainingFailedError as exc:
+        unplaced = placement.explain(job, exc)
+        if unplaced:
+            raise RunFailed(f"run {job.name!r} failed: {unplaced}") from None
         first = str(exc).strip().splitlines()
         raise RunFailed(f"run {job.name!r} failed after {job.output.max_failures} restart(s) "
                         f"(output.max_failures): {first[0] if first else type(exc).__name__}\n{exc}\n"
