@@ -197,3 +197,22 @@ def is_worker_group_start_timeout(error: BaseException | None) -> bool:
         from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
         return isinstance(error, WorkerGroupStartupTimeoutError)
+
+
+# -- Ray's token authentication, as Ray's own CLI uses it ------------------------------------
+# Why private: `ray start`, `ray status` and the other CLI commands switch token authentication on
+# when RAY_AUTH_MODE is unset and a token is available (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+# ~/.ray/auth_token), through `maybe_enable_token_auth_if_token_available` in
+# ray/_private/authentication/authentication_token_setup.py; `ray.init(address=...)` with an
+# explicit address does not, and a cluster that wants the token then refuses the connection. No
+# public function does what the CLI does.
+
+def use_cluster_token() -> bool:
+    """As Ray's CLI: with RAY_AUTH_MODE unset and a token available, switch this process (and
+    what it starts) to token authentication. True when token authentication is on."""
+    with _private("use_cluster_token"):
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))

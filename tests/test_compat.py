@@ -164,3 +164,12 @@ def test_a_worker_group_start_timeout_is_recognised():
         assert compat.is_worker_group_start_timeout(WorkerGroupStartupTimeoutError(num_workers=2))
         assert not compat.is_worker_group_start_timeout(RuntimeError("other"))
         assert not compat.is_worker_group_start_timeout(None)
+
+
+def test_the_cluster_token_is_used_as_rays_cli_uses_it(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # an explicit mode is respected, as by Ray's CLI
+    with shim("use_cluster_token"):
+        assert compat.use_cluster_token() is False
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with shim("use_cluster_token"):
+        assert compat.use_cluster_token() is True

@@ -131,13 +131,15 @@ def connect(address: str | None = None):
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    from scaling_study import compat
+    from scaling_study.ray_env import refused
+
     address = address or default_address()
+    token = compat.use_cluster_token()  # as `ray job submit`: the cluster's token where one is given
     try:
         return JobSubmissionClient(address)
-    except AuthenticationError:
-        raise UserError(f"--address {address}: the cluster uses Ray's token authentication; set RAY_AUTH_MODE=token "
-                        "and give its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), as for "
-                        "`ray job submit`") from None
+    except AuthenticationError as exc:
+        raise UserError(f"--address {address}: {refused(token, exc)}") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--address {address}: no Ray Job Submission API answers there ({_first_line(exc)}). "
                         "Start a cluster with `ray start --head --dashboard-host 127.0.0.1` (needs "
