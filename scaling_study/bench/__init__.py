@@ -1,4 +1,4 @@
-"""`scaling-study bench optim|train|asha|calibrate|serve`: benchmarks, and the calibration of the
+"""`scaling-study bench optim|train|asha|sweeps|calibrate|serve`: benchmarks, and the calibration of the
 generated data.
 
 The training benchmarks print ratios against a baseline run in the same invocation; calibration
@@ -16,6 +16,8 @@ _BENCHES = {
     "optim": ("scaling_study.bench.optim", "optimizer step time over BERT-base's parameters vs AdamW"),
     "train": ("scaling_study.bench.train", "samples/s: plain PyTorch and DDP without Ray vs Ray Train"),
     "asha": ("scaling_study.bench.asha", "ASHA vs full grid: compute spent and best config found"),
+    "sweeps": ("scaling_study.bench.sweeps",
+               "the mixed 1- and 2-worker ASHA sweep N times: hangs, leaked placement groups, time per sweep"),
     "calibrate": ("scaling_study.bench.calibrate",
                   "dev F1 against steps of one fine-tuning (the generated data's difficulty)"),
     "serve": ("scaling_study.bench.serve",
