@@ -12,7 +12,7 @@ from scaling_study.answers.projection import (
 )
 from scaling_study.answers.tradeoff import TradeoffFit
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
+from scaling_study.results.records import assign_runs, normalize
 
 GB, US, MB = 1e9, 1e-6, 1e6
 

@@ -8,8 +8,8 @@ import pytest
 from scaling_study.answers.links import parse_cluster
 from scaling_study.answers.recommend import Plan, job_overrides, lr_at, lr_rule_of_sweep, recommend
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
-from scaling_study.reports.targets import make_target
+from scaling_study.results.records import assign_runs, normalize
+from scaling_study.results.targets import make_target
 
 TARGET = make_target("f1", 88)
 PLAN = Plan(cluster=parse_cluster("nvlink4+8xnet400"), grad_bytes=1e3, algorithm="hierarchical", accums=(1, 2, 4))

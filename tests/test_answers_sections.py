@@ -6,7 +6,7 @@ from scaling_study.answers import figures, sections
 from scaling_study.answers.links import parse_cluster
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
-from scaling_study.reports.targets import make_target
+from scaling_study.results.targets import make_target
 from test_answers_recommend import records
 
 TARGET = make_target("f1", 88)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from scaling_study.answers.tradeoff import fit_tradeoff, steps_to_target, tradeoff_curve, tradeoff_table
-from scaling_study.reports.records import assign_runs, normalize
-from scaling_study.reports.targets import make_target
+from scaling_study.results.records import assign_runs, normalize
+from scaling_study.results.targets import make_target
 
 S_MIN, B_CRIT = 100.0, 128.0
 E_MIN = S_MIN * B_CRIT

@@ -7,8 +7,8 @@ from fastapi.testclient import TestClient
 from fixtures.service import write_live_sweep
 from scaling_study.errors import UserError
 from scaling_study.reports.build import build_report
-from scaling_study.reports.records import Results, assign_runs, normalize
-from scaling_study.reports.targets import make_target
+from scaling_study.results.records import Results, assign_runs, normalize
+from scaling_study.results.targets import make_target
 from scaling_study.service.app import create_app
 from test_answers_recommend import records as crafted
 from test_reports_build import report

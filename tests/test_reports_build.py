@@ -8,8 +8,8 @@ import pytest
 from fixtures.reports.synthetic import strong_records, write_sweep
 from scaling_study.errors import UserError
 from scaling_study.reports import build, cli
-from scaling_study.reports.records import load_results
-from scaling_study.reports.scaling import weak_scaling
+from scaling_study.results.records import load_results
+from scaling_study.results.scaling import weak_scaling
 
 
 def report(*argv):

@@ -26,8 +26,8 @@ import pandas as pd
 from scaling_study.answers.links import GB, LINKS, US, Cluster, Link
 from scaling_study.answers.projection import Profile, allreduce_call_time, bus_bandwidth
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.scaling import WEAK_KEYS, present, weak_scaling
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.scaling import WEAK_KEYS, present, weak_scaling
 
 MIB, GIB = 2**20, 2**30
 PROFILE = Needs("projection inputs", ("time_compute_s", "per_worker_batch", "grad_accum", "num_workers"))

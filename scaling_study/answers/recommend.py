@@ -2,7 +2,7 @@
 target?": one recommendation per worker count, with its basis.
 
 - **measured**: some run at N workers reached the target; the recommendation is the fastest of
-  them (least train time to the target, `reports.targets.time_to_target`), as it ran.
+  them (least train time to the target, `results.targets.time_to_target`), as it ran.
 - **projected**: no run at N reached it. For each optimizer with a tradeoff fit (`tradeoff.py`),
   every global batch B = N × per-worker batch × k (k the accumulation) inside the fit's measured
   batch range is scored as S(B) × projected step time (`projection.py`); the least time wins.
@@ -29,7 +29,7 @@ from scaling_study.answers.tradeoff import (
 )
 from scaling_study.errors import UserError
 from scaling_study.optim.scaling import scale_lr
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.targets import Target, time_to_target
 
 # `run`: the run a measured row is, or the run whose job a projected row starts from (the fastest
 # of the best setting at the nearest measured batch: its other hyperparameters come along).

@@ -12,8 +12,8 @@ from scaling_study.answers.projection import WORKER_COUNTS, project, with_time_t
 from scaling_study.answers.recommend import Plan, recommend
 from scaling_study.answers.tradeoff import TradeoffFit, steps_to_target, tradeoff_table
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs
-from scaling_study.reports.targets import Target
+from scaling_study.results.records import Needs
+from scaling_study.results.targets import Target
 
 TITLES = {
     "tradeoff": "Steps to target against batch size: the critical batch",

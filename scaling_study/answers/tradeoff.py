@@ -11,7 +11,7 @@ below it more data parallelism buys nearly proportionally fewer steps, above it 
 The paper predicts B_crit ≈ B_noise (the gradient noise scale, `noise.py`), which is set beside it.
 
 Definitions:
-- A run's steps and samples to the target are those of `reports.targets.time_to_target` (its first
+- A run's steps and samples to the target are those of `results.targets.time_to_target` (its first
   evaluation at or past the target; an upper bound by at most one evaluation interval).
 - At each (task, model, optimizer, global batch) a *setting* is one choice of the learning rate
   (`hp.optimizer.lr` where the records were swept, else `peak_lr`) and of every other swept
@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from scaling_study.contract import HP_PREFIX
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.sweeps import grid_lr_column
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.sweeps import grid_lr_column
+from scaling_study.results.targets import Target, time_to_target
 
 GROUP_KEYS = ("task", "model", "optimizer")
 # Swept keys that do not define a setting: repeats, or the same global batch reached otherwise.

@@ -19,8 +19,8 @@ from scaling_study.answers import sections as answers
 from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
-from scaling_study.reports import scaling, sweeps, targets
-from scaling_study.reports.records import Needs, Results
+from scaling_study.results import scaling, sweeps, targets
+from scaling_study.results.records import Needs, Results
 
 DASHBOARD = "dashboard.html"
 TABLES_DIR = "tables"

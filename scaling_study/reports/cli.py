@@ -44,8 +44,8 @@ def main(args: argparse.Namespace) -> int:
     """Load, compute, render and write the report; print where it is and what was skipped."""
     from scaling_study.reports.build import build_report, write_report
     from scaling_study.reports.dashboard import render_dashboard
-    from scaling_study.reports.records import load_results
-    from scaling_study.reports.targets import resolve_target
+    from scaling_study.results.records import load_results
+    from scaling_study.results.targets import resolve_target
 
     plan = plan_options(args)  # a bad flag fails before anything is read
     results = load_results(args.results)

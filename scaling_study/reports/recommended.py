@@ -32,8 +32,8 @@ from scaling_study.reports.export import (
     Exported, as_list, errored_trials, export_target, job_header, load_trial_job, standalone,
     usable_records,
 )
-from scaling_study.reports.records import load_results
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.records import load_results
+from scaling_study.results.targets import Target, time_to_target
 from scaling_study.storage import as_path
 
 

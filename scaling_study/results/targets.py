@@ -21,9 +21,9 @@ import pandas as pd
 
 from scaling_study.contract import HP_PREFIX, metric as contract_metric
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.runs import best_metric, run_config, run_summary
-from scaling_study.reports.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.runs import best_metric, run_config, run_summary
+from scaling_study.results.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
 
 # Swept keys that vary with N by design, or are repeats: not part of a time-to-target group.
 _NOT_GROUPING = ("worker", "batch", "accum", "seed")
