@@ -209,6 +209,17 @@ def build_report(results: Results, target: targets.Target | None = None, title: 
     return Report(title or "Scaling study", results.sources, target, metric, sections)
 
 
+def build_steps_report(path: Path, title: str | None = None) -> Report:
+    """A report of one section, the tradeoff, from a plain steps-to-target table
+    (`answers.published`: batch, samples or steps, optional run and optimizer)."""
+    from scaling_study.answers.published import read_steps_table, steps_table_sections
+
+    tables = steps_table_sections(read_steps_table(Path(path)))
+    notes = [f"{row['optimizer']}: {row['note']}" for _, row in tables["tradeoff_fit"].iterrows() if row["note"]]
+    section = Section("tradeoff", answers.TITLES["tradeoff"], answers.DEFINITIONS["tradeoff"], tables, notes)
+    return Report(title or f"Steps to target against batch: {Path(path).name}", (str(path),), None, None, [section])
+
+
 def _compute(key: str, title: str, definition: str, fn: Callable, inputs: _Inputs) -> Section:
     section = Section(key, title, definition)
     try:
