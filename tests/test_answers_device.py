@@ -5,7 +5,7 @@ import yaml
 from scaling_study.answers.device import NAMED, load_device_profile, measured_from_dict, training_flops_per_sample
 from scaling_study.errors import UserError
 
-GOOD = {"device": "NVIDIA H100 80GB HBM3", "date": "2026-12-06", "source": "scaling-study bench profile",
+GOOD = {"device": "NVIDIA H100 80GB HBM3", "accelerator": "cuda", "date": "2026-12-06", "source": "scaling-study bench profile",
         "models": [{"model": "tiny", "task": "squad", "seq_len": 64, "batch": 16, "samples_per_s": 50000.0,
                     "optimizer_step_s": 0.001}],
         "allreduce": {"devices": 8, "bytes": 268435456, "busbw_GBps": 360.0}}
@@ -25,6 +25,7 @@ def test_a_measured_profile_round_trips_through_yaml(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.pop("date"), "missing key 'date'"),
+    (lambda d: d.update(accelerator="tpu"), "accelerator: 'tpu'; valid: cuda, cpu"),
     (lambda d: d.update(models=[]), "models: a non-empty list"),
     (lambda d: d["models"][0].update(samples_per_s=-1), r"models\[0\].samples_per_s: -1 is not a positive number"),
     (lambda d: d["models"][0].pop("seq_len"), r"models\[0\]: missing key 'seq_len'"),

@@ -82,6 +82,10 @@ def profile_for(records: pd.DataFrame, plan, optimizer: str | None = None) -> Pr
     DEVICE_PROFILE.check(rows)
     task, model, seq_len = _one_value(rows, "task"), _one_value(rows, "model"), int(_one_value(rows, "seq_len"))
     if hasattr(plan.device, "entry"):  # measured on the device
+        if plan.device.accelerator != "cuda":
+            raise UserError(f"--device-profile {plan.device.path}: measured on {plan.device.device} "
+                            f"(accelerator: {plan.device.accelerator}), not on the GPUs whose links the projection "
+                            "models: profile a GPU (scaling-study bench profile --device cuda)")
         entry = plan.device.entry(model, task, seq_len)
         return Profile(1.0 / entry.samples_per_s, plan.grad_bytes, entry.batch, entry.optimizer_step_s,
                        plan.overlap, plan.device.label())

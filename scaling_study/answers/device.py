@@ -9,6 +9,7 @@ A device profile gives the compute instead, from one of two places:
   devices were present, the all-reduce bus bandwidth. The file's keys:
 
       device: NVIDIA H100 80GB HBM3        # what it was measured on
+      accelerator: cuda                    # or cpu: a CPU profile is never put next to GPU links
       date: 2026-12-06
       source: scaling-study bench profile --model tiny --seq-len 64 ...
       models:
@@ -34,6 +35,7 @@ from scaling_study.errors import UserError
 # Bytes an optimizer step moves per parameter: read fp32 weight, gradient and two moments (16),
 # write weight and moments (12) — AdamW and LAMB alike (LAMB's norms re-read, not counted).
 OPTIMIZER_BYTES_PER_PARAM = 28
+ACCELERATORS = ("cuda", "cpu")
 _MAMF = ("stas00/ml-engineering, compute/accelerator/README.md at commit b9e2972, 'Maximum "
          "Achievable Matmul FLOPS comparison table' (BF16, torch {torch}; read 2026-12-06)")
 _HBM = ("HBM bandwidth: stas00/ml-engineering compute/accelerator/README.md at commit 0074473, "
@@ -104,6 +106,8 @@ class MeasuredDevice:
     allreduce_busbw: float | None = None
     """Measured all-reduce bus bandwidth (bytes/s) across `allreduce_devices`, if measured."""
     allreduce_devices: int = 0
+    accelerator: str = "cuda"
+    """cuda or cpu (`ACCELERATORS`): a cpu profile is refused for a projection onto GPU links."""
     path: str = field(default="", compare=False)
 
     def entry(self, model: str, task: str, seq_len: int) -> MeasuredEntry:
@@ -145,10 +149,12 @@ def measured_from_dict(data, path: str) -> MeasuredDevice:
     """Check and type a profile file's mapping (module docstring for its keys)."""
     if not isinstance(data, dict):
         raise UserError(f"--device-profile {path}: expected a mapping with device, date, source, models")
-    for key in ("device", "date", "source", "models"):
+    for key in ("device", "accelerator", "date", "source", "models"):
         if key not in data:
-            raise UserError(f"--device-profile {path}: missing key {key!r} (keys: device, date, source, "
-                            "models, optional allreduce)")
+            raise UserError(f"--device-profile {path}: missing key {key!r} (keys: device, accelerator, date, "
+                            "source, models, optional allreduce)")
+    if data["accelerator"] not in ACCELERATORS:
+        raise UserError(f"--device-profile {path}: accelerator: {data['accelerator']!r}; valid: {', '.join(ACCELERATORS)}")
     if not isinstance(data["models"], list) or not data["models"]:
         raise UserError(f"--device-profile {path}: models: a non-empty list of {{model, task, seq_len, "
                         "batch, samples_per_s, optimizer_step_s}}")
@@ -159,7 +165,7 @@ def measured_from_dict(data, path: str) -> MeasuredDevice:
         busbw = _positive(ar.get("busbw_GBps") if isinstance(ar, dict) else None, f"{path}: allreduce.busbw_GBps") * 1e9
         devices = int(_positive(ar.get("devices"), f"{path}: allreduce.devices"))
     return MeasuredDevice(Path(path).stem, str(data["device"]), str(data["date"]), str(data["source"]),
-                          entries, busbw, devices, path)
+                          entries, busbw, devices, data["accelerator"], path)
 
 
 def _entry(item, where: str) -> MeasuredEntry:
