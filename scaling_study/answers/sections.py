@@ -77,7 +77,7 @@ def tradeoff_section(records: pd.DataFrame, target: Target | None) -> tuple[dict
         raise UserError(f"no run reached {target}: steps to target need runs that reached it")
     keys = [k for k in GROUP_KEYS if k in points.columns]
     fits, by_key = fit_table(points, runs, keys)
-    noise = measured_noise_scale(records, target, keys)
+    noise = measured_noise_scale(records, target, keys, runs)
     if not fits.empty and not noise.empty:
         fits = fits.drop(columns=["b_noise_at_target", "b_noise_mean"]).merge(noise, on=keys, how="left")
     notes = [f"{row['optimizer']}: {row['note']}" for _, row in fits.iterrows() if row["note"]]

@@ -254,7 +254,7 @@ def tradeoff_table(records: pd.DataFrame, target: Target, points: pd.DataFrame |
     points = points_ if points is None else points
     keys = [k for k in GROUP_KEYS if k in points.columns]
     table, _ = fit_table(points, runs, keys)
-    noise = measured_noise_scale(records, target, keys)
+    noise = measured_noise_scale(records, target, keys, runs)
     if not table.empty and not noise.empty:
         table = table.drop(columns=["b_noise_at_target", "b_noise_mean"]).merge(noise, on=keys, how="left")
     return table
@@ -327,12 +327,16 @@ def censored_notes(points: pd.DataFrame, fit: TradeoffFit) -> list[str]:
     return notes
 
 
-def measured_noise_scale(records: pd.DataFrame, target: Target, keys: list[str]) -> pd.DataFrame:
+def measured_noise_scale(records: pd.DataFrame, target: Target, keys: list[str],
+                         runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per group: the median over runs that reached `target` of grad_noise_scale at the first
     evaluation that reached it (`b_noise_at_target`) and of its mean over the evaluations up to
-    there (`b_noise_mean`). Empty where the records carry no noise scale."""
+    there (`b_noise_mean`). `runs` (`tradeoff_runs`): only those runs — each batch's best setting,
+    the runs the fit rests on. Empty where the records carry no noise scale."""
     if "grad_noise_scale" not in records.columns or records["grad_noise_scale"].isna().all():
         return pd.DataFrame(columns=[*keys, "b_noise_at_target", "b_noise_mean"])
+    if runs is not None:
+        records = records[records["run"].isin(runs["run"])]
     rows = ordered(records.dropna(subset=[target.metric]))
     met = target.met(rows[target.metric]).astype(int)
     after_hit = met.groupby(rows["run"]).cummax().groupby(rows["run"]).shift(fill_value=0) > 0
