@@ -143,3 +143,12 @@ def test_vs_perfect_is_the_saving_as_a_fraction_of_perfect_scaling():
     # 400 → 200 at 2× the batch: perfect (1); 200 → 150: 50 of the 100 saved (0.5); 4× the batch
     # and no saving: 0.
     np.testing.assert_allclose(vs_perfect(points, ["optimizer"]), [np.nan, 1.0, 0.5, 0.0])
+
+
+def test_the_noise_scale_beside_the_fit_is_that_of_the_best_settings_runs():
+    records = crafted_records()
+    # The slow and never-reaching LRs measure a wildly different noise scale: it must not count.
+    other = records["run"].str.endswith(("-slow", "-never"))
+    records.loc[other, "grad_noise_scale"] = 1e6
+    lamb = tradeoff_table(records, make_target("f1", 88)).set_index("optimizer").loc["lamb"]
+    assert lamb["b_noise_at_target"] == pytest.approx(128.0)
