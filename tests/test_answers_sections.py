@@ -40,6 +40,11 @@ def test_tradeoff_section_and_figure():
     assert [t.name for t in fig.data if t.mode == "markers"] == ["adamw", "lamb"]
     # each measured point carries the interval of its runs' crossing as an error bar
     assert all(t.error_y.array is not None for t in fig.data if t.mode == "markers")
+    edge = tables["steps_to_target"].set_index(["optimizer", "global_batch"])["lr_edge"]
+    assert (edge == "low").any()  # LAMB's best LR is the lower of the two tried
+    for trace in (t for t in fig.data if t.mode == "markers"):
+        hollow = [s == "circle-open" for s in trace.marker.symbol]
+        assert hollow == [edge[(trace.name, b)] != "" for b in trace.x]
     assert any(t.fill == "tonexty" for t in fig.data)  # the fit's bootstrap band
     fitted = [t for t in fig.data if t.mode == "lines" and t.name and "S_min" in t.name and t.showlegend]
     perfect = {t.name: t for t in fig.data if t.name and t.name.endswith("perfect scaling")}

@@ -39,7 +39,7 @@ def noise_figure(tables, report=None) -> go.Figure:
 
 def tradeoff_figure(tables, report=None) -> go.Figure:
     """Steps to target against batch per optimizer: measured best settings (bars: the interval in
-    which the runs crossed the target), the fitted curve with its 95 % band (dashed beyond the
+    which the runs crossed the target; hollow where the best LR lies on its grid's edge), the fitted curve with its 95 % band (dashed beyond the
     measured batches), B_crit and the measured B_noise marked, perfect scaling (steps ∝ 1/B from
     the smallest batch that reached the target), and censored batches (× along the top)."""
     points, fits = tables["steps_to_target"], tables["tradeoff_fit"]
@@ -49,9 +49,11 @@ def tradeoff_figure(tables, report=None) -> go.Figure:
     fig = go.Figure()
     for i, (optimizer, part) in enumerate(points.groupby("optimizer", sort=True)):
         color, done = _COLORS[i % len(_COLORS)], part.dropna(subset=["steps"])
+        edge = done["lr_edge"].fillna("").ne("") if "lr_edge" in done.columns else pd.Series(False, index=done.index)
         fig.add_trace(go.Scatter(
             x=done["global_batch"], y=done["steps"], mode="markers", name=optimizer, legendgroup=optimizer,
-            marker=dict(color=color, size=9),
+            # hollow: the best LR was on its grid's edge, so the point may lie above what a wider grid gives
+            marker=dict(color=color, size=9, symbol=["circle-open" if e else "circle" for e in edge]),
             error_y=dict(type="data", symmetric=False, array=done["steps_hi"] - done["steps"],
                          arrayminus=done["steps"] - done["steps_lo"], color=color, thickness=1),
             hovertemplate="B=%{x}: %{y:.4g} steps<extra>" + optimizer + "</extra>"))
