@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_study.answers.links import GB, LINKS, Cluster
-from scaling_study.answers.projection import Profile, allreduce_call_time, bus_bandwidth
+from scaling_study.answers.projection import GRAD_ELEMENT_BYTES, Profile, allreduce_call_time, bus_bandwidth
 from scaling_study.errors import UserError
 from scaling_study.results.records import Needs, ordered
 from scaling_study.results.scaling import WEAK_KEYS, present, weak_scaling
@@ -94,7 +94,7 @@ def profile_for(records: pd.DataFrame, plan, optimizer: str | None = None) -> Pr
                         "here, so its FLOPs per sample are unknown: measure it (scaling-study bench profile)")
     pwb = int(rows["per_worker_batch"].dropna().mode().iloc[0])
     return Profile(plan.device.compute_s_per_sample(plan.model_config, seq_len, task), plan.grad_bytes, pwb,
-                   plan.device.optimizer_s(int(plan.grad_bytes // 4)), plan.overlap, plan.device.label())
+                   plan.device.optimizer_s(int(plan.grad_bytes // GRAD_ELEMENT_BYTES)), plan.overlap, plan.device.label())
 
 
 def require_gpu_records(records: pd.DataFrame) -> None:

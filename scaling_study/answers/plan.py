@@ -19,10 +19,10 @@ import pandas as pd
 
 from scaling_study.answers.device import NamedDevice, load_device_profile
 from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_CLUSTER, parse_cluster
+from scaling_study.answers.projection import GRAD_ELEMENT_BYTES
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
 
-GRAD_ELEMENT_BYTES = 4  # fp32 gradients
 # What `models.size_config` gives every named size besides `MODEL_SIZES` (checked against a
 # real model in tests/test_answers_plan.py).
 _SIZE_DEFAULTS = {"max_position_embeddings": 512, "type_vocab_size": 2}

@@ -39,6 +39,7 @@ from scaling_study.errors import UserError
 DDP_BUCKET_BYTES = 25 * 2**20  # torch DistributedDataParallel(bucket_cap_mb=25)
 NCCL_BASE_LATENCY = 8.4 * US  # tuning.cc@b647562 baseLat, Ring/Simple (the protocol of MiB-size buckets)
 WORKER_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024)
+GRAD_ELEMENT_BYTES = 4  # fp32 gradients, also under bf16/fp16 autocast (parameters stay fp32)
 
 
 def ring_allreduce_time(nbytes: float, n: int, bandwidth: float, latency: float) -> float:
