@@ -134,3 +134,21 @@ def test_the_service_shows_the_answers_it_draws_with_the_report(tmp_path):
     assert by_key["recommendation"]["tables"] == ["recommendation"]
     table = client.get("/api/studies/0:live/tables/recommendation.csv")
     assert table.status_code == 200 and table.text.splitlines()[0].startswith("num_workers,basis,optimizer")
+
+
+def test_report_of_a_published_steps_to_target_table(tmp_path, capsys):
+    table = tmp_path / "points.csv"
+    rows = [(b, s * b, f"{b}-{r}", opt) for opt, s_min in (("lamb", 100.0), ("adamw", 200.0))
+            for b in (64, 128, 256, 512, 1024, 2048) for r, s in enumerate((s_min + 12800 / b,) * 2)]
+    pd.DataFrame(rows, columns=["batch", "samples", "run", "optimizer"]).to_csv(table, index=False)
+    out = tmp_path / "out"
+    assert report("--steps-to-target", table, "--out", out) == 0
+    assert {p.name for p in (out / "tables").iterdir()} == {
+        "steps_to_target.csv", "tradeoff_fit.csv", "tradeoff_holdout.csv", "tradeoff_curve.csv"}
+    fit = pd.read_csv(out / "tables" / "tradeoff_fit.csv").set_index("optimizer")
+    assert fit.loc["lamb", "b_crit"] == pytest.approx(128) and fit.loc["adamw", "b_crit"] == pytest.approx(64)
+    assert 'id="figure-tradeoff"' in (out / "dashboard.html").read_text(encoding="utf-8")
+    with pytest.raises(UserError, match="drop RESULTS, --target: the table gives the steps to its own target"):
+        report(table, "--steps-to-target", table, "--out", tmp_path / "x", "--target", 40)
+    with pytest.raises(UserError, match="give RESULTS"):
+        report("--out", tmp_path / "y")

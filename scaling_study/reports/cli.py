@@ -82,8 +82,8 @@ def _steps_report(args: argparse.Namespace):
                                       ("--target", args.target)) if value]
     given += [flag for key, flag in PLAN_FLAGS.items() if getattr(args, key) is not None]
     if given:
-        raise UserError(f"--steps-to-target {args.steps_to_target}: {', '.join(given)} do(es) not apply: the "
-                        "table already gives steps to its target, and nothing is projected from it")
+        raise UserError(f"--steps-to-target {args.steps_to_target}: drop {', '.join(given)}: the table gives "
+                        "the steps to its own target, and nothing is projected from it")
     return build_steps_report(args.steps_to_target, args.title)
 
 
