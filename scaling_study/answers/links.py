@@ -34,11 +34,11 @@ class Link:
 
 
 # α: NCCL's Ring/Simple hardware latency per step (hwLat in src/graph/tuning.cc of NVIDIA/nccl at
-# commit b647562, the version with NVLS and MNNVL, NCCL ≥ 2.20: NVLink 3.4 µs, PCI 5.7 µs, NET
-# 14.0 µs — the 2020 file at 01afd20 had NET 9.6 µs). β: ring all-reduce bus bandwidth
+# commit b647562, NCCL 2.20.3 by its makefiles/version.mk, a 2024 release: NVLink 3.4 µs, PCI
+# 5.7 µs, NET 14.0 µs — the 2020 file at 01afd20 had NET 9.6 µs). β: ring all-reduce bus bandwidth
 # (nccl-tests' busbw) with NVLink SHARP (NVLS) off — NVLS reduces inside the switch and is not a
 # ring; it is not modelled.
-_TUNING = "α: NVIDIA/nccl src/graph/tuning.cc@b647562 hwLat Ring/Simple"
+_TUNING = "α: NVIDIA/nccl src/graph/tuning.cc@b647562 (NCCL 2.20.3) hwLat Ring/Simple"
 LINKS: dict[str, Link] = {link.name: link for link in (
     Link("pcie4", 25 * GB, 5.7 * US, "PCIe 4.0 x16: 31.5 GB/s per direction (PCI-SIG); 80 % of it assumed "
          f"(no published ring busbw found); {_TUNING} PCI"),
