@@ -4,7 +4,8 @@ Inputs are *runs*: one row per run of the best setting at each batch, with the i
 the run crossed the target, (steps_lo, steps_hi] — the last evaluation below the target and the
 first at it (equal where the steps are known exactly, as in published tables).
 
-One bootstrap replicate (Efron & Tibshirani 1993, ch. 6 and 13: percentile intervals):
+One bootstrap replicate (Efron & Tibshirani 1993, "An Introduction to the Bootstrap": ch. 9,
+resampling cases of a regression; ch. 13, percentile intervals):
 1. resample the batches with replacement (a case bootstrap over batches: with one run per batch
    this is what carries the scatter of the points about the curve into the interval; a
    replicate with fewer than two distinct batches is drawn again);

@@ -117,7 +117,7 @@ def projection_section(records: pd.DataFrame, target: Target | None, plan: Plan,
             table = with_time_to_target(table, fits[optimizer], extrapolate=True)
         tables.append(table.assign(optimizer=optimizer))
     if not tables:
-        raise UserError("no optimizer's runs record the step timings: " + "; ".join(notes))
+        raise UserError("no optimizer can be projected: " + "; ".join(notes))
     out = {"projection": pd.concat(tables, ignore_index=True), "allreduce_check": check_published()}
     try:
         out["model_check"] = check_model(records)
