@@ -107,3 +107,12 @@ def test_a_published_table_with_a_mistake_names_the_file_and_the_column(tmp_path
     with pytest.raises(UserError, match=message) as err:
         read_steps_table(path)
     assert str(path) in str(err.value)
+
+
+def test_a_published_table_with_many_batches_is_ticked_1_2_5():
+    from scaling_study.answers.figures import tradeoff_figure
+
+    many = tuple(2 ** k for k in range(4, 14))  # ten batches
+    fig = tradeoff_figure(steps_table_sections(runs_on_the_curve(batches=many, repeats=2)))
+    ticks = list(fig.layout.xaxis.tickvals)
+    assert len(ticks) < len(many) and all(f"{t:g}"[0] in "125" for t in ticks)

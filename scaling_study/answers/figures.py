@@ -75,6 +75,8 @@ def tradeoff_figure(tables, report=None) -> go.Figure:
         if not fit.empty and curve is not None:
             _fit_traces(fig, fit.iloc[0], curve[curve["optimizer"] == optimizer], optimizer, color, i)
     batches = sorted(points["global_batch"].unique())
+    if len(batches) > 8:  # a published table's many batches: 1-2-5 ticks, not one per batch
+        batches = _ticks_125(min(batches), max(batches) * 4)
     fig.update_xaxes(type="log", title="global batch B", tickvals=batches, ticktext=[f"{b:g}" for b in batches])
     drawn = [y for trace in fig.data if trace.y is not None for y in trace.y if y > 0]
     ticks = _ticks_125(min(drawn, default=1.0) / 1.3, top)
