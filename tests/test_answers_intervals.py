@@ -115,4 +115,4 @@ def test_a_published_table_with_many_batches_is_ticked_1_2_5():
     many = tuple(2 ** k for k in range(4, 14))  # ten batches
     fig = tradeoff_figure(steps_table_sections(runs_on_the_curve(batches=many, repeats=2)))
     ticks = list(fig.layout.xaxis.tickvals)
-    assert len(ticks) < len(many) and all(f"{t:g}"[0] in "125" for t in ticks)
+    assert ticks != list(many) and all(f"{t:g}"[0] in "125" for t in ticks)
