@@ -1,5 +1,5 @@
-"""`scaling-study bench optim|train|asha|sweeps|calibrate|serve`: benchmarks, and the calibration of the
-generated data.
+"""`scaling-study bench optim|train|asha|sweeps|calibrate|serve|profile`: benchmarks, the calibration
+of the generated data, and the device profile a projection takes its compute from.
 
 The training benchmarks print ratios against a baseline run in the same invocation; calibration
 prints dev F1 against steps. All of them train through the product's own code
@@ -22,6 +22,9 @@ _BENCHES = {
                   "dev F1 against steps of one fine-tuning (the generated data's difficulty)"),
     "serve": ("scaling_study.bench.serve",
               "the study service on a large synthetic root: studies list, one study, push latency"),
+    "profile": ("scaling_study.bench.profile",
+                "a device profile (YAML): samples/s per model and sequence length, optimizer step, "
+                "all-reduce bandwidth, for report --device-profile"),
 }
 
 

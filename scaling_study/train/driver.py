@@ -11,7 +11,7 @@ import pandas as pd
 
 from scaling_study.config import Job, dump_job
 from scaling_study.errors import UserError
-from scaling_study.layout import JOB_FILE, RECORDS, RECORDS_PARQUET
+from scaling_study.layout import JOB_FILE, RECORDS, RECORDS_PARQUET, run_dir_of
 from scaling_study.storage import Loc, as_path, write_parquet
 from scaling_study.train.resources import per_worker_resources
 
@@ -29,9 +29,9 @@ class RunFailed(UserError):
     """The run ended in an error (after Ray's retries) or diverged."""
 
 
-def run_dir_of(job: Job) -> Loc:
-    """`output.dir/name`: an absolute local path, or a URI (see `scaling_study.storage`)."""
-    return Loc(job.output.dir) / job.name
+def job_run_dir(job: Job) -> Loc:
+    """`output.dir/name` of `job` (`layout.run_dir_of`): an absolute local path, or a URI."""
+    return run_dir_of(Loc(job.output.dir), job.name)
 
 
 def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose: bool = True,
@@ -48,7 +48,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
     from scaling_study.train.tasks import DataFiles
     from scaling_study.train.worker_config import WorkerConfig
 
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     files = DataFiles([p.resolve() for p in files.train], [p.resolve() for p in files.dev])
     config = WorkerConfig(job=job, files=files, trial_id=trial_id, log_every=log_every, verbose=verbose,
                           before_step=before_step)
@@ -88,7 +88,7 @@ def finish(job: Job, result) -> RunResult:
     from scaling_study.train import placement
     from scaling_study.train.records import read_records
 
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     records = read_records(run_dir)
     if result.error is not None:
         raise RunFailed(f"run {job.name!r} failed: {placement.explain(job, result.error) or result.error}\n  records so far: {run_dir / RECORDS}")
@@ -115,7 +115,7 @@ def run_job(job: Job, *, address: str | None = None, verbose: bool = True, log_e
     from scaling_study.train.tasks import resolve_data_files
 
     check_components(job)
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     run_dir.parent.check_reachable(output_key)  # a bucket and credentials, before Ray starts
     files = resolve_data_files(job)  # generate/check data before any worker starts
     ensure_ray(address)
@@ -140,4 +140,4 @@ def fit(trainer, job: Job):
         first = str(exc).strip().splitlines()
         raise RunFailed(f"run {job.name!r} failed after {job.output.max_failures} restart(s) "
                         f"(output.max_failures): {first[0] if first else type(exc).__name__}\n{exc}\n"
-                        f"  records so far: {run_dir_of(job) / RECORDS}") from None
+                        f"  records so far: {job_run_dir(job) / RECORDS}") from None
