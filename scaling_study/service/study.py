@@ -15,6 +15,7 @@ import csv
 import io
 import threading
 import time
+from collections import OrderedDict
 
 from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
@@ -40,6 +41,50 @@ QUIET_S = 120.0
 """Without a status file (a sweep from before steering, a run): running while files changed
 within this long, or within three of the run's own evaluation intervals if those are longer."""
 _GATHERED = {"DONE": FINISHED, "STOPPED": STOPPED, "ERROR": ERROR}
+CURVE_POINTS = 1000
+"""At most this many evaluations of one trial travel in a study's detail (its curve, decimated
+along the study's metric: `trial.decimate`); the records table (CSV) keeps every row."""
+MEMO_BYTES = 256 * 2**20
+"""What every study's answers kept in memory (`Study.cached`) may hold together; the least
+recently used go first."""
+
+
+class MemoBudget:
+    """The bytes held by the studies' memos together, least recently used first out."""
+
+    def __init__(self, limit: int):
+        self.limit, self.total = limit, 0
+        self._held: OrderedDict[tuple, int] = OrderedDict()  # (study, key) -> bytes
+        self._lock = threading.Lock()
+
+    def hold(self, study: "Study", key, size: int) -> None:
+        with self._lock:
+            self.total += size - self._held.pop((study, key), 0)
+            self._held[(study, key)] = size
+            while self.total > self.limit and len(self._held) > 1:
+                (owner, old), freed = self._held.popitem(last=False)
+                self.total -= freed
+                owner._memo.pop(old, None)
+
+    def used(self, study: "Study", key) -> None:
+        with self._lock:
+            if (study, key) in self._held:
+                self._held.move_to_end((study, key))
+
+    def forget(self, study: "Study") -> None:
+        with self._lock:
+            for held in [h for h in self._held if h[0] is study]:
+                self.total -= self._held.pop(held)
+
+
+BUDGET = MemoBudget(MEMO_BYTES)
+
+
+def _size(value) -> int:
+    """Bytes a memo entry holds, roughly: its text, or 1 KiB for a small object."""
+    if isinstance(value, tuple):
+        return sum(map(_size, value))
+    return len(value) if isinstance(value, (bytes, str)) else 1024
 
 
 def _csv_rows(data: bytes) -> list[dict]:
@@ -67,6 +112,9 @@ def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | Non
         doc = files.json(loc / layout.SUBMISSION, submission.stat, {}) or {}
         return RUN if doc.get("kind") == RUN else SWEEP
     return None
+
+
+_MISSING = object()
 
 
 class Study:
@@ -134,6 +182,7 @@ class Study:
             self._signature = signature
             view = (self.seq, self.updated_ns, self.loaded)  # every read file's mtime counts in updated_ns
             if view != self._view:
+                BUDGET.forget(self)
                 self._memo, self._view = {}, view
             self.refreshed = time.monotonic()
             return changed
@@ -143,11 +192,18 @@ class Study:
         what it is): the summary, and what the API and the event streams send, shared by every
         client."""
         with self.lock:
-            if key not in self._memo:
-                if len(self._memo) > 64:  # clients polling with many `since` values
-                    self._memo = {}
-                self._memo[key] = compute()
-            return self._memo[key]
+            value = self._memo.get(key, _MISSING)  # (another study's read may evict an entry: `BUDGET`)
+            if value is _MISSING:
+                value = self._memo[key] = compute()
+                BUDGET.hold(self, key, _size(value))
+            else:
+                BUDGET.used(self, key)
+            return value
+
+    def since(self, seq: int | None) -> int | None:
+        """A client's `since` as one of the few values that give different answers: None (every
+        evaluation), or a sequence number from -1 to the study's own (later ones see nothing new)."""
+        return None if seq is None else max(-1, min(seq, self.seq))
 
     def _stat_max(self, entries: dict[str, Entry]) -> None:
         for e in entries.values():
@@ -334,8 +390,8 @@ class Study:
         m = METRICS.get(self.metric) if self.metric else None
         counts = self.counts()
         return {
-            "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.label,
-            "path": str(self.loc), "status": self.status, "counts": counts,
+            "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.shown,
+            "path": self.root.path_of(self.loc, self.rel), "status": self.status, "counts": counts,
             "n_trials": sum(counts.values()),
             "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
             "best": self.best(), "workers": self.workers(),
@@ -365,7 +421,8 @@ class Study:
 
     def detail(self, since: int | None = None, evaluations: bool = True) -> dict:
         """The study with its trials and, unless `evaluations` is False, their evaluations
-        (only those first seen after sequence number `since`, when given)."""
+        (only those first seen after sequence number `since`, when given; at most
+        `CURVE_POINTS` per trial, see `Trial.rows_since`)."""
         with self.lock:
             return self._detail(since, evaluations)
 
@@ -377,7 +434,7 @@ class Study:
         if evaluations:
             out["evaluations"], out["replaced"] = {}, []
             for t in self.trials.values():
-                rows, replaced = t.rows_since(since if since is not None else -1)
+                rows, replaced = t.rows_since(since if since is not None else -1, CURVE_POINTS, self.metric)
                 if rows or replaced:
                     out["evaluations"][t.trial_id] = rows
                 if replaced and since is not None:

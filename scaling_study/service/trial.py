@@ -1,9 +1,13 @@
 """One trial of a study as the service holds it: its records as read so far, when each row was
 first seen, and what the studies list and the study page ask of it (its best and last values,
-its worker counts), worked out once per change of its rows rather than once per request.
+its worker counts, its curve for the charts), worked out once per change of its rows rather than
+once per request.
 """
 from __future__ import annotations
 
+import bisect
+
+import numpy as np
 import pandas as pd
 
 from scaling_study.contract import METRICS
@@ -11,6 +15,30 @@ from scaling_study.contract import METRICS
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
 _NO_ROWS = pd.DataFrame()  # shared by every trial not read yet (frames here are never changed in place)
+
+
+def decimate(frame: pd.DataFrame, column: str | None, limit: int) -> pd.DataFrame:
+    """At most `limit` rows of `frame` (in order) that draw the same curve of `column`: the first
+    and last rows, and in each of `limit // 2 - 1` equal runs of rows between them the row with the
+    lowest and the one with the highest value (min/max decimation: every peak and dip of the
+    curve stays, as a chart of that width would show it). A run with no value keeps its first row."""
+    n = len(frame)
+    if n <= limit:
+        return frame
+    values = np.full(n, np.nan)
+    if column is not None and column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    edges = np.linspace(1, n - 1, max(1, limit // 2 - 1) + 1).astype(int)
+    keep = {0, n - 1}
+    for start, end in zip(edges[:-1], edges[1:]):
+        run = values[start:end]
+        if end <= start:
+            continue
+        if np.isnan(run).all():
+            keep.add(int(start))
+        else:
+            keep.update((int(start + np.nanargmin(run)), int(start + np.nanargmax(run))))
+    return frame.iloc[sorted(keep)]
 
 
 def json_rows(frame: pd.DataFrame) -> list[dict]:
@@ -50,12 +78,21 @@ class Trial:
         self._memo = {}
         return True
 
-    def rows_since(self, seq: int) -> tuple[list[dict], bool]:
-        """(rows first seen after `seq`, whether they replace every row the reader had)."""
+    def rows_since(self, seq: int, limit: int | None = None, metric: str | None = None) -> tuple[list[dict], bool]:
+        """(rows first seen after `seq`, whether they replace every row the reader had). More
+        than `limit` rows are sent as the whole curve of `metric` decimated to `limit` rows
+        (`decimate`), which replaces what the reader had."""
         if self.reset_seq > seq:
-            return json_rows(self.records), True
-        start = next((i for i, s in enumerate(self.seqs) if s > seq), len(self.seqs))
-        return json_rows(self.records.iloc[start:]), False
+            frame, replaced = self.records, True
+        else:
+            frame, replaced = self.records.iloc[bisect.bisect_right(self.seqs, seq):], False
+        if limit is not None and len(frame) > limit:
+            return self.curve(limit, metric), True
+        return json_rows(frame), replaced
+
+    def curve(self, limit: int, metric: str | None) -> list[dict]:
+        """Every row decimated to at most `limit` along `metric` (`decimate`), as JSON rows."""
+        return self._remember(("curve", limit, metric), lambda: json_rows(decimate(self.records, metric, limit)), [])
 
     def _remember(self, key, compute, nothing=None):
         if self.records is _NO_ROWS:
