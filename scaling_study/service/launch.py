@@ -107,6 +107,8 @@ def load_user_yaml(text: str, source: str, key: str | None = None):
     problem, as the CLI's `config.load_yaml` words it."""
     try:
         return yaml.load(text, Loader=_UserLoader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as exc:  # a value the safe loader cannot build (an integer of 5000 digits)
+        raise SubmitError(f"not valid YAML: {shorten(exc, 200)}", key=key, source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1} " if mark else ""
