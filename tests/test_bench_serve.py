@@ -45,7 +45,7 @@ def test_the_bench_prints_every_figure_against_its_target(tmp_path, capsys):
     assert int(points[1]) <= CURVE_POINTS < int(points[2].replace(",", ""))  # 0.4 MB: 2,000 rows, decimated
     assert re.search(r"big run, service memory with 2 clients: [\d,]+ MiB", out)
     judged = [line for line in out.splitlines() if line.endswith("met")]
-    assert len(judged) == 12  # list cold, warm x2, study cold, warm x2, push p95; big: detail x2, list x2, memory
+    assert len(judged) == 13  # list cold, warm x2, study cold, warm x2, push p95; big: detail x3, list x2, memory
     assert "rows that never arrived: 0 of 4" in out  # both clients got both rows
     assert not (tmp_path / "root").exists()  # no --keep
 

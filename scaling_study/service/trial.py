@@ -18,26 +18,22 @@ _NO_ROWS = pd.DataFrame()  # shared by every trial not read yet (frames here are
 
 
 def decimate(frame: pd.DataFrame, column: str | None, limit: int) -> pd.DataFrame:
-    """At most `limit` rows of `frame` (in order) that draw the same curve of `column`: the first
-    and last rows, and in each of `limit // 2 - 1` equal runs of rows between them the row with the
-    lowest and the one with the highest value (min/max decimation: every peak and dip of the
-    curve stays, as a chart of that width would show it). A run with no value keeps its first row."""
+    """At most `limit` (>= 4) rows of `frame`, in order, that draw the same curve of `column`: the
+    first and last rows, and in each of `limit // 2 - 1` equal runs of rows between them the row
+    with the lowest and the one with the highest value (min/max decimation: every peak and dip
+    stays, as a chart of that width would show it). A run without values keeps its first row."""
     n = len(frame)
     if n <= limit:
         return frame
-    values = np.full(n, np.nan)
+    values = pd.Series(np.nan, index=frame.index)
     if column is not None and column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    edges = np.linspace(1, n - 1, max(1, limit // 2 - 1) + 1).astype(int)
-    keep = {0, n - 1}
-    for start, end in zip(edges[:-1], edges[1:]):
-        run = values[start:end]
-        if end <= start:
-            continue
-        if np.isnan(run).all():
-            keep.add(int(start))
-        else:
-            keep.update((int(start + np.nanargmin(run)), int(start + np.nanargmax(run))))
+        values = pd.to_numeric(frame[column], errors="coerce")
+    inner = pd.Series(values.to_numpy(dtype=float, na_value=np.nan)[1:-1], index=np.arange(1, n - 1))
+    runs = (inner.index.to_numpy() - 1) * max(1, limit // 2 - 1) // (n - 2)
+    valued = inner.notna().to_numpy()
+    by_run = inner[valued].groupby(runs[valued])
+    first = pd.Series(inner.index).groupby(runs).first()
+    keep = {0, n - 1, *by_run.idxmin(), *by_run.idxmax(), *first[first.index.difference(by_run.size().index)]}
     return frame.iloc[sorted(keep)]
 
 
@@ -133,4 +129,4 @@ class Trial:
     def _workers(self) -> frozenset[int]:
         if "num_workers" not in self.records.columns:
             return frozenset()
-        return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna())
+        return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna().unique())
