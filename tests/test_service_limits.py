@@ -171,3 +171,24 @@ def test_a_connection_that_sends_its_head_too_slowly_is_closed(root, monkeypatch
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.mark.parametrize("last", ["EPOCH.\u00b2", "EPOCH.\u0663", "EPOCH." + "9" * 5000, "EPOCH.-1", "x.1", ""])
+def test_an_odd_last_event_id_gets_a_snapshot(root, last):
+    from scaling_study.service import events
+    from scaling_study.service.index import Index
+    from scaling_study.service.roots import parse_roots
+
+    index = Index(parse_roots([str(root)]))
+    assert events.resume_point(index, last.replace("EPOCH", index.epoch)) is None
+    assert events.resume_point(index, f"{index.epoch}.3") == 3
+
+
+def test_a_comparison_is_of_a_bounded_number_of_studies(client):
+    from scaling_study.service.app import MAX_COMPARE
+
+    many = ",".join(["0:live", "0:solo"] * 500)  # repeats count once
+    assert client.get(f"/api/compare/figures?ids={many}").status_code == 200
+    too_many = ",".join(f"0:s{i}" for i in range(MAX_COMPARE + 1))
+    reply = client.get(f"/api/compare/figures?ids={too_many}")
+    assert reply.status_code == 400 and f"at most {MAX_COMPARE}" in reply.json()["error"]

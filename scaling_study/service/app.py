@@ -33,6 +33,8 @@ READ_BUDGET_S = 0.1
 outline and read in the background (see `index.Index`)."""
 STATIC = Path(__file__).with_name("static")
 _MAX_BODY = 2 * MAX_UPLOAD_BYTES + 16 * 1024  # an upload travels as JSON text, escaped
+MAX_COMPARE = 32
+"""The most studies one comparison reports on (each is a report's worth of work)."""
 MAX_WORKERS = 65_536
 """The largest worker count an export may rescale to (a bound, not a cluster size)."""
 
@@ -138,9 +140,11 @@ def _page_routes(app: FastAPI, index: Index) -> None:
 
 
 def _ids(value: str) -> list[str]:
-    ids = [v for v in value.split(",") if v]
+    ids = list(dict.fromkeys(v for v in value.split(",") if v))
     if not ids:
         raise UserError("ids: give the studies to compare, e.g. ?ids=0:sweep_a,0:sweep_b")
+    if len(ids) > MAX_COMPARE:
+        raise UserError(f"ids: {len(ids)} studies; a comparison takes at most {MAX_COMPARE}")
     return ids
 
 
