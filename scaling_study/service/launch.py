@@ -34,7 +34,8 @@ import yaml
 
 from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
-from scaling_study.service.roots import NotFound, Root
+from scaling_study.service.roots import NotFound, Root, confine
+from scaling_study.storage import Loc
 from scaling_study.service.security import shorten
 from scaling_study.service.study import SWEEP
 from scaling_study.tune import submit as ray_jobs
@@ -173,7 +174,7 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
     else:
         path, shown = _shipped(space), space
     try:
-        loaded = load_space(path, list(overrides), data=data, bases=BASE_FOLDERS)
+        loaded = load_space(path, list(overrides), data=data, confine_base=lambda base: confine_base(base, path))
     except ConfigError as exc:
         raise SubmitError(shorten(_shown(exc.message, path, shown)), key=shorten(exc.key, 200),
                           source=_shown(exc.source, path, shown)) from None
@@ -183,6 +184,23 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
         raise SubmitError(shorten(f"not a valid search space ({type(exc).__name__}: {exc})"), source=shown) from None
     text = upload.decode("utf-8") if upload is not None else None
     return Checked(path, loaded.name, tuple(overrides), shown, text)
+
+
+def confine_base(base: Path, space: Path) -> None:
+    """ConfigError unless the base job `base` of the space at `space` lies under one of
+    `BASE_FOLDERS` once symlinks are resolved (`roots.confine`, the service's one check). The
+    message is the same whether or not the file exists."""
+    folders = [Root(i, Loc(str(folder)), folder.name) for i, folder in enumerate(BASE_FOLDERS)]
+    for folder in folders:
+        try:
+            confine(folder, Loc(str(base)))
+            return
+        except (NotFound, ValueError):
+            continue
+    given = shorten(str(base.relative_to(space.parent)) if base.is_relative_to(space.parent) else str(base), 120)
+    raise ConfigError("base", f"{given!r} is not a job file of this project; a base job must be under "
+                              f"{' or '.join(f.label + '/' for f in folders)} (relative to this file's folder, "
+                              "e.g. ../jobs/sweep_base_tiny.yaml)", str(space))
 
 
 def _safe(name: str) -> str:

@@ -51,7 +51,10 @@ class Root:
         """Whether `loc` lies inside this root once symlinks are resolved (local disks)."""
         if not self.loc.is_local:
             return True  # object stores have no symlinks; ids are checked segment by segment
-        real, top = os.path.realpath(loc.local), self.real
+        try:
+            real, top = os.path.realpath(loc.local), self.real
+        except (OSError, ValueError):  # a NUL byte, a name the file system cannot hold: nowhere
+            return False
         return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
     @property

@@ -47,7 +47,7 @@ import itertools
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
 from scaling_study.config import Job, Phase, job_from_dict, load_yaml
 from scaling_study.config.load import apply_overrides, blame_override, keys_related, parse_override
@@ -278,7 +278,7 @@ class SearchSpace:
 
 
 def load_space(path: str | Path, overrides: list[str] = (), *, data: dict | None = None,
-               bases: Sequence[Path] | None = None) -> SearchSpace:
+               confine_base: Callable[[Path], None] | None = None) -> SearchSpace:
     """Load and check a search-space file completely; nothing starts before this succeeds.
 
     `overrides` are `dotted.key=value` items on the space: `study.mode=strong`,
@@ -286,9 +286,9 @@ def load_space(path: str | Path, overrides: list[str] = (), *, data: dict | None
     An error caused by one names the file and the item (see `config.load.blame_override`).
 
     `data`: the file's mapping, already read (a file checked as if it were at `path` without
-    being written there). `bases`: the folders a base job may come from (symlinks resolved); a
-    `base:` elsewhere is refused before anything there is looked at, so an error never tells
-    whether a file outside them exists.
+    being written there). `confine_base`: called with the base job's path before anything there
+    is looked at; it raises a ConfigError to refuse it (the service holds bases to the project),
+    so that an error never tells whether a file it refuses exists.
     """
     from scaling_study.tune import space_checks
 
@@ -299,7 +299,7 @@ def load_space(path: str | Path, overrides: list[str] = (), *, data: dict | None
     try:
         spec = from_dict(SpaceFile, data, source=source)
         dimensions = {key: _dimension(key, value, source) for key, value in spec.parameters.items()}
-        base_path, base_data, base_job = _load_base(path, spec, bases)
+        base_path, base_data, base_job = _load_base(path, spec, confine_base)
         space = SearchSpace(path=path, spec=spec, dimensions=dimensions, base_path=base_path,
                             base_data=base_data, base_job=base_job,
                             scheduler=_resolve_scheduler(spec.scheduler, base_job, source),
@@ -343,27 +343,16 @@ def _dimension(key: str, value: Any, source: str) -> Dimension:
     return from_dict(Dimension, value, prefix=f"parameters.{key}", source=source)
 
 
-def _load_base(path: Path, spec: SpaceFile, bases: Sequence[Path] | None = None) -> tuple[Path, dict, Job]:
+def _load_base(path: Path, spec: SpaceFile,
+               confine_base: Callable[[Path], None] | None = None) -> tuple[Path, dict, Job]:
     base_path = path.parent / spec.base
-    if bases is not None and not _within(base_path, bases):
-        shown = spec.base if len(spec.base) <= 120 else spec.base[:120] + "…"
-        raise ConfigError("base", f"{shown!r} is not a job file of this project; a base job must be under "
-                                  f"{' or '.join(b.name + '/' for b in bases)} (relative to this file's folder, "
-                                  f"e.g. ../jobs/sweep_base_tiny.yaml)", str(path))
+    if confine_base is not None:
+        confine_base(base_path)
     if not base_path.is_file():
         raise ConfigError("base", f"no job file at {base_path} (the path is relative to this file's folder)",
                           str(path))
     data = load_yaml(base_path)
     return base_path, data, job_from_dict(data, source=str(base_path))
-
-
-def _within(path: Path, folders: Sequence[Path]) -> bool:
-    """Whether `path`, symlinks resolved, lies in one of `folders` (False for a name no file can have)."""
-    try:
-        real = path.resolve()
-        return any(real.is_relative_to(f.resolve()) for f in folders)
-    except (OSError, ValueError):  # a NUL byte, a loop of links
-        return False
 
 
 def _resolve_scheduler(s: Scheduler, job: Job, source: str) -> Scheduler:
