@@ -139,7 +139,11 @@ def test_remote_clients_are_never_shown_server_paths(root):
                client.get("/api/studies/0:live?evaluations=false"), client.post("/api/studies/0:live/stop"),
                client.post("/api/submit", json={"space": "weak_scaling_small.yaml", "dry_run": True,
                                                 "overrides": ["set.train.steps=-3"]}),
-               client.get("/submit")]
+               client.get("/submit"), client.get("/api/studies/0:live/figures"),
+               client.get("/api/studies/0:live/dashboard.html"), client.get("/api/studies/0:live/best.yaml"),
+               client.get("/api/studies/0:solo/best.yaml"), client.get("/api/studies/0:live/tables/trials.csv"),
+               client.get("/api/studies/0:live/tables/time_to_target.csv"), client.get("/studies/0:live")]
+    assert all(reply.status_code < 500 for reply in answers)
     assert client.get("/api/studies/0:live").json()["path"] == f"{root.name}/live"
     for reply in answers:
         assert str(root) not in reply.text and "/work/" not in reply.text, reply.text[:300]

@@ -21,7 +21,7 @@ from scaling_study.service.index import Index
 from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, shipped_spaces
 from scaling_study.service.roots import NotFound, Root, child, confine_export, parse_roots
 from scaling_study.service.security import (
-    SANDBOX_CSP, Guard, check_bind, content_disposition, is_loopback, shorten,
+    SANDBOX_CSP, Guard, Redactor, check_bind, content_disposition, is_loopback, shorten,
 )
 from scaling_study.service.study import RUNNING, SUBMITTED, SWEEP
 from scaling_study.tune import steer
@@ -75,7 +75,8 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
     _page_routes(app, index)
     _study_routes(app, index)
     _action_routes(app, index)
-    app.add_middleware(Guard, token=token, loopback_only=is_loopback(host))
+    app.add_middleware(Guard, token=token, loopback_only=is_loopback(host),
+                       redact=None if is_loopback(host) else Redactor(_server_paths(index.roots)))
     return app
 
 
@@ -87,6 +88,16 @@ def public(text, roots: list[Root]) -> str:
         if root.loc.is_local:
             text = text.replace(str(root.loc), root.shown)
     return shorten(text.replace(str(PROJECT) + "/", "").replace(str(PROJECT), "."))
+
+
+def _server_paths(roots: list[Root]) -> list[tuple[str, str]]:
+    """(server path, what a remote client is shown instead): each local root (as given and with
+    its links resolved) by its public name, the project by nothing (its files relative to it)."""
+    pairs = [(str(PROJECT) + "/", ""), (str(PROJECT), ".")]
+    for root in roots:
+        if root.loc.is_local:
+            pairs += [(str(root.loc), root.public), (root.real, root.public)]
+    return pairs
 
 
 def _public_errors(exc: SubmitError, roots: list[Root]) -> list[dict]:

@@ -13,6 +13,9 @@
   referrer, a Content-Security-Policy that allows only this origin's own scripts); the API's
   answers are never cached (`Cache-Control: no-store`).
 - The token trade (`?token=`) redirects only to a path of this service, never to another site.
+- Served beyond loopback, answers never show a server path: a `Redactor` rewrites every answer's
+  body (reports name their sources, exports their files) to name each results root by its last
+  folder name and the project's files relative to the project.
 """
 from __future__ import annotations
 
@@ -80,13 +83,15 @@ def _host_name(host_header: str) -> str:
 class Guard:
     """ASGI middleware enforcing the rules in the module docstring."""
 
-    def __init__(self, app, *, token: str | None, loopback_only: bool):
-        self.app, self.token, self.loopback_only = app, token, loopback_only
+    def __init__(self, app, *, token: str | None, loopback_only: bool, redact: "Redactor | None" = None):
+        self.app, self.token, self.loopback_only, self.redact = app, token, loopback_only, redact
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         send = _with_headers(send, scope["path"].startswith(API_PREFIX))
+        if self.redact is not None:
+            send = self.redact.wrap(send)
         headers = _headers(scope)
         problem = self._host(headers) or self._csrf(scope, headers)
         if problem:
@@ -167,6 +172,46 @@ def _with_headers(send, api: bool):
         await send(message)
 
     return wrapped
+
+
+class Redactor:
+    """Rewrites answers so that they show no server path: each (path, shown as) pair, longest
+    path first. A body of known length is rewritten whole (and its length fixed); a stream (the
+    server-sent events) message by message."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        pairs = {path: shown for path, shown in pairs if path and path != shown}
+        self.pairs = [(p.encode(), s.encode()) for p, s in sorted(pairs.items(), key=lambda kv: -len(kv[0]))]
+
+    def __call__(self, data: bytes) -> bytes:
+        for path, shown in self.pairs:
+            if path in data:
+                data = data.replace(path, shown)
+        return data
+
+    def wrap(self, send):
+        """`send` rewriting the answer's body."""
+        held: dict = {"start": None, "stream": False, "chunks": []}
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                held["start"] = message
+                held["stream"] = not any(k.lower() == b"content-length" for k, _ in message.get("headers", []))
+                return await send(message) if held["stream"] else None
+            if message["type"] != "http.response.body":
+                return await send(message)
+            if held["stream"]:
+                return await send({**message, "body": self(message.get("body", b""))})
+            held["chunks"].append(message.get("body", b""))
+            if message.get("more_body"):
+                return None
+            body = self(b"".join(held["chunks"]))
+            start = held["start"]
+            headers = [(k, str(len(body)).encode() if k.lower() == b"content-length" else v) for k, v in start["headers"]]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return wrapped
 
 
 def shorten(text: str, limit: int = 400) -> str:
