@@ -196,3 +196,20 @@ def test_a_comparison_is_of_a_bounded_number_of_studies(client):
     too_many = ",".join(f"0:s{i}" for i in range(MAX_COMPARE + 1))
     reply = client.get(f"/api/compare/figures?ids={too_many}")
     assert reply.status_code == 400 and f"at most {MAX_COMPARE}" in reply.json()["error"]
+
+
+def test_figures_and_dashboard_are_made_once_per_change_for_every_client(client, root, monkeypatch):
+    from scaling_study.service import events, live
+
+    monkeypatch.setattr(events, "REFRESH_S", 0.0)  # every request looks at the files
+    made = []
+    real_figures, real_dashboard = live.figures, live.dashboard
+    monkeypatch.setattr(live, "figures", lambda *a: made.append("figures") or real_figures(*a))
+    monkeypatch.setattr(live, "dashboard", lambda *a: made.append("dashboard") or real_dashboard(*a))
+    for _ in range(3):
+        assert client.get("/api/studies/0:live/figures").status_code == 200
+        assert client.get("/api/studies/0:live/dashboard.html").status_code == 200
+    assert sorted(made) == ["dashboard", "figures"]
+    write_records(root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))  # a change: made again
+    client.get("/api/studies/0:live/figures")
+    assert made.count("figures") == 2

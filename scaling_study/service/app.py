@@ -150,6 +150,14 @@ def _page_routes(app: FastAPI, index: Index) -> None:
         return HTMLResponse(pages.study_page(study.summary()))
 
 
+def _figures(reports: live.Reports, study, roots: list[Root]) -> dict:
+    try:
+        _, report, why = reports.get(study)
+    except live.Conflict as exc:  # nothing recorded yet: an empty report, not an error
+        return {"sections": [], "note": public(exc, roots)}
+    return live.figures(report, why)
+
+
 def _ids(value: str) -> list[str]:
     ids = list(dict.fromkeys(v for v in value.split(",") if v))
     if not ids:
@@ -205,11 +213,8 @@ def _study_routes(app: FastAPI, index: Index) -> None:
     @app.get("/api/studies/{sid:path}/figures")
     def study_figures(sid: str):
         """The report's sections with their plotly figures (JSON), as the dashboard draws them."""
-        try:
-            _, report, why = reports.get(index.get(sid, events.REFRESH_S))
-        except live.Conflict as exc:  # nothing recorded yet: an empty report, not an error
-            return {"sections": [], "note": str(exc)}
-        return live.figures(report, why)
+        study = index.get(sid, events.REFRESH_S)
+        return JSON(study.cached(("figures",), lambda: encode(_figures(reports, study, index.roots))))
 
     @app.get("/api/studies/{sid:path}/dashboard.html")
     def study_dashboard(sid: str, download: bool = False):
@@ -219,7 +224,8 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         headers = {"Content-Security-Policy": SANDBOX_CSP}  # its inline scripts run in an origin of their own
         if download:
             headers["Content-Disposition"] = content_disposition(f"{study.name}-dashboard.html")
-        return HTMLResponse(live.dashboard(report, why), headers=headers)
+        page = study.cached(("dashboard",), lambda: live.dashboard(report, why).encode("utf-8"))  # once per change
+        return HTMLResponse(page, headers=headers)
 
     @app.get("/api/studies/{sid:path}/tables/{name}.csv")
     def study_table(sid: str, name: str):
