@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from fixtures.service import rows, write_live_sweep, write_records, write_run
 from scaling_study.service import http, study
 from scaling_study.service.app import create_app
-from scaling_study.service.trial import decimate
+from scaling_study.service.decimate import decimate, thin_figure
 
 TOKEN = "a-token-of-enough-length-0123"
 CSRF = {"X-Scaling-Study": "1"}
@@ -213,3 +213,19 @@ def test_figures_and_dashboard_are_made_once_per_change_for_every_client(client,
     write_records(root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))  # a change: made again
     client.get("/api/studies/0:live/figures")
     assert made.count("figures") == 2
+
+
+def test_a_figure_trace_is_thinned_with_every_per_point_array(root, monkeypatch):
+    figure = {"data": [{"x": list(range(5000)), "y": [float(i % 97) for i in range(5000)], "text": list(map(str, range(5000))),
+                        "marker": {"color": list(range(5000)), "size": 4}, "name": "long"},
+                       {"x": [1, 2], "y": [3, 4]}]}
+    thin_figure(figure, 300)
+    long, short = figure["data"]
+    assert len(long["x"]) <= 300 and long["x"] == long["marker"]["color"] == list(map(int, long["text"]))
+    assert max(long["y"]) == 96.0 and min(long["y"]) == 0.0 and long["x"][0] == 0 and long["x"][-1] == 4999
+    assert short == {"x": [1, 2], "y": [3, 4]}
+    monkeypatch.setattr(study, "CURVE_POINTS", 300)
+    _long_run(root / "long", 5_000)
+    client = TestClient(create_app([str(root)]), base_url="http://127.0.0.1:8300")
+    curves = {s["key"]: s for s in client.get("/api/studies/0:long/figures").json()["sections"]}["curves"]
+    assert all(len(trace["x"]) <= 1_000 for trace in curves["figure"]["data"])

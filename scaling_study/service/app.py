@@ -23,7 +23,8 @@ from scaling_study.service.roots import NotFound, Root, child, confine_export, p
 from scaling_study.service.security import (
     SANDBOX_CSP, Guard, Redactor, check_bind, content_disposition, is_loopback, shorten,
 )
-from scaling_study.service.study import RUNNING, SUBMITTED, SWEEP
+from scaling_study.service.decimate import thin_figure
+from scaling_study.service.study import CURVE_POINTS, RUNNING, SUBMITTED, SWEEP
 from scaling_study.tune import steer
 from scaling_study.tune.submit import ROOT as PROJECT
 
@@ -155,7 +156,11 @@ def _figures(reports: live.Reports, study, roots: list[Root]) -> dict:
         _, report, why = reports.get(study)
     except live.Conflict as exc:  # nothing recorded yet: an empty report, not an error
         return {"sections": [], "note": public(exc, roots)}
-    return live.figures(report, why)
+    figures = live.figures(report, why)
+    for section in figures["sections"]:
+        if section["figure"] is not None:  # a chart shows no more points than a trial's curve sends
+            thin_figure(section["figure"], CURVE_POINTS)
+    return figures
 
 
 def _ids(value: str) -> list[str]:

@@ -7,34 +7,14 @@ from __future__ import annotations
 
 import bisect
 
-import numpy as np
 import pandas as pd
 
 from scaling_study.contract import METRICS
+from scaling_study.service.decimate import decimate
 
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
 _NO_ROWS = pd.DataFrame()  # shared by every trial not read yet (frames here are never changed in place)
-
-
-def decimate(frame: pd.DataFrame, column: str | None, limit: int) -> pd.DataFrame:
-    """At most `limit` (>= 4) rows of `frame`, in order, that draw the same curve of `column`: the
-    first and last rows, and in each of `limit // 2 - 1` equal runs of rows between them the row
-    with the lowest and the one with the highest value (min/max decimation: every peak and dip
-    stays, as a chart of that width would show it). A run without values keeps its first row."""
-    n = len(frame)
-    if n <= limit:
-        return frame
-    values = pd.Series(np.nan, index=frame.index)
-    if column is not None and column in frame.columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-    inner = pd.Series(values.to_numpy(dtype=float, na_value=np.nan)[1:-1], index=np.arange(1, n - 1))
-    runs = (inner.index.to_numpy() - 1) * max(1, limit // 2 - 1) // (n - 2)
-    valued = inner.notna().to_numpy()
-    by_run = inner[valued].groupby(runs[valued])
-    first = pd.Series(inner.index).groupby(runs).first()
-    keep = {0, n - 1, *by_run.idxmin(), *by_run.idxmax(), *first[first.index.difference(by_run.size().index)]}
-    return frame.iloc[sorted(keep)]
 
 
 def json_rows(frame: pd.DataFrame) -> list[dict]:
