@@ -9,9 +9,9 @@ once Ray has packed it, whatever happens: an upload never lands in the checkout 
 outlives its request.
 
 What a user sends is held to the project: a space's base job (shipped or uploaded, in a check
-too) must lie under `jobs/` or `search_spaces/` (`BASE_FOLDERS`); YAML from a user (the upload,
-each override's value) is read without anchors and aliases and at most `MAX_DEPTH` levels deep;
-every message that echoes it is cut short.
+too) must lie under `jobs/` or `search_spaces/` (`BASE_FOLDERS`, through `roots.confine`); YAML
+from a user (the upload, each override's value) is read without aliases and at most
+`MAX_YAML_DEPTH` levels deep; every message that echoes it is cut short.
 
 The new study's folder gets a `submission.json` (job id, space, overrides) at once, so it shows in
 the studies list before the job's sweep has written anything.
@@ -35,16 +35,16 @@ import yaml
 from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
 from scaling_study.service.roots import NotFound, Root, confine
-from scaling_study.storage import Loc
 from scaling_study.service.security import shorten
 from scaling_study.service.study import SWEEP
+from scaling_study.storage import Loc
 from scaling_study.tune import submit as ray_jobs
 
 MAX_UPLOAD_BYTES = 64 * 1024
 """An uploaded search space larger than this is refused unread (spaces are a few hundred bytes)."""
 MAX_OVERRIDES = 64
 MAX_OVERRIDE_CHARS = 1024
-MAX_DEPTH = 32
+MAX_YAML_DEPTH = 32
 """How deeply a user's YAML may nest (a space needs 4 levels; the loader is recursive)."""
 SPACES_DIR = ray_jobs.ROOT / "search_spaces"
 BASE_FOLDERS = (ray_jobs.ROOT / "jobs", SPACES_DIR)
@@ -95,8 +95,8 @@ class _UserLoader(yaml.SafeLoader):
                                               self.peek_event().start_mark)
         self._depth = getattr(self, "_depth", 0) + 1
         try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
                                                   self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
@@ -180,7 +180,7 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
                           source=_shown(exc.source, path, shown)) from None
     except UserError as exc:  # e.g. a base job that is not YAML: the CLI's message, without server paths
         raise SubmitError(shorten(_shown(str(exc), path, shown)), source=shown) from None
-    except (ValueError, TypeError, RecursionError) as exc:  # a value the checks did not foresee: still the user's
+    except Exception as exc:  # noqa: BLE001 - a value the checks did not foresee is still the user's file, not a 500
         raise SubmitError(shorten(f"not a valid search space ({type(exc).__name__}: {exc})"), source=shown) from None
     text = upload.decode("utf-8") if upload is not None else None
     return Checked(path, loaded.name, tuple(overrides), shown, text)
