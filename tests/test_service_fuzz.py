@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures.service import write_live_sweep, write_run
-from scaling_study.service import launch, study
+from scaling_study.service import launch, memo
 from scaling_study.service.app import create_app
 
 SENTINEL = "sentinel-outside-the-root"
@@ -67,7 +67,7 @@ def watch(world):
     yield
     _WATCHED["prefix"] = None
     assert _WATCHED["seen"] == [], _WATCHED["seen"][:5]
-    assert study.BUDGET.total <= study.BUDGET.limit
+    assert memo.BUDGET.total <= memo.BUDGET.limit
 
 
 def _check(reply, limit: int = 2_000_000) -> None:

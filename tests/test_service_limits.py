@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fixtures.service import rows, write_live_sweep, write_records, write_run
-from scaling_study.service import http, study
+from scaling_study.service import http, memo, study
 from scaling_study.service.app import create_app
 from scaling_study.service.decimate import decimate, thin_figure
 
@@ -45,7 +45,7 @@ def _long_run(folder, n: int) -> pd.DataFrame:
 # --- answers held in memory ----------------------------------------------------------------------
 
 def test_since_values_share_answers_and_the_cache_is_bounded_in_bytes(client, monkeypatch):
-    budget = study.MemoBudget(200_000)
+    budget = memo.MemoBudget(200_000)
     monkeypatch.setattr(study, "BUDGET", budget)
     seq = client.get("/api/studies/0:live").json()["seq"]
     answers = {client.get(f"/api/studies/0:live?since={since}").content for since in range(seq, seq + 50)}
@@ -58,7 +58,7 @@ def test_since_values_share_answers_and_the_cache_is_bounded_in_bytes(client, mo
 
 
 def test_the_budget_lets_the_least_recently_used_answers_go():
-    budget = study.MemoBudget(3_000)
+    budget = memo.MemoBudget(3_000)
 
     class Owner:
         def __init__(self):

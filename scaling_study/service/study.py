@@ -15,10 +15,10 @@ import csv
 import io
 import threading
 import time
-from collections import OrderedDict
 
 from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
+from scaling_study.service.memo import BUDGET, size_of
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
 from scaling_study.service.trial import PENDING, Trial
@@ -43,50 +43,7 @@ within this long, or within three of the run's own evaluation intervals if those
 _GATHERED = {"DONE": FINISHED, "STOPPED": STOPPED, "ERROR": ERROR}
 CURVE_POINTS = 1000
 """At most this many evaluations of one trial travel in a study's detail (its curve, decimated
-along the study's metric: `trial.decimate`); the records table (CSV) keeps every row."""
-MEMO_BYTES = 256 * 2**20
-"""What every study's answers kept in memory (`Study.cached`) may hold together; the least
-recently used go first."""
-
-
-class MemoBudget:
-    """The bytes held by the studies' memos together, least recently used first out."""
-
-    def __init__(self, limit: int):
-        self.limit, self.total = limit, 0
-        self._held: OrderedDict[tuple, int] = OrderedDict()  # (study, key) -> bytes
-        self._lock = threading.Lock()
-
-    def hold(self, study: "Study", key, size: int) -> None:
-        with self._lock:
-            self.total += size - self._held.pop((study, key), 0)
-            self._held[(study, key)] = size
-            while self.total > self.limit and len(self._held) > 1:
-                (owner, old), freed = self._held.popitem(last=False)
-                self.total -= freed
-                owner._memo.pop(old, None)
-
-    def used(self, study: "Study", key) -> None:
-        with self._lock:
-            if (study, key) in self._held:
-                self._held.move_to_end((study, key))
-
-    def forget(self, study: "Study") -> None:
-        with self._lock:
-            for held in [h for h in self._held if h[0] is study]:
-                self.total -= self._held.pop(held)
-
-
-BUDGET = MemoBudget(MEMO_BYTES)
-
-
-def _size(value) -> int:
-    """Bytes a memo entry holds, roughly: its text, or 1 KiB for a small object."""
-    if isinstance(value, tuple):
-        return sum(map(_size, value))
-    return len(value) if isinstance(value, (bytes, str)) else 1024
-
-
+along the study's metric: `decimate.decimate`); the records table (CSV) keeps every row."""
 def _csv_rows(data: bytes) -> list[dict]:
     """The rows of a CSV file as dicts of text, as csv.DictReader reads them (a file without
     quotes is split directly: a root of many finished sweeps has as many of these files)."""
@@ -195,7 +152,7 @@ class Study:
             value = self._memo.get(key, _MISSING)  # (another study's read may evict an entry: `BUDGET`)
             if value is _MISSING:
                 value = self._memo[key] = compute()
-                BUDGET.hold(self, key, _size(value))
+                BUDGET.hold(self, key, size_of(value))
             else:
                 BUDGET.used(self, key)
             return value
