@@ -288,3 +288,11 @@ def test_no_interactive_docs_from_a_cdn_but_the_schema_stays(client):
     assert client.get("/api/docs").status_code == 404
     schema = client.get("/api/openapi.json")
     assert schema.status_code == 200 and "/api/studies/{sid}" in schema.json()["paths"]
+
+
+def test_yaml_in_a_results_root_is_read_without_aliases_too(client, root):
+    write_run(root / "solo")
+    levels = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 8)]
+    (root / "solo" / "job.yaml").write_text("\n".join(levels) + "\nname: solo\n")
+    reply = client.get("/api/studies/0:solo/best.yaml")
+    assert reply.status_code == 400 and "aliases" in reply.json()["error"] and len(reply.content) < 1_000

@@ -10,8 +10,8 @@ outlives its request.
 
 What a user sends is held to the project: a space's base job (shipped or uploaded, in a check
 too) must lie under `jobs/` or `search_spaces/` (`BASE_FOLDERS`, through `roots.confine`); YAML
-from a user (the upload, each override's value) is read without aliases and at most
-`MAX_YAML_DEPTH` levels deep; every message that echoes it is cut short.
+from a user (the upload, each override's value) is read as all of the project's YAML is
+(`config.load.parse_yaml`: no aliases, a bounded depth); every message that echoes it is cut short.
 
 The new study's folder gets a `submission.json` (job id, space, overrides) at once, so it shows in
 the studies list before the job's sweep has written anything.
@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
 from scaling_study.service.roots import NotFound, Root, confine
@@ -44,8 +42,6 @@ MAX_UPLOAD_BYTES = 64 * 1024
 """An uploaded search space larger than this is refused unread (spaces are a few hundred bytes)."""
 MAX_OVERRIDES = 64
 MAX_OVERRIDE_CHARS = 1024
-MAX_YAML_DEPTH = 32
-"""How deeply a user's YAML may nest (a space needs 4 levels; the loader is recursive)."""
 SPACES_DIR = ray_jobs.ROOT / "search_spaces"
 BASE_FOLDERS = (ray_jobs.ROOT / "jobs", SPACES_DIR)
 """Where a submitted space's base job may come from: the project's own jobs and spaces."""
@@ -85,36 +81,15 @@ def _shipped(name: str) -> Path:
     return SPACES_DIR / name
 
 
-class _UserLoader(yaml.SafeLoader):
-    """The safe loader without aliases (a few bytes of nested aliases expand to gigabytes) and
-    with a bounded depth (the composer recurses once per level)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here; write the value out",
-                                              self.peek_event().start_mark)
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                                  self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
 def load_user_yaml(text: str, source: str, key: str | None = None):
-    """`text` read by `_UserLoader`; SubmitError naming `source` (and `key`), the line and the
-    problem, as the CLI's `config.load_yaml` words it."""
+    """`text` read as the CLI reads YAML (`config.load.parse_yaml`: safe, no aliases, bounded
+    depth); SubmitError naming `source` (and `key`), the line and the problem, cut short."""
+    from scaling_study.config.load import parse_yaml
+
     try:
-        return yaml.load(text, Loader=_UserLoader)  # noqa: S506 - a SafeLoader subclass
-    except ValueError as exc:  # a value the safe loader cannot build (an integer of 5000 digits)
-        raise SubmitError(f"not valid YAML: {shorten(exc, 200)}", key=key, source=source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1} " if mark else ""
-        raise SubmitError(f"{where}not valid YAML: {shorten(getattr(exc, 'problem', None) or exc, 200)}",
-                          key=key, source=source) from None
+        return parse_yaml(text)
+    except ValueError as exc:
+        raise SubmitError(shorten(exc, 300), key=key, source=source) from None
 
 
 def check_upload(data: bytes, filename: str = "upload.yaml") -> dict:
