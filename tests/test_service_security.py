@@ -296,3 +296,13 @@ def test_yaml_in_a_results_root_is_read_without_aliases_too(client, root):
     (root / "solo" / "job.yaml").write_text("\n".join(levels) + "\nname: solo\n")
     reply = client.get("/api/studies/0:solo/best.yaml")
     assert reply.status_code == 400 and "aliases" in reply.json()["error"] and len(reply.content) < 1_000
+
+
+def test_a_study_folder_that_links_out_of_the_root_shows_nothing_from_there(client, root, tmp_path):
+    elsewhere = tmp_path.parent / "elsewhere-trials"
+    write_live_sweep(tmp_path.parent / "elsewhere")
+    (tmp_path.parent / "elsewhere" / "trials").rename(elsewhere)
+    (root / "live" / "trials").rename(root / "live" / "kept")
+    (root / "live" / "trials").symlink_to(elsewhere)
+    study = client.get("/api/studies/0:live").json()
+    assert study["evaluations"] == {} and all(t["n_evals"] == 0 for t in study["trials"])

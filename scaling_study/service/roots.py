@@ -147,9 +147,10 @@ class Entry:
 
 def listdir(root: Root, loc: Loc) -> dict[str, Entry]:
     """The entries of folder `loc` by name (none if it is missing). On a local disk a symlink
-    that leads out of `root` is left out, as if it were not there."""
+    that leads out of `root` is left out, as if it were not there, and so is everything in a
+    folder that itself leads out of it (a study's `trials/` linked elsewhere)."""
     if loc.is_local:
-        return _list_local(root, os.fspath(loc))
+        return _list_local(root, os.fspath(loc)) if root.contains(loc) else {}
     import pyarrow.fs as pafs
 
     infos = loc.fs.get_file_info(pafs.FileSelector(loc.fs_path, allow_not_found=True))
