@@ -56,6 +56,8 @@ def world(tmp_path_factory):
     (trap / "records.csv").symlink_to(outside / "records.csv")
     (trap / "job.yaml").symlink_to(outside / "job.yaml")
     (root / "link").symlink_to(outside)
+    write_run(root / "unreadable")
+    (root / "unreadable" / "records.csv").write_bytes(b"step,f1\n1,\xff\n")
     client = TestClient(create_app([str(root)]), base_url="http://127.0.0.1:8300")
     return client, root, outside
 
@@ -82,7 +84,7 @@ def _path(text: str) -> str:
 
 
 ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
-SEGMENTS = st.sampled_from(["live", "solo", "trap", "link", "trials", "t0", "..", ".", "", "%2e%2e", "\\..",
+SEGMENTS = st.sampled_from(["live", "solo", "trap", "link", "unreadable", "trials", "t0", "..", ".", "", "%2e%2e", "\\..",
                             "\x00", "job.yaml", "/", "//", "~"])
 RELS = st.lists(st.one_of(SEGMENTS, ANY_TEXT), max_size=4).map("/".join)
 INDEXES = st.one_of(st.sampled_from(["0", "00", "1", "-0", "+0", " 0", "\u0660", "\u00b2", "", "0x0"]), ANY_TEXT)
@@ -107,7 +109,7 @@ QUERY_VALUES = st.one_of(st.integers(-10**40, 10**40).map(str), st.floats(allow_
 
 
 @FUZZ
-@given(sid=st.sampled_from(["0:live", "0:solo", "0:trap", "0:link"]),
+@given(sid=st.sampled_from(["0:live", "0:solo", "0:trap", "0:link", "0:unreadable"]),
        query=st.dictionaries(st.sampled_from(["since", "evaluations", "workers", "scaling", "metric", "mode",
                                               "target", "target_metric", "download"]), QUERY_VALUES, max_size=4))
 def test_query_parameters(world, watch, sid, query):

@@ -306,3 +306,27 @@ def test_a_study_folder_that_links_out_of_the_root_shows_nothing_from_there(clie
     (root / "live" / "trials").symlink_to(elsewhere)
     study = client.get("/api/studies/0:live").json()
     assert study["evaluations"] == {} and all(t["n_evals"] == 0 for t in study["trials"])
+
+
+def test_names_and_values_that_are_not_unicode_never_fail_an_answer(client, root):
+    import os
+
+    os.makedirs(os.fsencode(str(root)) + b"/odd\xff")
+    write_run(os.fsdecode(os.fsencode(str(root)) + b"/odd\xff"))  # no id can name it: not listed
+    params = root / "live" / "trials" / "t1" / "params.json"
+    params.write_text('{"trial_id": "t1", "params": {"optimizer.name": "\\ud800", "scaling.num_workers": 2}}')
+    listed = client.get("/api/studies")
+    assert listed.status_code == 200 and {s["id"] for s in listed.json()["studies"]} == {"0:live"}
+    for url in ("/api/studies/0:live", "/api/studies/0:live/tables/records.csv", "/api/studies/0:live/figures",
+                "/studies/0:live", "/api/studies/0:live/dashboard.html"):
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize("records", [b"step,f1\n1,\xff\xfe\n", b"step,f1\n1,2\n1,2,3,4\n"])
+def test_a_study_whose_records_do_not_parse_answers_409(client, root, records):
+    write_run(root / "bad")
+    (root / "bad" / "records.csv").write_bytes(records)
+    assert client.get("/api/studies").status_code == 200
+    for url in ("/api/studies/0:bad", "/api/studies/0:bad/figures", "/api/studies/0:bad/best.yaml", "/studies/0:bad"):
+        reply = client.get(url)
+        assert reply.status_code == 409 and "does not parse" in reply.json()["error"], url

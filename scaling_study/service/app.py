@@ -19,7 +19,7 @@ from scaling_study.errors import UserError
 from scaling_study.service import events, live, pages
 from scaling_study.service.index import Index
 from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, shipped_spaces
-from scaling_study.service.roots import NotFound, Root, child, confine_export, parse_roots
+from scaling_study.service.roots import NotFound, Root, Unreadable, child, confine_export, parse_roots
 from scaling_study.service.security import (
     SANDBOX_CSP, Guard, Redactor, check_bind, content_disposition, is_loopback, shorten,
 )
@@ -48,8 +48,19 @@ def plotly_js() -> Path:
 
 
 def encode(content) -> bytes:
-    """JSON without NaN (browsers cannot parse it): missing values are null."""
-    return events.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """JSON without NaN (browsers cannot parse it): missing values are null. Text that is not
+    Unicode (a lone surrogate, e.g. from a `"\\ud800"` in a results file) is sent escaped, as JSON
+    allows, rather than failing the answer."""
+    options = {"separators": (",", ":")}
+    try:
+        return events.dumps(content, ensure_ascii=False, **options).encode("utf-8")
+    except UnicodeEncodeError:
+        return events.dumps(content, **options).encode("ascii")
+
+
+def utf8(text: str) -> bytes:
+    """A page, table or file as UTF-8; a character that has none (a lone surrogate) becomes '?'."""
+    return text.encode("utf-8", "replace")
 
 
 class JSON(JSONResponse):
@@ -106,7 +117,7 @@ def _public_errors(exc: SubmitError, roots: list[Root]) -> list[dict]:
 
 
 def _errors(app: FastAPI, roots: list[Root]) -> None:
-    handlers = ((NotFound, 404), (live.Conflict, 409), (UserError, 400))
+    handlers = ((NotFound, 404), (live.Conflict, 409), (Unreadable, 409), (UserError, 400))
 
     for cls, status in handlers:
         app.add_exception_handler(cls, lambda request, exc, status=status: JSON({"error": public(exc, roots)}, status))
@@ -134,21 +145,21 @@ def _static_routes(app: FastAPI) -> None:
 def _page_routes(app: FastAPI, index: Index) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def studies_page():
-        return HTMLResponse(pages.studies_page())
+        return HTMLResponse(utf8(pages.studies_page()))
 
     @app.get("/submit", response_class=HTMLResponse, include_in_schema=False)
     def submit_page():
-        return HTMLResponse(pages.submit_page(shipped_spaces(), [r.shown for r in index.roots]))
+        return HTMLResponse(utf8(pages.submit_page(shipped_spaces(), [r.shown for r in index.roots])))
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(ids: str = ""):
         studies = [index.get(sid) for sid in _ids(ids)]
-        return HTMLResponse(pages.compare_page([s.summary() for s in studies]))
+        return HTMLResponse(utf8(pages.compare_page([s.summary() for s in studies])))
 
     @app.get("/studies/{sid:path}", response_class=HTMLResponse, include_in_schema=False)
     def study_page(sid: str):
         study = index.get(sid)
-        return HTMLResponse(pages.study_page(study.summary()))
+        return HTMLResponse(utf8(pages.study_page(study.summary())))
 
 
 def _figures(reports: live.Reports, study, roots: list[Root]) -> dict:
@@ -229,7 +240,7 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         headers = {"Content-Security-Policy": SANDBOX_CSP}  # its inline scripts run in an origin of their own
         if download:
             headers["Content-Disposition"] = content_disposition(f"{study.name}-dashboard.html")
-        page = study.cached(("dashboard",), lambda: live.dashboard(report, why).encode("utf-8"))  # once per change
+        page = study.cached(("dashboard",), lambda: utf8(live.dashboard(report, why)))  # once per change
         return HTMLResponse(page, headers=headers)
 
     @app.get("/api/studies/{sid:path}/tables/{name}.csv")
@@ -237,7 +248,7 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         """A table of the report (or `records`: every evaluation) as CSV."""
         study = index.get(sid, events.REFRESH_S)
         res, report, _ = reports.get(study)
-        return PlainTextResponse(live.table_csv(res, report, name), media_type="text/csv",
+        return PlainTextResponse(utf8(live.table_csv(res, report, name)), media_type="text/csv",
                                  headers={"Content-Disposition": content_disposition(f"{study.name}-{name}.csv")})
 
     @app.get("/api/studies/{sid:path}/best.yaml")
@@ -252,7 +263,7 @@ def _study_routes(app: FastAPI, index: Index) -> None:
         confine_export(study)
         name, text = live.best_yaml(study, metric=metric, mode=mode, workers=workers, scaling=scaling,
                                     target_metric=target_metric, target=target)
-        return Response(text, media_type="application/yaml", headers={"Content-Disposition": content_disposition(name)})
+        return Response(utf8(text), media_type="application/yaml", headers={"Content-Disposition": content_disposition(name)})
 
     @app.get("/api/studies/{sid:path}/job")
     def study_job(sid: str):

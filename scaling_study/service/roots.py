@@ -28,6 +28,11 @@ class NotFound(UserError):
     """No study (or trial, or table) by that name inside the roots; the API answers 404."""
 
 
+class Unreadable(UserError):
+    """A study whose files do not parse (records that are not CSV or not UTF-8); the API answers
+    409 saying why, and the studies list shows what its folder's own files say."""
+
+
 _INDEX = re.compile(r"(?:0|[1-9][0-9]{0,5})", re.ASCII)
 """A root's index as an id spells it: ASCII digits, no leading zero (one id per study)."""
 
@@ -170,6 +175,8 @@ def _list_local(root: Root, path: str) -> dict[str, Entry]:
     except OSError:  # missing, not a folder, not readable, a name too long: nothing there
         return out
     for entry in entries:
+        if not _encodable(entry.name):  # not UTF-8 on disk: no id can name it
+            continue
         try:
             if entry.is_symlink():
                 confine(root, Loc(entry.path))

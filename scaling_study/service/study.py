@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import time
 
@@ -57,6 +58,14 @@ def _csv_rows(data: bytes) -> list[dict]:
     return [dict(zip(rows[0], row)) for row in rows[1:]] if rows else []
 
 
+def read_json(data: bytes):
+    """A JSON file of a results folder; ValueError (read as unreadable) for one that holds text
+    no answer can carry (a lone surrogate written as `"\\ud800"`)."""
+    doc = json.loads(data)
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return doc
+
+
 def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | None:
     """SWEEP, RUN, or None for a folder that is neither (it may hold studies further down)."""
     dirs = {n for n, e in entries.items() if e.is_dir}
@@ -66,7 +75,7 @@ def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | Non
         return RUN
     submission = entries.get(layout.SUBMISSION)
     if submission is not None and not submission.is_dir:
-        doc = files.json(loc / layout.SUBMISSION, submission.stat, {}) or {}
+        doc = files.parsed(loc / layout.SUBMISSION, submission.stat, read_json, {}) or {}
         return RUN if doc.get("kind") == RUN else SWEEP
     return None
 
@@ -170,7 +179,7 @@ class Study:
         e = entries.get(name)
         if e is None or e.is_dir:
             return {}
-        doc = self.files.json(self.at(*folder, name), e.stat, {})
+        doc = self.files.parsed(self.at(*folder, name), e.stat, read_json, {})
         return doc if isinstance(doc, dict) else {}
 
     def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
