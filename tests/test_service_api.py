@@ -28,7 +28,8 @@ class FakeLauncher(Launcher):
 
     def submit(self, checked, root):
         self.submitted.append((checked.name, checked.overrides, str(root.loc)))
-        launch.discard(checked.path)
+        with launch.working_dir(checked) as (project, path):  # what Ray would ship
+            self.shipped = (project, path, path.read_text())
         record = {"job_id": "job-1", "kind": "sweep", "space": checked.shown_as, "name": checked.name}
         (root.loc / checked.name / "submission.json").write_text(json.dumps(record))
         return record

@@ -10,7 +10,9 @@ subprocess, on 127.0.0.1 and a free port) and measures over HTTP:
   repeats (warm);
 - push: `--clients` clients hold the event stream of a running study open while rows are added
   to one of its trials' records.csv the way the Train controller adds them (the whole file
-  replaced: the old rows plus the new one); each client notes when each row arrives.
+  replaced: the old rows plus the new one); each client notes when each row arrives;
+- a big study (`serve_big`): one run with a records file of `--big-mb` MB, its detail cold and
+  warm, and the studies list and the service's memory while `--big-clients` clients ask for it.
 
 It prints each figure against its target (met / NOT met). Nothing here asserts a time: the
 targets are the ones this machine (2 cores) is held to.
@@ -58,6 +60,9 @@ def add_arguments(p) -> None:
     p.add_argument("--root", default=None,
                    help="write the synthetic root here (an empty or missing folder; default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the root afterwards (it is removed otherwise)")
+    from scaling_study.bench import serve_big
+
+    serve_big.add_arguments(p)
 
 
 # --- the synthetic root -----------------------------------------------------------------------
@@ -193,10 +198,10 @@ def prepare_root(root: Path, studies: int, trials: int, evals: int) -> tuple[lis
 # --- the service and its clients --------------------------------------------------------------
 
 class Server:
-    """`scaling-study serve ROOT --port 0` in a subprocess; `url` once it listens."""
+    """`scaling-study serve ROOT... --port 0` in a subprocess; `url` once it listens."""
 
-    def __init__(self, root: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "scaling_study.cli", "serve", str(root), "--port", "0"],
+    def __init__(self, *roots: Path):
+        self.proc = subprocess.Popen([sys.executable, "-m", "scaling_study.cli", "serve", *map(str, roots), "--port", "0"],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "http://" not in line:
@@ -354,7 +359,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
+def table(args, listing: dict, study: dict, push: dict, mib: float, big: dict | None = None) -> str:
     """Every figure with its target and verdict, one line each."""
     lat, warm, reads = push["latencies"] or [math.inf], listing["warm"], study["warm"]
     figures = [
@@ -370,6 +375,10 @@ def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
         ("push, write -> client, p95", quantile(lat, 0.95), TARGETS["push_p95"]),
         ("push, write -> client, max", max(lat), None),
     ]
+    if big is not None:
+        from scaling_study.bench import serve_big
+
+        figures += serve_big.figures(big, args.big_clients)
     lines = [f"\n# scaling-study bench serve: {args.studies} studies x {args.trials} trials x {args.evals} evaluations "
              f"({args.studies * args.trials * args.evals:,} rows, {mib:,.0f} MiB of records.csv), {args.clients} clients",
              f"{'figure':44} {'value':>10}  {'target':>11}  verdict"]
@@ -379,7 +388,27 @@ def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
     lines.append(f"rows that never arrived: {push['lost']} of {push['expected']}; service memory: "
                  f"{listing['rss']:,.0f} MiB with every study read, {push['rss']:,.0f} MiB after the push "
                  "(a second start that read only the studies asked for)")
+    if big is not None:
+        from scaling_study.bench import serve_big
+
+        lines.append(serve_big.memory_line(big, args.big_clients))
     return "\n".join(lines)
+
+
+def _big_study(root: Path, args) -> dict:
+    """The big-study case (`serve_big`) on a third fresh start, serving the root and the big run."""
+    from scaling_study.bench import serve_big
+
+    big_root = Path(tempfile.mkdtemp(prefix="scaling-study-bench-big-"))
+    try:
+        serve_big.write_big_run(big_root, args.big_mb)
+        server = Server(root, big_root)
+        try:
+            return serve_big.measure(server, f"1:{serve_big.RUN_NAME}", args.big_clients, args.repeats)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(big_root, ignore_errors=True)
 
 
 def main(args) -> int:
@@ -400,8 +429,9 @@ def main(args) -> int:
             push = measure_push(server, root, sweeps[0], args)
         finally:
             server.stop()
+        big = _big_study(root, args) if args.big_mb > 0 else None
         mib = sum(p.stat().st_size for p in root.glob("*/*/*/records.csv")) / 2**20
-        print(table(args, listing, study, push, mib))
+        print(table(args, listing, study, push, mib, big))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

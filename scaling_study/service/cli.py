@@ -34,6 +34,7 @@ def main(args) -> int:
     import uvicorn
 
     from scaling_study.service.app import DEFAULT_ROOTS, create_app
+    from scaling_study.service.http import server_config
     from scaling_study.service.security import TOKEN_ENV
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -47,8 +48,7 @@ def main(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"scaling-study service: http://{shown}:{port}/  (roots: {', '.join(roots)}"
           f"{'; send the token' if token else ''})", flush=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(server_config(app)).run(sockets=[sock])
     return 0
 
 

@@ -147,15 +147,17 @@ def connect(address: str | None = None):
 
 
 def submit(target: str | os.PathLike, address: str | None = None, *, overrides: Iterable[str] = (),
-           storage: str | None = None, wait: bool = False, out: Callable[[str], None] = print) -> str:
+           storage: str | None = None, wait: bool = False, out: Callable[[str], None] = print,
+           root: Path = ROOT) -> str:
     """Check `target`, submit it as a Ray job, return the job's id. With `wait`, stream its logs
-    until it ends and raise a UserError unless it SUCCEEDED."""
-    p = plan(target, overrides=overrides, storage=storage)
+    until it ends and raise a UserError unless it SUCCEEDED. `root` is the project folder shipped
+    as the job's working directory (a copy of this one holding a file that is not in it)."""
+    p = plan(target, overrides=overrides, storage=storage, root=root)
     address = address or default_address()
     client = connect(address)
     job_id = f"scaling-study-{p.kind}-{p.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     _submit_job(client, entrypoint=p.entrypoint, submission_id=job_id, metadata=p.metadata,
-                runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES},
+                runtime_env={"working_dir": str(root), "excludes": EXCLUDES},
                 entrypoint_num_cpus=0)  # the driver only waits: leave the CPUs to the workers
     note = "" if storage else " (output.dir made absolute; --storage names a folder the cluster shares)"
     out(f"{p.file} is a {'search space' if p.kind == 'sweep' else 'job'}: submitted `scaling-study {p.kind}` "
