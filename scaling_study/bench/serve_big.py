@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from scaling_study import layout
-from scaling_study.bench import positive_int, serve
+from scaling_study.bench import positive_int
+from scaling_study.bench import serve_kit as serve
 
 TARGETS = {"detail": 1.0, "list": 0.1, "rss_mib": 1024.0}
 """Seconds for the big run's detail and the studies list meanwhile; the service's peak memory (MiB)."""
