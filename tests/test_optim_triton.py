@@ -81,9 +81,7 @@ def _run_both(update_name: str, n_state: int, steps: int = 2, **kwargs):
             assert params[-1].data_ptr() % 16 != 0
         states = [[torch.zeros_like(p) for p in params] for _ in range(n_state)]
         for step in range(steps):
-            # tensors at different step counts: bias corrections are per tensor
-            counts = [float(step + 1 + i % 3) for i in range(len(params))]
-            extra = (counts,) if n_state == 2 else ()
+            extra = (step + 1,) if n_state == 2 else ()  # the group's step count
             getattr(ops, update_name)(params, _grads(step, params), *states, *extra, **kwargs)
         runs.append(params)
     return runs
@@ -175,6 +173,7 @@ def test_layout_cuts_tensors_into_chunks_that_never_cross_a_tensor():
 def test_without_triton_auto_warns_once_and_falls_back_to_foreach(monkeypatch):
     monkeypatch.setattr(_triton, "KERNELS", "scaling_study.optim._no_such_kernels")
     _triton.kernels.cache_clear()
+    _triton.available.cache_clear()
     monkeypatch.setattr(_triton, "supports", functools.partial(_triton.supports,
                                                                device_type="cpu"))
     monkeypatch.setitem(base.FUSED, "cpu", _triton)
@@ -189,6 +188,7 @@ def test_without_triton_auto_warns_once_and_falls_back_to_foreach(monkeypatch):
             _optimizer_run(Lamb, "fused")
     finally:
         _triton.kernels.cache_clear()
+        _triton.available.cache_clear()
 
 
 # Compiles every kernel for sm_90 and prints one line per kernel and variant: name, dtype, whether
@@ -203,7 +203,7 @@ import scaling_study.optim._triton_kernels as K
 TYPES = {"ptrs": "*i64", "chunk_tensor": "*i64", "chunk_start": "*i64", "numel": "*i64",
          "first_chunk": "*i64", "n": "i32", "n_chunks": "i32", "beta1": "fp32",
          "one_minus_beta1": "fp32", "beta2": "fp32", "one_minus_beta2": "fp32", "eps": "fp32",
-         "wd": "fp32", "momentum": "fp32"}  # the rest: float32 arrays
+         "wd": "fp32", "momentum": "fp32", "c1": "fp32", "c2": "fp32"}  # the rest: float32 arrays
 for name in ["sumsq", "segment_norms", "lamb_phase1", "lamb_phase2", "lans_phase1",
              "lans_phase2", "lars_apply"]:
     fn = getattr(K, name)

@@ -20,8 +20,9 @@ Conventions (those of csrc/fused_cpu.cpp, so that the two fused paths read alike
   the constexpr ``DTYPE``), and phase 1 re-reads what it stored (rounded), so the norms belong to
   exactly the update phase 2 applies. Division and square root round as IEEE (``div_rn``,
   ``sqrt_rn``), as torch's own kernels do.
-* Per-tensor scalars (bias corrections, gradient scale, update scale) are float32 arrays on the
-  device, indexed by tensor: nothing is read back to the host.
+* Per-tensor scalars (gradient scale, update scale) are float32 arrays on the device, indexed by
+  tensor: nothing is read back to the host. The bias corrections are one pair per parameter
+  group (its step count is a host integer), passed as scalar arguments.
 """
 from __future__ import annotations
 
@@ -119,11 +120,11 @@ def lamb_phase1(ptrs, n, chunk_tensor, chunk_start, numel, c1, c2, beta1, one_mi
                 beta2, one_minus_beta2, eps, wd, partial, n_chunks, DTYPE: tl.constexpr,
                 CHUNK: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """Moments; partial[0, chunk] = Σ w², partial[1, chunk] = Σ r², r = m̂/(√v̂ + ε) + λw,
-    with m̂ = m·c1[t] and √v̂ = √v·c2[t]."""
+    with m̂ = m·c1 and √v̂ = √v·c2 (the group's bias corrections, host scalars)."""
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    s1, s2 = tl.load(c1 + t), tl.load(c2 + t)
+    s1, s2 = c1, c2
     acc_w = tl.zeros([BLOCK], dtype=tl.float32)
     acc_r = tl.zeros([BLOCK], dtype=tl.float32)
     for k in range(0, full_end - begin, BLOCK):
@@ -159,7 +160,7 @@ def lamb_phase2(ptrs, n, chunk_tensor, chunk_start, numel, c1, c2, eps, wd, scal
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    s1, s2, s = tl.load(c1 + t), tl.load(c2 + t), tl.load(scale + t)
+    s1, s2, s = c1, c2, tl.load(scale + t)
     for k in range(0, full_end - begin, BLOCK):
         i = begin + k + tl.arange(0, BLOCK)
         _lamb2_block(w_p, m_p, v_p, i, i < full_end, s1, s2, eps, wd, s)
@@ -189,7 +190,7 @@ def lans_phase1(ptrs, n, chunk_tensor, chunk_start, numel, ginv, c1, c2, beta1, 
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    gs, s1, s2 = tl.load(ginv + t), tl.load(c1 + t), tl.load(c2 + t)
+    gs, s1, s2 = tl.load(ginv + t), c1, c2
     acc_w = tl.zeros([BLOCK], dtype=tl.float32)
     acc_1 = tl.zeros([BLOCK], dtype=tl.float32)
     acc_2 = tl.zeros([BLOCK], dtype=tl.float32)
@@ -232,7 +233,7 @@ def lans_phase2(ptrs, n, chunk_tensor, chunk_start, numel, ginv, c1, c2, eps, wd
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    gs, s1, s2 = tl.load(ginv + t), tl.load(c1 + t), tl.load(c2 + t)
+    gs, s1, s2 = tl.load(ginv + t), c1, c2
     k1, k2 = tl.load(scale1 + t), tl.load(scale2 + t)
     for k in range(0, full_end - begin, BLOCK):
         i = begin + k + tl.arange(0, BLOCK)
