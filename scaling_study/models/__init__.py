@@ -11,7 +11,8 @@ A spec is one of:
 
 Tasks: ``"squad"`` builds ``BertForQuestionAnswering``; ``"mlm"`` builds ``BertForMaskedLM``
 (masked-LM only, no next-sentence head: RoBERTa showed NSP can go, and the MLM accuracy is the
-metric we report).
+metric we report). Both are subclasses with the same weights that keep a training step free of
+host syncs (`qa_head`: a prebuilt attention mask; `mlm_head`: a fixed number of masked positions).
 """
 from __future__ import annotations
 
@@ -132,11 +133,10 @@ def load_tokenizer(spec: str = DEFAULT_SPEC) -> "PreTrainedTokenizerFast":
 
 
 def _model_class(task: str):
-    from transformers import BertForQuestionAnswering
-
     from scaling_study.models.mlm_head import BertForMaskedLMAtMaskedPositions
+    from scaling_study.models.qa_head import BertForQuestionAnsweringPrebuiltMask
 
-    classes = {"squad": BertForQuestionAnswering, "mlm": BertForMaskedLMAtMaskedPositions}
+    classes = {"squad": BertForQuestionAnsweringPrebuiltMask, "mlm": BertForMaskedLMAtMaskedPositions}
     if task not in classes:
         raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     return classes[task]

@@ -93,9 +93,6 @@ class Bucket:
     states: dict[str, list[Tensor]]
     step: int  # the group's step count, this step included
 
-    def tensors(self) -> list[Tensor]:
-        return [*self.params, *self.grads, *(t for ts in self.states.values() for t in ts)]
-
 
 class LayerwiseOptimizer(torch.optim.Optimizer):
     """Base of the layer-wise adaptive optimizers; subclasses define ``state_names``,
