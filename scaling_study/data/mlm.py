@@ -51,12 +51,18 @@ def text_dataset(paths: Sequence[str | Path] | str | Path, tokenizer, seq_len: i
     lines (documents), and cut into consecutive blocks of ``seq_len - 2`` tokens, as in
     transformers' ``run_mlm.py`` ("group texts"); the last, shorter remainder is dropped so that
     every block has the same length. Items hold ``input_ids`` and ``special_tokens_mask``.
+    A shards manifest (``shards.json`` of `scaling-study data tokenize`) gives the same blocks
+    from memory-mapped, pre-tokenised shards instead (`scaling_study.data.tokenize`).
     """
     import torch
+
+    from scaling_study.data.tokenize import ShardedBlocks, is_manifest
 
     if seq_len < 8:
         raise UserError(f"MLM seq_len must be at least 8, got {seq_len}")
     paths = _as_list(paths)
+    if is_manifest(paths):
+        return ShardedBlocks(Path(paths[0]), seq_len, tokenizer)
     lines = _read_lines(paths)
     ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
     stream: list[int] = []
