@@ -1,0 +1,83 @@
+"""The GPU check's plumbing, on a machine without a GPU: `scripts/gpu_check.sh --dry-run` shows
+the plan and proves that the core imports without Ray, plotly, FastAPI, uvicorn and pytest (as a
+lent GPU machine has none of them); a real run refuses to pass without a visible GPU; and the
+checks that a CPU can run (the product's SQuAD step, SIGKILL-and-resume through the checkpoint
+code) pass here through the same runner."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scaling_study.bench import gpu_check
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+
+
+def _script(tmp_path, *args, env=None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), **(env or {})}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_dry_run_shows_every_check_and_that_the_core_imports_without_ray(tmp_path):
+    proc = _script(tmp_path, "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "core imports: ok (16 modules import without ray, plotly, fastapi, uvicorn, pytest)" in out
+    for check in gpu_check.plan():
+        assert f"gpu_check run {check.name} --out" in out and f"(<= {check.budget_s}s)" in out
+    assert sum(c.budget_s for c in gpu_check.plan()) <= 420  # the 360 s deadline cuts the rest
+    assert "pytest -rs tests/test_optim_cuda.py" in out and "dry run: nothing was run" in out
+
+
+@pytest.mark.skipif(gpu_check.gpu_report()[0], reason="this machine has a GPU")
+def test_without_a_visible_gpu_the_check_fails_and_says_so(tmp_path):
+    proc = _script(tmp_path)
+    assert proc.returncode == 3
+    assert "torch.cuda.is_available() is False: no visible GPU" in proc.stderr
+    assert "needs a visible CUDA GPU; nothing was checked" in proc.stderr
+
+
+def test_an_import_of_ray_by_the_core_is_caught(monkeypatch):
+    monkeypatch.setattr(gpu_check, "CORE_MODULES", (*gpu_check.CORE_MODULES, "scaling_study.train.loop"))
+    with pytest.raises(gpu_check.CheckFailed, match="needs a module a GPU machine lacks"):
+        gpu_check.verify_imports()
+
+
+def test_an_unknown_option_is_refused(tmp_path):
+    proc = _script(tmp_path, "--fast")
+    assert proc.returncode == 2 and "unknown option --fast; valid: --dry-run, --install" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("gpu_check")
+
+
+def _run(out, name, capsys) -> str:
+    """`gpu_check run NAME` on the CPU with a tiny BERT; its verdict line."""
+    ctx = gpu_check.Context(out=out / name, device="cpu", model="tiny", examples=200)
+    assert gpu_check.run(name, ctx) == 0, capsys.readouterr().out[-3000:]
+    return capsys.readouterr().out.splitlines()[-1]
+
+
+def test_the_squad_step_check_runs_the_product_step_and_reports_one_line(out, capsys):
+    line = _run(out, "squad_bf16_step", capsys)
+    assert line.startswith("PASS squad_bf16_step: tiny, 30 steps: loss ") and "dev F1" in line
+
+
+def test_the_checkpoint_check_kills_a_training_process_and_resumes_it_exactly_on_a_cpu(out, capsys):
+    line = _run(out, "checkpoint_resume", capsys)
+    assert "killed (SIGKILL) after checkpoint.write at step 4; resumed at step 4" in line
+    assert line.endswith("max relative difference 0.0e+00")  # deterministic on a CPU
+
+
+def test_a_failing_check_says_fail_with_the_reason(out, capsys):
+    ctx = gpu_check.Context(out=out / "mlm_fp16_step", device="cpu", model="tiny")
+    assert gpu_check.run("mlm_fp16_step", ctx) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "FAIL mlm_fp16_step: CheckFailed: fp16 needs CUDA (--device cuda)"
