@@ -114,8 +114,7 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
 
     check_precision(job, device)  # before anything is built: bf16 would fail only at the first step
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
-    if device.type == "cuda":
-        torch.set_float32_matmul_precision("high" if job.train.tf32 else "highest")
+    set_matmul_precision(job, device)
     tokenizer = load_tokenizer(job.model.tokenizer or job.model.name)
     task = build_task_data(job, files, tokenizer)
     plan = make_plan(job, task)
@@ -139,6 +138,13 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
                        rank=rank, world=world, autocast=_autocast(job, device),
                        max_grad_norm=job.train.max_grad_norm, sparse_params=sparse, noise=noise)
     return state, task, plan
+
+
+def set_matmul_precision(job: Job, device: torch.device) -> None:
+    """fp32 matrix products in TF32 on a GPU where `train.tf32` (torch's 'high'), else strict
+    fp32 ('highest'); a CPU keeps torch's setting."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high" if job.train.tf32 else "highest")
 
 
 def apply_nccl_env(job: Job, device: torch.device) -> None:
