@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -64,23 +65,25 @@ class Context:
     def job(self, task: str, *, precision: str, optimizer: str = "lamb", steps: int = 30, batch: int = 32,
             grad_accum: int = 1, name: str = "", model: str | None = None):
         """A one-process job of `task` on this context's device, with generated data."""
+        import yaml
+
         from scaling_study.config import load_job
 
         data = self.out.parent / "data"
         tokenizer = check_tokenizer(data)
-        lines = [f"name: {name or task}", f"task: {task}",
-                 f"model: {{name: {model or self.model}, max_seq_length: 128"
-                 + (f", tokenizer: {tokenizer}}}" if tokenizer else "}"),
-                 f"data: {{synth: {{train: {self.examples}, dev: 64, corpus_lines: {self.examples * 3 // 2}}}, "
-                 f"dir: {data}, max_eval_examples: 64}}",
-                 f"optimizer: {{name: {optimizer}, lr: 0.0005, weight_decay: 0.01}}",
-                 "schedule: {name: poly, warmup: 0.1}",
-                 f"scaling: {{num_workers: 0, use_gpu: {str(self.device == 'cuda').lower()}}}",
-                 f"train: {{per_worker_batch: {batch}, grad_accum: {grad_accum}, steps: {steps}, precision: {precision}}}",
-                 f"eval: {{every_steps: {steps}}}", f"output: {{dir: {self.out / 'runs'}}}"]
+        job = {"name": name or task, "task": task,
+               "model": {"name": model or self.model, "max_seq_length": 128,
+                         **({"tokenizer": tokenizer} if tokenizer else {})},
+               "data": {"synth": {"train": self.examples, "dev": 64, "corpus_lines": self.examples * 3 // 2},
+                        "dir": str(data), "max_eval_examples": 64},
+               "optimizer": {"name": optimizer, "lr": 5e-4, "weight_decay": 0.01},
+               "schedule": {"name": "poly", "warmup": 0.1},
+               "scaling": {"num_workers": 0, "use_gpu": self.device == "cuda"},
+               "train": {"per_worker_batch": batch, "grad_accum": grad_accum, "steps": steps, "precision": precision},
+               "eval": {"every_steps": steps}, "output": {"dir": str(self.out / "runs")}}
         path = self.out / f"{name or task}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text(yaml.safe_dump(job, sort_keys=False))
         return load_job(path)
 
     @property
@@ -216,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         for c in plan():
             print(f"{c.name} {c.budget_s} {c.what}")
         return 0
+    # The shell's `timeout` stops a check with SIGTERM: exit through Python, so that a check's
+    # clean-up (the child processes of checkpoint_resume) runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     return run(args.name, Context(out=args.out / args.name, device=args.device, model=args.model))
 
 

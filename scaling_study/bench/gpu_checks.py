@@ -7,6 +7,7 @@ killed with SIGKILL, as a lost machine would be.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -151,25 +152,40 @@ def _child(ctx: Context, mode: str) -> None:
 
 
 def _spawn(ctx: Context, mode: str) -> subprocess.Popen:
-    log = open(ctx.out / f"{mode}.log", "w")  # noqa: SIM115 - the child owns it until it ends
-    return subprocess.Popen([sys.executable, "-m", __name__, mode, "--out", str(ctx.out), "--device", ctx.device,
-                             "--model", ctx.model], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(ctx.out / f"{mode}.log", "w") as log:  # the child has its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", __name__, mode, "--out", str(ctx.out), "--device", ctx.device,
+                                 "--model", ctx.model, "--examples", str(ctx.examples)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _kill(child: subprocess.Popen) -> None:
+    """SIGKILL `child` and its process group (its data-loader processes), and reap it."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
 
 
 def checkpoint_resume(ctx: Context) -> str:
-    for old in ("checkpoint", "checkpoint.tmp", "first_losses.json", "resume_losses.json"):
-        shutil.rmtree(ctx.out / old, ignore_errors=True) if (ctx.out / old).is_dir() else (ctx.out / old).unlink(missing_ok=True)
+    for folder in ("checkpoint", "checkpoint.tmp"):  # a run before this one's
+        shutil.rmtree(ctx.out / folder, ignore_errors=True)
+    for mode in ("first", "resume"):
+        (ctx.out / f"{mode}_losses.json").unlink(missing_ok=True)
     first = _spawn(ctx, "first")
     recorded, deadline = ctx.out / "first_losses.json", time.monotonic() + 240
-    while not recorded.is_file() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
-    if not recorded.is_file():
-        raise CheckFailed(f"the first process wrote no checkpoint and losses (see {ctx.out / 'first.log'})")
-    resume = _spawn(ctx, "resume")
-    if resume.wait(timeout=240) != 0:
-        raise CheckFailed(f"the resumed process failed (see {ctx.out / 'resume.log'})")
+    children = [first]
+    try:
+        while not recorded.is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill(first)  # SIGKILL, as a lost machine: no clean-up of any kind
+        if not recorded.is_file():
+            raise CheckFailed(f"the first process wrote no checkpoint and losses (see {ctx.out / 'first.log'})")
+        children.append(_spawn(ctx, "resume"))
+        if children[-1].wait(timeout=240) != 0:
+            raise CheckFailed(f"the resumed process failed (see {ctx.out / 'resume.log'})")
+    finally:
+        for child in children:
+            _kill(child)
     want = json.loads(recorded.read_text())
     got = json.loads((ctx.out / "resume_losses.json").read_text())
     diff = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(got, want))
@@ -290,5 +306,6 @@ if __name__ == "__main__":
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="cuda")
     p.add_argument("--model", default="base")
+    p.add_argument("--examples", type=int, default=2000)
     a = p.parse_args()
-    _child(Context(out=a.out, device=a.device, model=a.model), a.mode)
+    _child(Context(out=a.out, device=a.device, model=a.model, examples=a.examples), a.mode)
