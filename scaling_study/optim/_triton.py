@@ -13,12 +13,13 @@ g, m, v and writes w, m, v (7 accesses per element). These kernels do what the C
 
 1. LAMB: moments + the per-chunk squared norms of w and of the update (6 accesses);
    LANS: one read-only pass for ‖g‖ first, then the same with two update norms (7);
-2. per-tensor norms (chunk sums in order), the trust ratios with the same torch functions as the
-   reference (:func:`~scaling_study.optim.functional.trust_ratio`, on n-element vectors), then
+2. per-tensor norms (chunk sums in order) and the trust ratios, in one small launch
+   (``trust_scales``: the operations of :func:`~scaling_study.optim.functional.trust_ratio`),
 3. the update, recomputed from the stored moments, applied in place (4, LANS 5).
 
 So LAMB moves 10/7 and LANS 12/7 of AdamW's bytes, with no temporaries and no host sync: a step
-is ~10 launches whatever the number of tensors. LARS: the norms of w and g, then one pass.
+is three launches per group (LANS five) whatever the number of tensors, plus a copy of the
+address table when the tensors moved. LARS: the norms of w and g, then one pass.
 
 The kernels are in :mod:`scaling_study.optim._triton_kernels`, imported on first use: without
 Triton (CPU builds of torch) :func:`available` warns once and the optimizers use foreach. Triton's
@@ -203,6 +204,18 @@ class _Launch:
             partial, self.layout.first_chunk, out, self.n, self.layout.n_chunks, SBLOCK=SBLOCK)
         return out
 
+    def trust_scales(self, partial: Tensor, factors: tuple[float, ...], *, clip: bool = False,
+                     bounds: tuple[float, float] | None = None) -> Tensor:
+        """``(K, n)``: factor_k · trust ratio of ‖w‖ (partial row 0) over ‖r_k‖ (row k), the
+        norms and ratios in one launch (``trust_scales`` kernel)."""
+        k = len(factors)
+        out = torch.empty(k, self.n, dtype=torch.float32, device=self.device)
+        lower, upper = map(float, bounds) if bounds is not None else (0.0, 0.0)
+        self.k.trust_scales[(self.n,)](partial, self.layout.first_chunk, out, self.n, self.layout.n_chunks,
+                                       float(factors[0]), float(factors[-1]), lower, upper, K=k,
+                                       BOUNDED=bounds is not None, CLIP=clip, SBLOCK=SBLOCK)
+        return out
+
     def sumsq(self, j: int, out: Tensor) -> None:
         """Write the per-chunk Σ x² of list ``j`` into ``out`` (one row of a partial)."""
         self.k.sumsq[self.grid](*self.args(), out, LIST=j, **self.consts())
@@ -246,10 +259,9 @@ def _lamb(c: _Launch, c1: float, c2: float, *, lr, beta1, beta2, eps, weight_dec
     with c.on_device():
         c.k.lamb_phase1[c.grid](*c.args(), c1, c2, *_adam_args(beta1, beta2, eps, weight_decay),
                                 partial, c.layout.n_chunks, **c.consts())
-        ratio = (F.trust_ratio(*c.norms(partial), clip=trust_clip,
-                               weight_norm_bounds=weight_norm_bounds)
-                 if adapt else torch.ones(c.n, dtype=torch.float32, device=c.device))
-        c.k.lamb_phase2[c.grid](*c.args(), c1, c2, float(eps), float(weight_decay), ratio * lr,
+        scale = (c.trust_scales(partial, (lr,), clip=trust_clip, bounds=weight_norm_bounds)[0] if adapt
+                 else torch.full((c.n,), float(lr), dtype=torch.float32, device=c.device))
+        c.k.lamb_phase2[c.grid](*c.args(), c1, c2, float(eps), float(weight_decay), scale,
                                 **c.consts())
 
 
@@ -272,9 +284,7 @@ def _lans(c: _Launch, c1: float, c2: float, *, lr, beta1, beta2, eps, weight_dec
         c.k.lans_phase1[c.grid](*c.args(), ginv, c1, c2,
                                 *_adam_args(beta1, beta2, eps, weight_decay), partial,
                                 c.layout.n_chunks, **c.consts())
-        w_norm, r1_norm, r2_norm = c.norms(partial)
-        s1 = F.trust_ratio(w_norm, r1_norm) * (lr * beta1)
-        s2 = F.trust_ratio(w_norm, r2_norm) * (lr * (1.0 - beta1))
+        s1, s2 = c.trust_scales(partial, (lr * beta1, lr * (1.0 - beta1)))
         c.k.lans_phase2[c.grid](*c.args(), ginv, c1, c2, float(eps), float(weight_decay), s1,
                                 s2, **c.consts())
 

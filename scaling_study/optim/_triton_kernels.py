@@ -94,6 +94,39 @@ def segment_norms(partial, first_chunk, out, n, n_chunks, SBLOCK: tl.constexpr):
 
 
 @triton.jit
+def _segment_sum(partial, row, n_chunks, lo, hi, SBLOCK: tl.constexpr):
+    """Σ partial[row, c] over chunks [lo, hi), in chunk order (as `segment_norms` sums)."""
+    acc = tl.zeros([SBLOCK], dtype=tl.float32)
+    for off in range(lo, hi, SBLOCK):
+        k = off + tl.arange(0, SBLOCK)
+        acc += tl.load(partial + row * n_chunks + k, mask=k < hi, other=0.0)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def trust_scales(partial, first_chunk, out, n, n_chunks, factor1, factor2, lower, upper, K: tl.constexpr,
+                 BOUNDED: tl.constexpr, CLIP: tl.constexpr, SBLOCK: tl.constexpr):
+    """The norms and the trust ratios in one launch (grid (n,)): with ‖w‖ from partial row 0 and
+    ‖r_k‖ from row k (k = 1..K), out[k-1, t] = factor_k · ratio_k, where ratio_k = φ(‖w‖)/‖r_k‖
+    and 1 where either norm is 0; φ clamps to [lower, upper] when BOUNDED; CLIP caps the ratio at
+    1 (:func:`scaling_study.optim.functional.trust_ratio`, the same operations in float32)."""
+    t = tl.program_id(0)
+    lo = tl.load(first_chunk + t)
+    hi = tl.load(first_chunk + t + 1)
+    w = tl.sqrt_rn(_segment_sum(partial, 0, n_chunks, lo, hi, SBLOCK))
+    w_scaled = w
+    if BOUNDED:
+        w_scaled = tl.minimum(tl.maximum(w, lower), upper)
+    for k in tl.static_range(1, K + 1):
+        r = tl.sqrt_rn(_segment_sum(partial, k, n_chunks, lo, hi, SBLOCK))
+        ratio = tl.where((w > 0) & (r > 0), tl.div_rn(w_scaled, tl.where(r > 0, r, 1.0)), 1.0)
+        if CLIP:
+            ratio = tl.minimum(ratio, 1.0)
+        factor = factor1 if k == 1 else factor2
+        tl.store(out + (k - 1) * n + t, ratio * factor)
+
+
+@triton.jit
 def _moments(m_p, v_p, i, mask, g, beta1, one_minus_beta1, beta2, one_minus_beta2):
     """Adam's moments of one block, stored; returns them as stored (rounded to the dtype)."""
     m = beta1 * tl.load(m_p + i, mask=mask, other=0.0).to(tl.float32) + one_minus_beta1 * g
