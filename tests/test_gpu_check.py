@@ -80,4 +80,5 @@ def test_the_checkpoint_check_kills_a_training_process_and_resumes_it_exactly_on
 def test_a_failing_check_says_fail_with_the_reason(out, capsys):
     ctx = gpu_check.Context(out=out / "mlm_fp16_step", device="cpu", model="tiny")
     assert gpu_check.run("mlm_fp16_step", ctx) == 1
-    assert capsys.readouterr().out.splitlines()[-1] == "FAIL mlm_fp16_step: CheckFailed: fp16 needs CUDA (--device cuda)"
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert verdict == "FAIL mlm_fp16_step: CheckFailed: fp16 needs CUDA (--device cuda)"

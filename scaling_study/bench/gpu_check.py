@@ -173,7 +173,8 @@ def plan() -> list[Check]:
             Check("bench_optim", c.bench_optim, 45, "bench optim --device cuda: LAMB <= 1.5x, LANS <= 2x AdamW(fused)"),
             Check("ddp_nccl_noise_hook", c.ddp_nccl_noise_hook, 30,
                   "a one-rank NCCL process group: DDP with the noise-scale comm hook"),
-            Check("bench_train", c.bench_train, 60, "bench train --device cuda --no-ray at base and large: samples/s, MFU")]
+            Check("bench_train", c.bench_train, 60,
+                  "bench train --device cuda --no-ray at base and large: samples/s, MFU")]
 
 
 def run(name: str, ctx: Context) -> int:

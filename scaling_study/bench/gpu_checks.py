@@ -265,11 +265,15 @@ def ddp_nccl_noise_hook(ctx: Context) -> str:
     from scaling_study.train.setup import DDP_KWARGS
 
     device = ctx.torch_device
+    torch.cuda.set_device(device)
+    (ctx.out / "store").unlink(missing_ok=True)  # a store left by an earlier run would be read
     store = dist.FileStore(str(ctx.out / "store"), 1)
     dist.init_process_group("nccl", store=store, rank=0, world_size=1, device_id=device, timeout=timedelta(seconds=60))
     try:
         job = ctx.job("squad", precision="bf16", grad_accum=2, steps=4, batch=16, name="ddp")
-        ddp = lambda m: torch.nn.parallel.DistributedDataParallel(m.to(device), device_ids=[device], **DDP_KWARGS)  # noqa: E731
+        def ddp(model):  # as Ray Train's prepare_model wraps it
+            return torch.nn.parallel.DistributedDataParallel(model.to(device), device_ids=[device], **DDP_KWARGS)
+
         state, _, phase, batches = _train(ctx, job, wrap=ddp)
         if not isinstance(state.noise.collector, NormState):
             raise CheckFailed(f"the noise scale is collected by {state.noise.collector!r}, not DDP's comm hook")
@@ -281,7 +285,9 @@ def ddp_nccl_noise_hook(ctx: Context) -> str:
         loss = state.settle()
     finally:
         dist.destroy_process_group()
-    return f"NCCL {'.'.join(map(str, torch.cuda.nccl.version()))}: 2 steps, loss {loss:.3f}, |g|^2 {local}"
+    version = torch.cuda.nccl.version()
+    version = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+    return f"NCCL {version}: 2 steps, loss {loss:.3f}, |g|^2 local = reduced = {local}"
 
 
 def bench_train(ctx: Context) -> str:
