@@ -61,7 +61,10 @@ bounded() {
 }
 
 core() {  # each core check in its own process, under its budget
-  local name budget what log rc line
+  local name budget what log rc line checks
+  if ! checks=$("$PY" -m scaling_study.bench.gpu_check plan 2>"$OUT/plan.log"); then
+    verdict FAIL "core" "cannot list the checks ($OUT/plan.log)"; return
+  fi
   while read -r name budget what; do
     if [ "$MODE" = dry ]; then
       echo "  would run (<= ${budget}s): $PY -m scaling_study.bench.gpu_check run $name --out $OUT   # $what"
@@ -79,7 +82,7 @@ core() {  # each core check in its own process, under its budget
     else
       verdict FAIL "$name" "exit status $rc, no verdict ($log)"
     fi
-  done < <("$PY" -m scaling_study.bench.gpu_check plan)
+  done <<<"$checks"
 }
 
 CUDA_TESTS=(tests/test_optim_cuda.py tests/test_gpu_cuda.py tests/test_sync_audit.py)

@@ -82,3 +82,46 @@ def test_a_failing_check_says_fail_with_the_reason(out, capsys):
     assert gpu_check.run("mlm_fp16_step", ctx) == 1
     verdict = capsys.readouterr().out.splitlines()[-1]
     assert verdict == "FAIL mlm_fp16_step: CheckFailed: fp16 needs CUDA (--device cuda)"
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# An interpreter that stands in for the GPU machine's: a GPU, three checks, no pytest, no Ray.
+case "$*" in
+  "-m scaling_study.bench.gpu_check gpu") echo "torch 9, CUDA build 13.0, driver 1; 1 GPU(s): cuda:0 Fake";;
+  "-m scaling_study.bench.gpu_check plan") printf 'passes 5 first\\nhangs 2 second\\nfails 5 third\\n';;
+  *" run passes "*) sleep 3; echo "PASS passes: 12 samples/s";;
+  *" run hangs "*) sleep 60;;
+  *" run fails "*) echo "FAIL fails: loss nan"; exit 1;;
+  *) exit 1;;
+esac
+"""
+
+
+def _fake_run(tmp_path, deadline: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    proc = _script(tmp_path, env={"PYTHON": str(fake), "GPU_CHECK_DEADLINE": str(deadline)})
+    return proc, (tmp_path / "out" / "summary.txt").read_text().splitlines()
+
+
+def test_each_verdict_is_written_as_it_comes_and_skips_count_as_not_passed(tmp_path):
+    proc, summary = _fake_run(tmp_path, deadline=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # something failed
+    assert summary[0].startswith("# GPU check ") and "1 GPU(s): cuda:0 Fake" in summary[0]
+    rows = [line.split(None, 2) for line in summary[1:-1]]
+    assert [(status, name) for status, name, _ in rows] == [
+        ("PASS", "passes"), ("FAIL", "hangs"), ("FAIL", "fails"), ("SKIPPED", "CUDA"), ("SKIPPED", "Ray:"),
+        ("SKIPPED", "Ray:")]
+    assert rows[0][2] == "12 samples/s" and rows[1][2].startswith("timed out") and rows[2][2] == "loss nan"
+    assert "(no pytest)" in rows[3][2] and all("(no Ray)" in r[2] for r in rows[4:])
+    assert summary[-1].startswith("# 1 passed, 2 failed, 3 skipped (not passed)")
+
+
+def test_the_deadline_skips_what_it_leaves_no_time_for(tmp_path):
+    """17 s: the first check starts (15 s or more left) and takes 3 s; then too little is left."""
+    proc, summary = _fake_run(tmp_path, deadline=17)
+    assert [line.split()[:2] for line in summary[1:4]] == [["PASS", "passes"], ["SKIPPED", "hangs"],
+                                                           ["SKIPPED", "fails"]]
+    assert "(deadline: 17s reached)" in summary[2]
+    assert proc.returncode == 2  # nothing failed, something did not run
