@@ -39,6 +39,10 @@ def test_one_shard_holds_the_blocks_of_the_text_as_uint16(corpus, tokenizer, tmp
     assert isinstance(shards, ShardedBlocks)
     text = text_dataset([corpus], tokenizer, 64)
     assert len(shards) == len(text)
+    whole = np.fromfile(tmp_path / "shard_00000.u16", dtype=np.uint16)
+    three = write_shards([corpus], tokenizer, tmp_path / "three", shards=3).parent
+    parts = [np.fromfile(three / f"shard_{i:05d}.u16", dtype=np.uint16) for i in range(3)]
+    assert all(p.size for p in parts) and np.array_equal(np.concatenate(parts), whole)  # cut between lines
     for i in (0, 7, len(text) - 1):
         for key in ("input_ids", "special_tokens_mask"):
             assert torch.equal(shards[i][key], text[i][key]), (i, key)

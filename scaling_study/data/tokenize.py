@@ -15,8 +15,9 @@ machine without a package registry, say): ``model.tokenizer: DIR``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,34 +30,58 @@ DTYPE = np.uint16
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def _lines(paths: Sequence[Path]) -> list[str]:
-    from scaling_study.data.mlm import _read_lines
+BATCH_LINES = 10_000
+"""Lines tokenised per call while writing shards: the corpus is streamed, never held whole."""
 
-    return _read_lines(list(paths))
+
+def _lines(paths: Sequence[Path]) -> Iterator[str]:
+    """The non-empty lines of ``paths``, stripped, in order, read as they are needed."""
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                yield from (line.strip() for line in f if line.strip())
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the MLM corpus: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: the MLM corpus must be UTF-8 text: {exc}") from exc
 
 
 def write_shards(paths: Sequence[Path], tokenizer, out: Path, shards: int) -> Path:
     """Tokenise the non-empty lines of ``paths`` into ``shards`` files of uint16 ids under ``out``
-    (consecutive runs of lines, each line followed by [SEP]); returns the manifest's path."""
+    (consecutive runs of lines, each line followed by [SEP]), streaming: one pass counts the
+    lines, the second tokenises them `BATCH_LINES` at a time. Returns the manifest's path."""
     if shards < 1:
         raise UserError(f"--shards {shards}: valid: a whole number >= 1")
     if len(tokenizer) > np.iinfo(DTYPE).max + 1:
         raise UserError(f"the tokenizer has {len(tokenizer)} ids; uint16 shards hold at most 65536")
-    lines = _lines(paths)
-    if len(lines) < shards:
-        raise UserError(f"{', '.join(map(str, paths))}: {len(lines)} non-empty lines for {shards} shards")
+    total = sum(1 for _ in _lines(paths))
+    if total < shards:
+        raise UserError(f"{', '.join(map(str, paths))}: {total} non-empty lines for {shards} shards")
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    bounds = np.linspace(0, len(lines), shards + 1).round().astype(int)
-    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        ids = tokenizer(lines[lo:hi], add_special_tokens=False)["input_ids"]
-        stream = np.fromiter((t for line in ids for t in (*line, tokenizer.sep_token_id)), dtype=DTYPE)
-        name = f"shard_{i:05d}.u16"
-        stream.tofile(out / name)
-        files.append({"file": name, "tokens": int(stream.size)})
+    ends = np.linspace(0, total, shards + 1).round().astype(int)[1:]  # lines up to each shard's end
+    names = [f"shard_{i:05d}.u16" for i in range(shards)]
+    tokens = [0] * shards
+    shard, seen, files = 0, 0, [open(out / name, "wb") for name in names]  # noqa: SIM115 - closed below
+    try:
+        lines = _lines(paths)
+        while batch := list(itertools.islice(lines, BATCH_LINES)):
+            parts: dict[int, list[list[int]]] = {}  # shard -> this batch's lines in it
+            for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+                while seen >= ends[shard]:
+                    shard += 1
+                parts.setdefault(shard, []).append([*ids, tokenizer.sep_token_id])
+                seen += 1
+            for i, lines_ids in parts.items():
+                flat = np.fromiter(itertools.chain.from_iterable(lines_ids), dtype=DTYPE)
+                files[i].write(flat.tobytes())
+                tokens[i] += flat.size
+    finally:
+        for f in files:
+            f.close()
     manifest = {"format": FORMAT, "vocab_size": len(tokenizer), "cls_token_id": tokenizer.cls_token_id,
                 "sep_token_id": tokenizer.sep_token_id, "special_ids": sorted(tokenizer.all_special_ids),
-                "sources": [str(p) for p in paths], "shards": files}
+                "sources": [str(p) for p in paths],
+                "shards": [{"file": name, "tokens": n} for name, n in zip(names, tokens)]}
     path = out / MANIFEST
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return path
