@@ -18,8 +18,8 @@ g, m, v and writes w, m, v (7 accesses per element). These kernels do what the C
 3. the update, recomputed from the stored moments, applied in place (4, LANS 5).
 
 So LAMB moves 10/7 and LANS 12/7 of AdamW's bytes, with no temporaries and no host sync: a step
-is three launches per group (LANS five) whatever the number of tensors, plus a copy of the
-address table when the tensors moved. LARS: the norms of w and g, then one pass.
+is three launches per group for LAMB (about seven for LANS, whose ‖g‖ comes first) whatever the
+number of tensors, plus a copy of the address table when the tensors moved. LARS: the norms of w and g, then one pass.
 
 The kernels are in :mod:`scaling_study.optim._triton_kernels`, imported on first use: without
 Triton (CPU builds of torch) :func:`available` warns once and the optimizers use foreach. Triton's
