@@ -5,6 +5,7 @@ The training benchmarks print ratios against a baseline run in the same invocati
 prints dev F1 against steps. All of them train through the product's own code
 (`TrainState.step`, the job's schedule), never a loop of their own. `serve` runs the real study
 service on a synthetic results root and prints its latencies against their targets.
+`scaling_study.bench.gpu_check` is the core of `scripts/gpu_check.sh` (no subcommand here).
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
 
     `before_step` is for tests only (see `WorkerConfig.before_step`)."""
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from scaling_study.train import placement
     from scaling_study.train.loop import train_fn_per_worker
@@ -56,6 +56,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config=config.to_dict(),
+        torch_config=TorchConfig(timeout_s=s.process_group_timeout_s),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
