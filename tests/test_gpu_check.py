@@ -28,7 +28,7 @@ def test_dry_run_shows_every_check_and_that_the_core_imports_without_ray(tmp_pat
     proc = _script(tmp_path, "--dry-run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "core imports: ok (16 modules import without ray, plotly, fastapi, uvicorn, pytest)" in out
+    assert "core imports: ok (17 modules import without ray, plotly, fastapi, uvicorn, pytest)" in out
     for check in gpu_check.plan():
         assert f"gpu_check run {check.name} --out" in out and f"(<= {check.budget_s}s)" in out
     assert sum(c.budget_s for c in gpu_check.plan()) <= 420  # the 360 s deadline cuts the rest

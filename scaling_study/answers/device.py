@@ -13,7 +13,7 @@ A device profile gives the compute instead, from one of two places:
       date: 2026-12-06
       source: scaling-study bench profile --model tiny --seq-len 64 ...
       models:
-        - {model: tiny, task: squad, seq_len: 64, batch: 16, samples_per_s: 51234.0, optimizer_step_s: 0.0011}
+        - {model: tiny, task: squad, seq_len: 64, batch: 16, precision: bf16, samples_per_s: 51234.0, optimizer_step_s: 0.0011}
       allreduce: {devices: 8, bytes: 268435456, busbw_GBps: 362.0}   # optional
 
 - **named** (`NAMED`): compute per sample = training FLOPs per sample / the device's sustained

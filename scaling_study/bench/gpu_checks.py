@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from scaling_study.bench.gpu_check import CheckFailed, Context, host_syncs
+from scaling_study.bench.gpu_check_context import CheckFailed, Context, host_syncs
 
 RESUME_AT, AFTER = 4, 3
 """The checkpoint check writes its checkpoint after step 4 and compares the 3 steps after it."""
@@ -292,7 +292,7 @@ def ddp_nccl_noise_hook(ctx: Context) -> str:
 
 def bench_train(ctx: Context) -> str:
     from scaling_study.bench import train as bench
-    from scaling_study.bench.gpu_check import check_tokenizer
+    from scaling_study.bench.gpu_check_context import check_tokenizer
 
     data = ctx.out.parent / "data"
     lines = []

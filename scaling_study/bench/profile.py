@@ -40,6 +40,10 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=_positive, default=5, help="steps not measured (default 5)")
     p.add_argument("--rounds", type=_positive, default=3, help="rounds; the median is kept (default 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda", help="the device to profile (default cuda)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="train.precision of the measured steps (default: bf16 on cuda, fp32 on cpu)")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="model.tokenizer: a tokenizer folder for the named sizes (default: the packaged vocabulary)")
     p.add_argument("--allreduce-mib", type=_positive, default=256,
                    help="message size of the all-reduce measurement, with several CUDA devices (default 256)")
 
@@ -97,7 +101,7 @@ def measure(args, model: str, seq_len: int) -> dict:
         state.settle()
         compute.append(state.window.per_step("compute"))
         optimizer.append(state.window.per_step("optimizer"))
-    return {"model": model, "task": job.task, "seq_len": seq_len, "batch": args.batch,
+    return {"model": model, "task": job.task, "seq_len": seq_len, "batch": args.batch, "precision": spec.precision,
             "samples_per_s": float(args.batch / statistics.median(compute)),
             "optimizer_step_s": float(statistics.median(optimizer))}
 
@@ -108,6 +112,13 @@ class _Spec:
     def __init__(self, args, model: str, seq_len: int):
         self.job, self.model, self.seq_len, self.batch = args.job, model, seq_len, args.batch
         self.grad_accum, self.warmup, self.steps, self.device = 1, args.warmup, args.steps * args.rounds, args.device
+        self.precision = precision(args)
+        self.tokenizer, self.data_dir = args.tokenizer, None
+
+
+def precision(args) -> str:
+    """The precision profiled: `--precision`, else bf16 on a GPU (its tensor cores) and fp32 on a CPU."""
+    return args.precision or ("bf16" if args.device == "cuda" else "fp32")
 
 
 def device_name(device: str) -> str:
