@@ -82,6 +82,7 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.index, app.state.reports = index, live.Reports()
     app.state.launcher = launcher or Launcher(address)
+    app.router.on_shutdown.append(app.state.launcher.close)  # the local Ray it started, if any
     _errors(app, index.roots)
     _static_routes(app)
     _page_routes(app, index)

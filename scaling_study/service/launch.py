@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -222,48 +221,61 @@ def _excluded(path: Path) -> bool:
         return True
 
 
+RAY_STOPPED = "RAY_STOPPED"
+RAY_STOPPED_MESSAGE = ("Ray stopped: the local Ray this service started is no longer running. The study's results "
+                       "stay readable here; the next submission starts a fresh Ray (resume the sweep to continue it)")
+"""The status of a study whose job ran on the service's local Ray after that Ray stopped."""
+
+
 class Launcher:
     """Submits checked spaces as Ray jobs and reads their status and logs.
 
     `address` is the Job Submission API of a cluster (http://HOST:8265); None starts a local Ray
-    in this process on first use and submits to its own API."""
+    (`local_ray.LocalRay`, a `ray start --head` of its own, never Ray inside this process) on the
+    first submission, and a fresh one on the next submission after it stopped: the service
+    outlives the Ray it submits to. `close` stops the local Ray."""
 
     def __init__(self, address: str | None = None):
         self.address = address
-        self._resolved: str | None = address
         self._client = None
+        self._local = None  # the LocalRay, when this service started one
         self._lock = threading.Lock()
 
-    def job_address(self) -> str:
-        """The Job Submission API jobs go to (starting the local Ray the first time)."""
-        with self._lock:
-            if self._resolved is None:
-                self._resolved = self._local_ray()
-            return self._resolved
+    def job_address(self, *, start: bool = True) -> str | None:
+        """The Job Submission API jobs go to; with `start`, a local Ray is started where none runs
+        (the first time, or after the last one stopped). None: no local Ray runs and `start` is off."""
+        if self.address:
+            return self.address
+        from scaling_study.service.local_ray import LocalRay
 
-    def client(self):
-        address = self.job_address()
+        with self._lock:
+            if self._local is not None and not self._local.running():
+                self._local.stop()  # its remaining processes, and its folder
+                self._local, self._client = None, None
+            if self._local is None and start:
+                self._local = LocalRay().start()
+            return self._local.url if self._local is not None else None
+
+    def ray_stopped(self) -> bool:
+        """Whether the local Ray this service started has stopped (and none runs since)."""
+        with self._lock:
+            return not self.address and self._local is not None and not self._local.running()
+
+    def client(self, *, start: bool = True):
+        address = self.job_address(start=start)
+        if address is None:
+            raise NotFound(RAY_STOPPED_MESSAGE)
         with self._lock:
             if self._client is None:
                 self._client = ray_jobs.connect(address)
             return self._client
 
-    @staticmethod
-    def _local_ray() -> str:
-        import ray
-
-        from scaling_study.ray_env import ensure_ray
-
-        # A job runs `python -m scaling_study.cli ...`: the local Ray's jobs use this Python.
-        bin_dir = str(Path(sys.executable).parent)
-        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        ensure_ray(None)
-        url = ray.init(ignore_reinit_error=True).dashboard_url
-        if not url:
-            raise UserError("the local Ray started without its dashboard, which serves the Job Submission API; "
-                            "install ray[default]")
-        return url if "://" in url else f"http://{url}"
+    def close(self) -> None:
+        """Stop the local Ray this service started, if any (every process of it)."""
+        with self._lock:
+            if self._local is not None:
+                self._local.stop()
+                self._local, self._client = None, None
 
     def submit(self, checked: Checked, root: Root) -> dict:
         """Submit `checked` with its results under `root`; returns the submission record."""
@@ -280,13 +292,18 @@ class Launcher:
         return record
 
     def job(self, submission: dict) -> dict:
-        """Status and message of the study's job (only jobs of this service's cluster)."""
+        """Status and message of the study's job (only jobs of this service's cluster); never
+        starts a Ray: with the service's local Ray stopped, the status is `RAY_STOPPED`."""
         job_id = submission.get("job_id")
         if not job_id:
             raise NotFound("this study was not submitted by the service")
+        if not self.address and (self.ray_stopped() or self.job_address(start=False) is None):
+            return {"job_id": job_id, "status": RAY_STOPPED, "message": RAY_STOPPED_MESSAGE}
         try:
-            info = self.client().get_job_info(job_id)
-        except (RuntimeError, UserError) as exc:
+            info = self.client(start=False).get_job_info(job_id)
+        except (RuntimeError, UserError, ConnectionError) as exc:
+            if self.ray_stopped():
+                return {"job_id": job_id, "status": RAY_STOPPED, "message": RAY_STOPPED_MESSAGE}
             raise NotFound(f"job {job_id}: not known to this service's Ray ({str(exc).splitlines()[0]})") from None
         return {"job_id": job_id, "status": str(info.status.value), "message": info.message or ""}
 
@@ -299,7 +316,7 @@ class Launcher:
         it runs on the event loop (aiohttp, a WebSocket), so no thread waits on the cluster."""
         from starlette.concurrency import run_in_threadpool
 
-        client = await run_in_threadpool(self.client)  # the first call may start the local Ray
+        client = await run_in_threadpool(lambda: self.client(start=False))  # a log never starts a Ray
         async with contextlib.aclosing(client.tail_job_logs(job_id)) as chunks:  # a page gone: close the socket
             async for chunk in chunks:
                 yield chunk
