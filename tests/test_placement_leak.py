@@ -93,3 +93,28 @@ def test_a_controller_killed_while_its_workers_wait_for_room_leaks_no_placement_
     ray.kill(blocker)  # room for the orphaned group: without the fix it is placed, and held
     wait_until(lambda: not worker_group_placement_groups(ray), 30, "Ray Train's cleaner to remove the group")
     wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, 30, "both CPUs to be free again")
+
+
+def test_the_sweeps_reaper_removes_a_worker_group_nothing_runs_in_and_keeps_one_in_use(local_ray):
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from scaling_study.tune.reaper import PlacementGroupReaper
+
+    ray = local_ray
+    orphan, used = ray.util.placement_group([{"CPU": 1}]), ray.util.placement_group([{"CPU": 1}])
+    ray.get([orphan.ready(), used.ready()], timeout=60)
+
+    @ray.remote(num_cpus=1)
+    class Worker:
+        def ping(self):
+            return True
+
+    worker = Worker.options(scheduling_strategy=PlacementGroupSchedulingStrategy(used)).remote()
+    assert ray.get(worker.ping.remote(), timeout=60)
+    reaper = PlacementGroupReaper(grace_s=0)
+    reaper.look(now=0.0)
+    assert reaper.removed == [orphan.id.hex()]
+    wait_until(lambda: ray.util.placement_group_table(orphan)["state"] == "REMOVED", 30, "the orphan's removal")
+    assert ray.util.placement_group_table(used)["state"] == "CREATED"
+    ray.kill(worker)
+    ray.util.remove_placement_group(used)

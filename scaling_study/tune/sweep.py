@@ -106,6 +106,7 @@ def build_tuner(space, *, resume: bool):
     from ray import tune
 
     from scaling_study.tune import steer
+    from scaling_study.tune.reaper import PlacementGroupReaper
     from scaling_study.tune.retention import CheckpointRetention
 
     sweep_dir = sweep_dir_of(space)
@@ -127,7 +128,8 @@ def build_tuner(space, *, resume: bool):
     hooks = steer.sweep_hooks(space, sweep_dir)
     run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
                                 failure_config=space.failure_config(), stop=hooks["stop"],
-                                callbacks=[retention, *hooks["callbacks"]], verbose=1)
+                                # Worker groups a stopped trial's dying controller left behind: removed.
+                                callbacks=[retention, PlacementGroupReaper(), *hooks["callbacks"]], verbose=1)
     return tune.Tuner(trainable, param_space=space.param_space(), tune_config=tune_config, run_config=run_config)
 
 
