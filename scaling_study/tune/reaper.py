@@ -29,6 +29,8 @@ GRACE_S = 60.0
 """How long a placement group may hold resources with no live actor in it before it is removed."""
 CHECK_EVERY_S = 10.0
 """How often the sweep looks (the state API is asked twice per look)."""
+END_SETTLE_S = 2.0
+"""At the sweep's end, the second look comes this long after the first."""
 LIMIT = 10_000
 """Rows asked of the state API (its own ceiling, unless RAY_MAX_LIMIT_FROM_API_SERVER says more)."""
 HELD = ("CPU", "GPU")
@@ -53,17 +55,22 @@ def orphans(groups: list[dict], used: set[str], first_idle: dict[str, float], no
 
 
 def cluster_view(job_id: str) -> tuple[list[dict], set[str]]:
-    """This job's placement groups and the ids of the groups live actors are placed in (state API)."""
+    """This job's placement groups and the ids of the groups live actors are placed in (state API,
+    asked of the Ray this process is connected to: with several Rays on a machine, the state API
+    left to find "the" Ray refuses to choose)."""
+    import ray
     from ray.util.state import list_actors, list_placement_groups
 
+    address = ray.get_runtime_context().gcs_address
     groups = []
-    for pg in list_placement_groups(filters=[("creator_job_id", "=", job_id)], detail=True, limit=LIMIT):
+    for pg in list_placement_groups(address=address, filters=[("creator_job_id", "=", job_id)], detail=True,
+                                    limit=LIMIT):
         resources: dict[str, float] = {}
         for bundle in pg.bundles or []:
             for name, amount in (bundle.get("unit_resources") or {}).items():
                 resources[name] = resources.get(name, 0.0) + float(amount)
         groups.append({"id": pg.placement_group_id, "state": pg.state, "resources": resources})
-    actors = list_actors(filters=[("state", "!=", "DEAD")], detail=True, limit=LIMIT)
+    actors = list_actors(address=address, filters=[("state", "!=", "DEAD")], detail=True, limit=LIMIT)
     return groups, {a.placement_group_id for a in actors if a.placement_group_id}
 
 
@@ -82,7 +89,16 @@ class PlacementGroupReaper(tune.Callback):
         self.first_idle: dict[str, float] = {}
         self.last = 0.0
         self.removed: list[str] = []
+        self.before: set[str] = set()  # groups that were there when the sweep began: never ours
         self._warned = False
+
+    def setup(self, **info):
+        import ray
+
+        try:
+            self.before = {g["id"] for g in cluster_view(ray.get_runtime_context().get_job_id())[0]}
+        except Exception:  # noqa: BLE001 - no state API: `look` says so
+            self.before = set()
 
     def on_step_end(self, iteration, trials, **info):
         now = time.monotonic()
@@ -90,7 +106,14 @@ class PlacementGroupReaper(tune.Callback):
             self.last = now
             self.look(now)
 
-    def look(self, now: float) -> None:
+    def on_experiment_end(self, trials, **info):
+        # No trial runs any more: a worker group with no live actor is left over whatever its
+        # age. A dying controller may still be creating one: look again a moment later.
+        for pause in (0.0, END_SETTLE_S):
+            time.sleep(pause)
+            self.look(time.monotonic(), grace_s=0.0)
+
+    def look(self, now: float, grace_s: float | None = None) -> None:
         import ray
 
         try:
@@ -100,10 +123,12 @@ class PlacementGroupReaper(tune.Callback):
                 self._warned = True
                 log.warning("cannot list placement groups (%s); orphaned worker groups will not be removed", exc)
             return
-        for gid in orphans(groups, used, self.first_idle, now, self.grace_s):
+        grace_s = self.grace_s if grace_s is None else grace_s
+        groups = [g for g in groups if g["id"] not in self.before]
+        for gid in orphans(groups, used, self.first_idle, now, grace_s):
             held = next(g["resources"] for g in groups if g["id"] == gid)
             print(f"[scaling_study] removing placement group {gid[:12]} ({', '.join(f'{k} {v:g}' for k, v in held.items() if k in HELD)}): "
-                  f"no live actor in it for {self.grace_s:g} s (left by a stopped trial's Ray Train controller)", flush=True)
+                  f"no live actor in it for {grace_s:g} s (left by a stopped trial's Ray Train controller)", flush=True)
             try:
                 remove(gid)
                 self.removed.append(gid)
