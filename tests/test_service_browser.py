@@ -119,12 +119,12 @@ def test_the_studies_list_sorts_filters_and_grows_without_a_reload(site, page, l
 def test_a_study_page_shows_new_evaluations_and_stops_a_trial(site, page, live_root):
     page.goto(site + "/studies/0:live")
     t1 = page.locator("#trials tr[data-trial=t1]")
-    t1.locator("td:nth-child(6):has-text('2')").wait_for()
+    t1.locator("td[data-col=n_evals]:has-text('2')").wait_for()
     page.wait_for_selector("#curves .main-svg")
     page.evaluate("window.__sameDocument = true")
     write_records(live_root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
     written = time.monotonic()
-    t1.locator("td:nth-child(6):has-text('3')").wait_for()
+    t1.locator("td[data-col=n_evals]:has-text('3')").wait_for()
     assert time.monotonic() - written < LIVE_S + 1.0  # pushed, not polled
     assert page.evaluate("window.__sameDocument") is True
     page.wait_for_function("document.querySelector('#curves').data.find(t => t.name === 't1').x.length === 3")
@@ -237,8 +237,8 @@ def _watch_and_steer(page, site, results, sweep):
     first = page.locator("#trials tbody tr[data-state=running]").first
     first.wait_for(timeout=120_000)
     trial = first.get_attribute("data-trial")
-    evals = page.locator(f"#trials tr[data-trial='{trial}'] td:nth-child(6)")
-    page.wait_for_function(f"Number(document.querySelector(\"#trials tr[data-trial='{trial}'] td:nth-child(6)\")"
+    evals = page.locator(f"#trials tr[data-trial='{trial}'] td[data-col=n_evals]")
+    page.wait_for_function(f"Number(document.querySelector(\"#trials tr[data-trial='{trial}'] td[data-col=n_evals]\")"
                            f".textContent) >= 2", timeout=120_000)  # evaluations arrive while the page is open
     assert int(evals.inner_text()) >= 2
     page.locator(f"#trials tr[data-trial='{trial}'] button.stop-trial").click()

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from scaling_study import layout
 from scaling_study.errors import UserError
-from scaling_study.service import events, live, pages
+from scaling_study.service import events, live, pages, routes_ui
 from scaling_study.service.index import Index
 from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, discard, shipped_spaces
 from scaling_study.service.roots import NotFound, child, parse_roots
@@ -62,6 +62,7 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
     app.state.launcher = launcher or Launcher(address)
     _errors(app)
     _static_routes(app)
+    routes_ui.register(app, index)  # before the catch-all study routes: /studies/ID/trials/T
     _page_routes(app, index)
     _study_routes(app, index)
     _action_routes(app, index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import json
 
-from scaling_study.contract import METRICS
+from scaling_study.contract import METRICS, metric_label
 from scaling_study.reports.export import TIME_TO_TARGET
 from scaling_study.service.events import jsonable
 
@@ -31,7 +31,7 @@ def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
         f"<title>{_e(title)} · scaling-study</title>\n"
         "<link rel=\"icon\" href=\"data:,\">\n"
         "<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
-        f"{plotly}<script src=\"/static/app.js\" defer></script>\n</head>\n"
+        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
         f"<body data-page=\"{_e(page)}\">\n"
         "<nav><a href=\"/\" class=\"brand\">scaling-study</a> <a href=\"/\">Studies</a> "
         "<a href=\"/submit\">Submit</a> <span id=\"live\" class=\"live\" title=\"live updates\">○ connecting</span></nav>\n"
@@ -70,8 +70,13 @@ def study_page(summary: dict) -> str:
 <div class="toolbar"><button id="stop-sweep" class="danger" hidden>Stop the sweep</button>
  <span id="stop-note" class="muted"></span></div>
 <section><h2>Trials</h2>
-<table id="trials" class="data"><thead><tr><th>Trial</th><th>Hyperparameters</th><th>State</th>
-<th>Progress</th><th>Metric (best)</th><th>Evaluations</th><th>Ended</th><th></th></tr></thead><tbody></tbody></table>
+<div class="toolbar">
+ <input id="trial-filter" type="search" placeholder="search trials: id, hyperparameter, state" aria-label="search trials">
+ <select id="trial-state" aria-label="trial state"><option value="">any state</option></select>
+ <details id="columns" class="columns"><summary>Columns</summary><div id="column-choices"></div></details>
+ <span id="trial-count" class="muted"></span>
+</div>
+<table id="trials" class="data sortable"><thead></thead><tbody></tbody></table>
 </section>
 <section><h2>Metric vs train time</h2><div id="curves" class="plot"></div></section>
 <section id="report"><h2>Report</h2><p id="report-note" class="muted"></p><div id="sections"></div></section>
@@ -130,3 +135,24 @@ def submit_page(spaces: list[dict], roots: list[str]) -> str:
 </form>
 <ul id="errors" class="error"></ul><p id="submit-result"></p>"""
     return _layout("submit", "Submit", body, {"spaces": spaces})
+
+
+TRIAL_CURVES = (*METRICS, "throughput", "lr", "grad_noise_scale")
+"""The records' columns a trial page draws against samples, when the trial recorded them."""
+
+
+def trial_page(summary: dict, trial_id: str) -> str:
+    """One trial: its parameters, every metric's curve, its job, checkpoints and log."""
+    sid, name = summary["id"], summary["name"]
+    body = f"""<p class="muted"><a href="/studies/{_e(sid)}">&larr; {_e(name)}</a></p>
+<h1>Trial <span id="trial-id">{_e(trial_id)}</span> <span id="trial-state" class="badge"></span>
+ <span id="trial-best" class="best-mark" hidden title="the study's best trial">&#9733; best</span></h1>
+<p class="muted" id="trial-summary"></p>
+<section><h2>Parameters</h2><table id="params" class="data narrow"><tbody></tbody></table></section>
+<section><h2>Metrics</h2><p class="muted">Every recorded metric against samples seen.</p><div id="metric-plots" class="small-multiples"></div></section>
+<section><h2>Job</h2><p><a id="job-link" class="button" download>Download job.yaml</a>
+ <span class="muted">runs again as it is with <code>scaling-study run</code></span></p><pre id="job-yaml" class="yaml"></pre></section>
+<section><h2>Checkpoints</h2><ul id="checkpoints"></ul></section>
+<section><h2>Log</h2><div id="trial-log"><p class="muted">Loading…</p></div></section>"""
+    return _layout("trial", f"{trial_id} · {name}", body, {"study": summary, "trial": trial_id,
+                                                        "curves": {c: metric_label(c) for c in TRIAL_CURVES}}, plots=True)

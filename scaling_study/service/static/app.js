@@ -158,24 +158,18 @@ function studyPage() {
     $("#stop-note").textContent = s.stop_requested ? "stop requested: the sweep ends at its next step" : "";
   }
 
-  function trialRow(t) {
+  function stopButton(t) {
     const s = state.study;
-    const pct = t.progress === null || t.progress === undefined ? null : Math.round(t.progress * 100);
-    const progress = h("td", {}, pct === null ? "" : h("span", { class: "bar", title: `${pct}%` },
-      h("span", { style: `width:${pct}%` })), ` ${fmt(t.progress_value)}${t.max_t ? ` / ${fmt(t.max_t)}` : ""} ${t.time_attr}`);
-    const canStop = s.status === "running" && (t.state === "running" || t.state === "pending") && !t.stop_requested;
-    const stop = canStop ? h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
+    const canStop = s.status === "running" && (t.state === "running" || t.state === "pending") && !t.stop_requested
+      && !t.planned;
+    if (!canStop) return t.stop_requested ? "stop requested" : "";
+    return h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
       e.target.disabled = true;
       const r = await post(`${base}/trials/${encodeURIComponent(t.trial_id)}/stop`);
       e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${(await r.json()).error}`);
-    } }, "Stop") : (t.stop_requested ? "stop requested" : "");
-    const params = Object.entries(t.params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
-    return h("tr", { "data-trial": t.trial_id, "data-state": t.state },
-      h("td", {}, t.trial_id), h("td", { class: "params" }, params),
-      h("td", { class: "state" }, h("span", { class: `state-${t.state}` }, t.state.replace(/_/g, " "))),
-      progress, h("td", {}, fmt(t.metric)), h("td", {}, t.n_evals),
-      h("td", { class: t.state === "error" ? "error" : "" }, t.ended), h("td", {}, stop));
+    } }, "Stop");
   }
+  const table = TrialTable(() => state, stopButton);
 
   function rungs() {
     const list = state.study.rungs || [];
@@ -241,7 +235,7 @@ function studyPage() {
     state.study = d;
     state.seq = d.seq;
     header();
-    $("#trials tbody").replaceChildren(...d.trials.map(trialRow));
+    table.render();
     rungs();
     if (snapshot || (d.replaced || []).length) loadFigures();
     else if (Object.keys(fresh).length) { extendCurves(fresh); scheduleFigures(); }
@@ -354,4 +348,4 @@ function submitPage() {
   form.addEventListener("submit", (e) => { e.preventDefault(); send(true); });
 }
 
-({ studies: studiesPage, study: studyPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();
+({ studies: studiesPage, study: studyPage, trial: trialPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();

@@ -1,0 +1,65 @@
+"""Routes of the pages' richer views: one trial (its page, job, checkpoints and log).
+
+`register(app, index)` adds them; it runs before the study page's catch-all route
+(`/studies/{sid:path}`), so that `/studies/ID/trials/TRIAL` reaches the trial page. See
+docs/api.md.
+"""
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from starlette.background import BackgroundTask
+
+from scaling_study.service import events, pages, trial_files
+from scaling_study.service.index import Index
+from scaling_study.service.roots import NotFound
+from scaling_study.service.trial import json_rows
+
+
+def register(app: FastAPI, index: Index) -> None:
+    """Add the trial page and the trial's API to `app`."""
+
+    @app.get("/studies/{sid:path}/trials/{trial}", response_class=HTMLResponse, include_in_schema=False)
+    def trial_page(sid: str, trial: str):
+        study = index.get(sid)
+        trial_files.trial_folder(study, trial)
+        return HTMLResponse(pages.trial_page(study.summary(), trial))
+
+    @app.get("/api/studies/{sid:path}/trials/{trial}")
+    def trial_detail(sid: str, trial: str):
+        """One trial: its table row, every evaluation, its job YAML, checkpoints and log files."""
+        study = index.get(sid, events.REFRESH_S)
+        trial_files.trial_folder(study, trial)
+        with study.lock:
+            t = study.trials[trial]
+            row, rows = study.trial_row(t), json_rows(t.records)
+        best, m = study.best(), study.summary()["metric"]
+        return {**row, "study": study.id, "study_name": study.name, "study_status": study.status,
+                "metric_name": m and m["name"], "metric_label": m and m["label"],
+                "is_best": bool(best and best["trial_id"] == trial),
+                "evaluations": rows, "job": trial_files.job_text(study, trial),
+                "checkpoints": trial_files.checkpoints(study, trial)}
+
+    @app.get("/api/studies/{sid:path}/trials/{trial}/job.yaml")
+    def trial_job(sid: str, trial: str):
+        """The job the trial ran, as it ran it (`scaling-study run` runs it again)."""
+        study = index.get(sid)
+        text = trial_files.job_text(study, trial)
+        if text is None:
+            raise NotFound(f"trial {trial!r} has no job.yaml yet")
+        return PlainTextResponse(text, media_type="application/yaml",
+                                 headers={"Content-Disposition": f'attachment; filename="{trial}.yaml"'})
+
+    @app.get("/api/studies/{sid:path}/trials/{trial}/checkpoint.zip")
+    def trial_checkpoint(sid: str, trial: str, name: str | None = None):
+        """A checkpoint folder of the trial as a zip (default: the newest)."""
+        path, filename = trial_files.checkpoint_zip(index.get(sid), trial, name)
+        return FileResponse(path, media_type="application/zip", filename=filename,
+                            background=BackgroundTask(os.unlink, path))
+
+    @app.get("/api/studies/{sid:path}/trials/{trial}/log")
+    def trial_log(sid: str, trial: str):
+        """The end of each log file Tune kept for the trial: {files: [{name, text, truncated}]}."""
+        return trial_files.log_text(index.get(sid), trial)

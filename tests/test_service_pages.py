@@ -1,0 +1,85 @@
+"""The study page's trial table and the trial page in real headless Chromium (fixtures, server and
+browser as in test_service_browser.py): sorting, searching, filtering by state, chosen columns
+that persist, the best trial marked, and a trial's own page with its parameters, curves, job,
+checkpoints and log."""
+import pytest
+
+from test_service_browser import CHROMIUM, browser, page, playwright, serving  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium")]
+
+
+@pytest.fixture
+def site(live_root):
+    from scaling_study.service.app import create_app
+
+    trial = live_root / "live" / "trials" / "t0"
+    (trial / "checkpoint_2026-01-01_00-00-00.000001").mkdir()
+    (trial / "checkpoint_2026-01-01_00-00-00.000001" / "state.json").write_text("{}")
+    with serving(create_app([str(live_root)])) as url:
+        yield url
+
+
+def _ids(page) -> list[str]:
+    return page.locator("#trials tbody tr").evaluate_all("rows => rows.map(r => r.dataset.trial)")
+
+
+def test_the_trial_table_sorts_searches_filters_and_marks_the_best(site, page):
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    rows = page.locator("#trials tbody tr")
+    expect(rows).to_have_count(3)
+    best = page.evaluate("fetch('/api/studies/0:live').then(r => r.json()).then(d => d.best.trial_id)")
+    expect(page.locator("#trials tbody tr.best")).to_have_attribute("data-trial", best)
+    expect(page.locator("#trials tbody tr.best")).to_contain_text("★ best")
+    page.click("#trials th[data-col=metric]")  # ascending: the best F1 last
+    expect(page.locator("#trials th[data-col=metric]")).to_have_class("sorted-asc")
+    assert _ids(page)[-1] == best
+    page.click("#trials th[data-col=metric]")
+    assert _ids(page)[0] == best
+    page.click("#trials th[data-col='p:optimizer.lr']")
+    assert _ids(page)[-1] == "t2"  # 2e-3 above 1e-3
+    page.fill("#trial-filter", "adamw")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#trial-count")).to_have_text("1 of 3 trials")
+    page.fill("#trial-filter", "")
+    page.select_option("#trial-state", "stopped")
+    expect(rows).to_have_count(1)
+    assert _ids(page) == ["t0"]
+
+
+def test_columns_are_chosen_and_kept(site, page):
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    expect(page.locator("#trials th[data-col=n_evals]")).to_have_count(1)
+    expect(page.locator("#trials th[data-col=num_workers]")).to_have_count(0)
+    page.click("#columns summary")
+    page.uncheck("#column-choices input[data-col=n_evals]")
+    page.check("#column-choices input[data-col=num_workers]")
+    expect(page.locator("#trials th[data-col=n_evals]")).to_have_count(0)
+    expect(page.locator("#trials tr[data-trial=t1] td[data-col=num_workers]")).to_have_text("2")
+    page.reload()
+    expect(page.locator("#trials tr[data-trial=t1] td[data-col=num_workers]")).to_have_text("2")
+    expect(page.locator("#trials th[data-col=n_evals]")).to_have_count(0)
+    page.evaluate("localStorage.clear()")
+
+
+def test_a_trial_page_shows_its_parameters_curves_job_checkpoint_and_log(site, page):
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    page.click("#trials tr[data-trial=t0] td[data-col=trial_id] a")
+    page.wait_for_url("**/trials/t0")
+    expect(page.locator("#params")).to_contain_text("optimizer.lr")
+    expect(page.locator("#params")).to_contain_text("lamb")
+    page.wait_for_selector("#curve-f1 .main-svg")
+    page.wait_for_selector("#curve-loss .main-svg")
+    assert page.evaluate("document.querySelector('#curve-f1').data[0].x.length") == 3
+    expect(page.locator("#trial-state")).to_have_text("stopped")
+    expect(page.locator("#job-yaml")).to_contain_text("name: t0")
+    link = page.locator("#checkpoints a")
+    expect(link).to_have_text("checkpoint_2026-01-01_00-00-00.000001.zip")
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "t0-checkpoint_2026-01-01_00-00-00.000001.zip"
+    expect(page.locator("#trial-log")).to_contain_text("No log file kept")
