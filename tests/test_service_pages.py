@@ -83,3 +83,45 @@ def test_a_trial_page_shows_its_parameters_curves_job_checkpoint_and_log(site, p
         link.click()
     assert download.value.suggested_filename == "t0-checkpoint_2026-01-01_00-00-00.000001.zip"
     expect(page.locator("#trial-log")).to_contain_text("No log file kept")
+
+
+def test_a_just_submitted_study_shows_its_pending_trials_not_empty_axes(live_root, page):
+    from scaling_study.service.app import create_app
+    from test_service_lifecycle import PLANNED, _submitted
+
+    _submitted(live_root / "ws")
+    with serving(create_app([str(live_root)])) as url:
+        page.goto(url + "/studies/0:ws")
+        playwright.expect(page.locator("#trials tbody tr[data-state=pending]")).to_have_count(len(PLANNED))
+        playwright.expect(page.locator("#curves-empty")).to_be_visible()
+        assert page.locator("#curves .main-svg").count() == 0
+
+
+def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root, page, monkeypatch):
+    from scaling_study.service.app import create_app
+    from scaling_study.service.launch import Launcher
+    from scaling_study.tune import steer, submit as ray_jobs
+    from test_service_lifecycle import _stopped_by_user, _submitted
+
+    expect = playwright.expect
+    with serving(create_app([str(live_root)])) as url:
+        page.goto(url + "/studies/0:live")
+        page.once("dialog", lambda d: d.dismiss())
+        page.click("#stop-sweep")
+        expect(page.locator("#stop-sweep")).to_be_enabled()
+        assert steer.pending_requests(live_root / "live") == (False, set())  # dismissed: nothing asked
+        page.once("dialog", lambda d: d.accept())
+        page.click("#stop-sweep")
+        expect(page.locator("#stop-note")).to_contain_text("stop requested")
+        assert steer.pending_requests(live_root / "live")[0] is True
+
+        sweep = live_root / "live"
+        _stopped_by_user(sweep)
+        _submitted(sweep)
+        (sweep / "tuner.pkl").write_bytes(b"state")
+        monkeypatch.setattr(ray_jobs, "submit", lambda *a, **kw: "job-2")
+        monkeypatch.setattr(Launcher, "job_address", lambda self: "http://127.0.0.1:9")  # no Ray is started
+        page.goto(url + "/studies/0:live")
+        expect(page.locator("#status")).to_have_text("stopped by a user")
+        page.click("#resume-sweep")
+        expect(page.locator("#stop-note")).to_contain_text("resumed as Ray job job-2")

@@ -297,7 +297,7 @@ async def _submit(app: FastAPI, index: Index, body: dict):
         raise
     if body.get("dry_run"):
         discard(checked.path)
-        return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as}
+        return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as, "preview": checked.preview}
     record = await run_in_threadpool(app.state.launcher.submit, checked, root)
     sid = f"{root.index}:{checked.name}"
     return JSON({**record, "study": sid, "url": f"/studies/{sid}"}, 201)

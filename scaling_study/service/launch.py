@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
+from scaling_study.service import plan
 from scaling_study.service.roots import NotFound, Root
 from scaling_study.service.study import SWEEP
 from scaling_study.tune import submit as ray_jobs
@@ -90,6 +91,10 @@ class Checked:
     overrides: tuple[str, ...]
     shown_as: str
     """How errors and the study name the file (an upload's own name, not its temporary one)."""
+    planned: tuple = ()
+    """The trials it will run (`plan.planned_trials`): the study page lists them from submission."""
+    preview: dict | None = None
+    """`plan.preview`: the submit page shows it before anything runs."""
 
 
 def check(space: str | None, upload: bytes | None, filename: str | None, overrides: list[str]) -> Checked:
@@ -117,7 +122,7 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
     except UserError as exc:  # e.g. not YAML: the CLI's message, naming the upload
         discard(path)
         raise SubmitError(str(exc).replace(f"{path}:", "").replace(str(path), shown).strip(), source=shown) from None
-    return Checked(path, loaded.name, tuple(overrides), shown)
+    return Checked(path, loaded.name, tuple(overrides), shown, tuple(plan.planned_trials(loaded)), plan.preview(loaded))
 
 
 def _safe(name: str) -> str:
@@ -190,7 +195,8 @@ class Launcher:
         finally:
             discard(checked.path)
         record = {"job_id": job_id, "kind": SWEEP, "space": checked.shown_as, "overrides": list(checked.overrides),
-                  "name": checked.name, "submitted_at": time.time(), "address": self.address or "local"}
+                  "name": checked.name, "submitted_at": time.time(), "address": self.address or "local",
+                  "planned": list(checked.planned)}
         (study / layout.SUBMISSION).write_text(json.dumps(record))
         return record
 

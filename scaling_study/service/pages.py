@@ -45,7 +45,7 @@ def studies_page() -> str:
   <input id="filter" type="search" placeholder="filter by name, path or status" aria-label="filter">
   <select id="status-filter" aria-label="status"><option value="">any status</option>
     <option>running</option><option>finished</option><option>interrupted</option><option>failed</option>
-    <option>submitted</option></select>
+    <option>submitted</option><option value="stopped_by_user">stopped by a user</option></select>
   <button id="compare" disabled>Compare selected</button>
 </div>
 <table id="studies" class="data sortable">
@@ -68,6 +68,7 @@ def study_page(summary: dict) -> str:
 <p class="muted"><span id="study-path">{_e(summary['path'])}</span> · <span id="study-kind">{_e(summary['kind'])}</span>
  · <span id="counts"></span></p>
 <div class="toolbar"><button id="stop-sweep" class="danger" hidden>Stop the sweep</button>
+ <button id="resume-sweep" hidden>Resume the sweep</button>
  <span id="stop-note" class="muted"></span></div>
 <section><h2>Trials</h2>
 <div class="toolbar">
@@ -78,10 +79,12 @@ def study_page(summary: dict) -> str:
 </div>
 <table id="trials" class="data sortable"><thead></thead><tbody></tbody></table>
 </section>
-<section><h2>Metric vs train time</h2><div id="curves" class="plot"></div></section>
+<section><h2>Metric vs train time</h2><p id="curves-empty" class="muted" hidden>No evaluation recorded yet: each
+trial's curve appears with its first evaluation.</p><div id="curves" class="plot"></div></section>
 <section id="report"><h2>Report</h2><p id="report-note" class="muted"></p><div id="sections"></div></section>
 <section><h2>ASHA rungs</h2><div id="rungs" class="muted">No rungs recorded.</div></section>
-<section id="job" hidden><h2>Ray job</h2><p id="job-status"></p><pre id="job-log" class="log"></pre></section>
+<section id="job" hidden><h2>Ray job</h2><p id="job-status"></p><p id="job-log-empty" class="muted">Waiting for the job's
+first output…</p><pre id="job-log" class="log" hidden></pre></section>
 <section><h2>Export</h2>
 <form id="export" class="inline">
  <label>by <select name="metric"><option value="">the study's metric</option>{_metric_options()}</select></label>

@@ -1,4 +1,5 @@
-"""Routes of the pages' richer views: one trial (its page, job, checkpoints and log).
+"""Routes of the pages' richer views: one trial (its page, job, checkpoints and log), and resuming
+a sweep.
 
 `register(app, index)` adds them; it runs before the study page's catch-all route
 (`/studies/{sid:path}`), so that `/studies/ID/trials/TRIAL` reaches the trial page. See
@@ -9,17 +10,25 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
-from scaling_study.service import events, pages, trial_files
+from scaling_study.service import events, pages, resume, trial_files
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows
 
 
 def register(app: FastAPI, index: Index) -> None:
-    """Add the trial page and the trial's API to `app`."""
+    """Add the trial page, the trial's API and the resume action to `app`."""
+
+    @app.post("/api/studies/{sid:path}/resume")
+    async def resume_sweep(sid: str):
+        """Submit a stopped or interrupted sweep again, resumed (`sweep --resume`), as a Ray job."""
+        study = await run_in_threadpool(index.get, sid, 0.0)
+        record = await run_in_threadpool(resume.resume, study, app.state.launcher)
+        return JSONResponse({**record, "study": study.id}, 202)
 
     @app.get("/studies/{sid:path}/trials/{trial}", response_class=HTMLResponse, include_in_schema=False)
     def trial_page(sid: str, trial: str):

@@ -20,7 +20,7 @@ from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
-from scaling_study.service.trial import PENDING, Trial
+from scaling_study.service.trial import PENDING, Trial, job_budget, planned_rows, read_job
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
 from scaling_study.tune.asha import state_groups
@@ -177,7 +177,10 @@ class Study:
         self.rungs = [{"group": label or None, "bracket": b, "milestone": m, "results": r}
                       for label, group in state_groups(asha).items()
                       for b, rungs in enumerate(group.get("brackets", [])) for m, r in rungs]
-        return self._read_trials(seq)
+        changed = self._read_trials(seq)
+        for t in [*(self.doc.get("trials") or {}), *self.gathered]:  # made by Tune, never started
+            self.trials.setdefault(t, Trial(t))
+        return changed
 
     def _read_trials(self, seq: int) -> bool:
         files, trials = [], []
@@ -206,6 +209,8 @@ class Study:
         entries = listdir(self.root, self.at(*folder))
         self._stat_max({k: v for k, v in entries.items() if not v.is_dir})
         trial.params = self._json(folder, entries, layout.PARAMS).get("params", trial.params)
+        job = entries.get(layout.JOB_FILE)
+        trial.job = self.files.parsed(self.at(*folder, layout.JOB_FILE), job.stat, read_job, {}) if job else {}
         marked = layout.STOPPED_BY_USER in entries
         trial.stopped_by_user = self._json(folder, entries, layout.STOPPED_BY_USER) if marked else None
         e = entries.get(layout.RECORDS)
@@ -260,6 +265,8 @@ class Study:
             return RUNNING if now - float(self.doc.get("heartbeat_at", 0)) < STALE_S else INTERRUPTED
         if state == steer.FINISHED or (not state and self.gathered):
             return FAILED if all_failed else FINISHED
+        if state in (steer.INTERRUPTED, steer.FINISHED) and self.doc.get("stopped_by_user"):
+            return USER_STOPPED  # the sweep ended because a user asked it to
         if state == steer.INTERRUPTED:
             return INTERRUPTED
         if not self.trials and self.submission:
@@ -281,9 +288,13 @@ class Study:
         if trial.stopped_by_user is not None:
             return USER_STOPPED, ""
         row = self.gathered.get(trial.trial_id)
+        told = (self.doc.get("trials") or {}).get(trial.trial_id)
+        if self.status == USER_STOPPED and (told or {}).get("state") not in (FINISHED, STOPPED, ERROR) \
+                and (row or {}).get("status") in (None, "STOPPED"):
+            # Ended by the user's stop of the sweep (Tune reports it as STOPPED, with no completion of its own)
+            return (USER_STOPPED if len(trial.records) or told or row else PENDING), ""
         if row and row.get("status") in _GATHERED:
             return _GATHERED[row["status"]], str(row.get("error") or "")
-        told = (self.doc.get("trials") or {}).get(trial.trial_id)
         if told and told.get("state") in (FINISHED, STOPPED, ERROR):
             return told["state"], str(told.get("error") or "")
         if self.kind == RUN:
@@ -305,10 +316,21 @@ class Study:
         counts: dict[str, int] = {}
         for t in self.trials.values():
             counts[t.state] = counts.get(t.state, 0) + 1
-        planned = (self.doc.get("info") or {}).get("trials_planned")
-        if isinstance(planned, int) and self.status == RUNNING and planned > len(self.trials):
-            counts[PENDING] = counts.get(PENDING, 0) + planned - len(self.trials)
+        unstarted = self.unstarted()
+        if unstarted:
+            counts[PENDING] = counts.get(PENDING, 0) + unstarted
         return counts
+
+    def unstarted(self) -> int:
+        """Planned trials that Tune has not made yet: `trials_planned` of the sweep's status, or
+        the trials the service planned when it submitted the study; none once the sweep ended
+        on its own or failed."""
+        planned = (self.doc.get("info") or {}).get("trials_planned")
+        if not isinstance(planned, int):
+            planned = len(self.submission.get("planned") or [])
+        if self.kind != SWEEP or self.status in (FINISHED, FAILED):
+            return 0
+        return max(0, planned - len(self.trials))
 
     def best(self) -> dict | None:
         if not self.metric:
@@ -349,14 +371,16 @@ class Study:
         time_attr = sched.get("time_attr") or "samples"
         goal = sched.get("max_t") if sched.get("name") == "asha" else None
         done = t.last(time_attr)
-        progress = min(1.0, done / goal) if goal and done is not None else None
-        if progress is None and t.state in (FINISHED,):
-            progress = 1.0
+        own = job_budget(t.job, time_attr, t.last("global_batch"))  # the trial's own steps
+        budget = min(goal, own) if goal and own else goal or own
+        progress = min(1.0, done / budget) if budget and done is not None else None
+        if t.state == FINISHED:  # it ran its own budget, whatever ASHA's max_t
+            progress, budget = 1.0, done if done is not None else budget
         return {
             "trial_id": t.trial_id, "params": t.params, "state": t.state,
             "ended": t.error if t.state == ERROR else ENDED.get(t.state, ""), "error": t.error,
             "samples": t.last("samples"), "time_attr": time_attr, "progress_value": done,
-            "max_t": goal, "progress": progress, "n_evals": len(t.records),
+            "max_t": goal, "budget": budget, "progress": progress, "n_evals": len(t.records),
             "metric": t.best(self.metric), "last_metric": t.last(self.metric) if self.metric else None,
             "num_workers": t.last("num_workers"), "train_time_s": t.last("train_time_s"),
             "stop_requested": t.trial_id in self.pending_stops[1],
@@ -373,7 +397,8 @@ class Study:
         out = dict(self.summary())
         out.update(scheduler=self.scheduler(), rungs=self.rungs, submission=self.submission,
                    stop_requested=self.pending_stops[0],
-                   trials=[self.trial_row(t) for t in self.trials.values()])
+                   trials=[self.trial_row(t) for t in self.trials.values()]
+                   + planned_rows(self.unstarted(), self.submission.get("planned"), self.trials.values()))
         if evaluations:
             out["evaluations"], out["replaced"] = {}, []
             for t in self.trials.values():

@@ -10,6 +10,9 @@ from scaling_study.contract import METRICS
 
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
+PLANNED_PREFIX = "planned-"
+"""Rows of trials the sweep has not made yet are named `planned-1`, `planned-2`, ... (Tune gives
+a trial its id only when it makes it)."""
 _NO_ROWS = pd.DataFrame()  # shared by every trial not read yet (frames here are never changed in place)
 
 
@@ -37,6 +40,7 @@ class Trial:
         self.state, self.error = PENDING, ""
         self.stopped_by_user: dict | None = None
         self.updated_ns = 0
+        self.job: dict = {}  # its job.yaml, as data (for its own budget)
         self._memo: dict = {}  # values worked out from `records`, until they change
 
     def take(self, table, seq: int) -> bool:
@@ -97,3 +101,53 @@ class Trial:
         if "num_workers" not in self.records.columns:
             return frozenset()
         return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna())
+
+
+def read_job(data: bytes) -> dict:
+    """A trial's job.yaml as data (the safe loader; {} for anything but a mapping)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def job_budget(job: dict, time_attr: str, global_batch) -> float | None:
+    """How far the trial's own job goes, in `time_attr` units: its steps (all phases), or for
+    `samples` each phase's steps times its global batch (the job's, else the recorded one).
+    None when the job does not say (a job given in epochs, a job not read yet)."""
+    train = job.get("train") if isinstance(job.get("train"), dict) else {}
+    phases = train.get("phases") if isinstance(train.get("phases"), list) else [train]
+    total = 0.0
+    for phase in phases:
+        if not isinstance(phase, dict) or not isinstance(phase.get("steps", train.get("steps")), int):
+            return None
+        steps = phase.get("steps", train.get("steps"))
+        if time_attr == "samples":
+            batch = phase.get("global_batch") or train.get("global_batch") or global_batch
+            if not isinstance(batch, (int, float)) or batch <= 0:
+                return None
+            steps *= batch
+        elif time_attr not in ("step", "steps"):
+            return None
+        total += steps
+    return total or None
+
+
+def planned_rows(missing: int, planned, trials) -> list[dict]:
+    """Rows for `missing` trials the sweep has not made yet: the planned hyperparameters
+    (`planned`, one dict per trial, from the submission) not yet taken by one of `trials`."""
+    if missing <= 0:
+        return []
+    left = [p for p in planned if isinstance(p, dict)] if isinstance(planned, list) else []
+    for t in trials:
+        match = next((i for i, p in enumerate(left) if all(t.params.get(k) == v for k, v in p.items())), None)
+        if match is not None:
+            left.pop(match)
+    return [{"trial_id": f"{PLANNED_PREFIX}{i + 1}", "planned": True, "params": left[i] if i < len(left) else {},
+             "state": PENDING, "ended": "", "error": "", "samples": None, "time_attr": "", "progress_value": None,
+             "max_t": None, "budget": None, "progress": None, "n_evals": 0, "metric": None, "last_metric": None,
+             "num_workers": None, "train_time_s": None, "stop_requested": False, "updated": None}
+            for i in range(missing)]

@@ -45,6 +45,10 @@ function post(url, body) {
   });
 }
 
+// A state as a page says it ("stopped_by_user" -> "stopped by a user").
+const STATE_WORDS = { stopped_by_user: "stopped by a user" };
+const stateText = (s) => STATE_WORDS[s] || String(s).replace(/_/g, " ");
+
 function setLive(text) { const n = $("#live"); if (n) n.textContent = text; }
 
 // An EventSource with a polling fallback: `handlers` maps event names to functions of the
@@ -94,9 +98,9 @@ function studiesPage() {
         onchange: (e) => { e.target.checked ? selected.add(s.id) : selected.delete(s.id); render(); } })),
       h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), h("div", { class: "muted" }, s.root)),
       h("td", {}, s.kind),
-      h("td", {}, h("span", { class: `badge ${s.status}` }, s.status)),
+      h("td", {}, h("span", { class: `badge ${s.status}` }, stateText(s.status))),
       h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
-        Object.entries(s.counts).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", "))),
+        Object.entries(s.counts).map(([k, n]) => `${n} ${stateText(k)}`).join(", "))),
       // A study listed before its records were read (a large root, just opened): they follow.
       h("td", {}, s.loading ? h("span", { class: "muted" }, "reading…")
         : s.best && s.metric ? `${s.metric.name} ${fmt(s.best.value)}` : ""),
@@ -150,11 +154,15 @@ function studyPage() {
 
   function header() {
     const s = state.study;
-    $("#status").textContent = s.status;
+    $("#status").textContent = stateText(s.status);
     $("#status").className = `badge ${s.status}`;
-    $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", ");
+    $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${stateText(k)}`).join(", ");
     const canStop = s.kind === "sweep" && (s.status === "running" || s.status === "submitted");
     $("#stop-sweep").hidden = !canStop || s.stop_requested;
+    // Resumable from here: a sweep the service submitted, stopped or interrupted (the server says
+    // why not, if it cannot).
+    $("#resume-sweep").hidden = !(s.kind === "sweep" && ["interrupted", "stopped_by_user"].includes(s.status)
+      && s.submission && s.submission.space);
     $("#stop-note").textContent = s.stop_requested ? "stop requested: the sweep ends at its next step" : "";
   }
 
@@ -203,11 +211,12 @@ function studyPage() {
     if (curves && curves.figure) {
       state.curvesMetric = data.metric;
       Plotly.react($("#curves"), curves.figure.data, curves.figure.layout, PLOT_CONFIG);
-    } else {
-      state.curvesMetric = data.metric || (state.study.metric && state.study.metric.name);
-      Plotly.react($("#curves"), [], { height: 420, xaxis: { title: { text: "train time (s)" } },
-        yaxis: { title: { text: state.study.metric ? state.study.metric.label : "" } } }, PLOT_CONFIG);
+    } else {  // nothing recorded yet: say so, rather than draw empty axes
+      state.curvesMetric = null;
+      Plotly.purge($("#curves"));
     }
+    $("#curves-empty").hidden = Boolean(curves && curves.figure);
+    $("#curves").hidden = !(curves && curves.figure);
     drawSections(data, ["curves", "trials"]);
     const names = ["records", ...new Set(data.sections.flatMap((s) => s.tables))];
     $("#tables").replaceChildren(...names.flatMap((n, i) => [i ? ", " : "",
@@ -253,6 +262,8 @@ function studyPage() {
     source.onopen = () => { if (opened++) log.textContent = ""; };  // a reconnect streams the log again
     source.addEventListener("log", (e) => {
       log.textContent += JSON.parse(e.data).text;
+      log.hidden = !log.textContent;
+      $("#job-log-empty").hidden = !log.hidden;
       log.scrollTop = log.scrollHeight;
     });
     source.addEventListener("end", (e) => {
@@ -265,9 +276,18 @@ function studyPage() {
   }
 
   $("#stop-sweep").addEventListener("click", async (e) => {
+    if (!confirm("Stop the whole sweep? Running trials end at their next evaluation and keep their records "
+      + "and checkpoints; the sweep can be resumed later.")) return;
     e.target.disabled = true;
     const r = await post(`${base}/stop`);
     $("#stop-note").textContent = r.ok ? "stop requested" : (await r.json()).error;
+  });
+  $("#resume-sweep").addEventListener("click", async (e) => {
+    e.target.disabled = true;
+    const r = await post(`${base}/resume`);
+    const d = await r.json();
+    $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : d.error;
+    e.target.disabled = r.ok;
   });
 
   function exportUrl() {

@@ -47,7 +47,7 @@ function TrialTable(getState, stopButton) {
       best ? h("span", { class: "best-mark", title: "the study's best trial" }, " ★ best") : null);
     } else if (c.key === "state") {
       td.className = "state";
-      td.append(h("span", { class: `state-${t.state}` }, t.state.replace(/_/g, " ")));
+      td.append(h("span", { class: `state-${t.state}` }, stateText(t.state)));
     } else if (c.key === "progress") {
       const pct = t.progress === null || t.progress === undefined ? null : Math.round(t.progress * 100);
       td.append(pct === null ? "" : h("span", { class: "bar", title: `${pct}%` }, h("span", { style: `width:${pct}%` })),
@@ -88,7 +88,7 @@ function TrialTable(getState, stopButton) {
     const select = $("#trial-state"), current = select.value;
     const seen = [...new Set(trials.map((t) => t.state))].sort();
     select.replaceChildren(h("option", { value: "" }, "any state"),
-      ...seen.map((s) => h("option", { value: s, selected: s === current }, s.replace(/_/g, " "))));
+      ...seen.map((s) => h("option", { value: s, selected: s === current }, stateText(s))));
   }
 
   function render() {
@@ -137,7 +137,7 @@ function trialPage() {
   }
 
   function show(t) {
-    $("#trial-state").textContent = t.state.replace(/_/g, " ");
+    $("#trial-state").textContent = stateText(t.state);
     $("#trial-state").className = `badge state-${t.state}`;
     $("#trial-best").hidden = !t.is_best;
     const metric = t.metric_label || t.metric_name || "metric";

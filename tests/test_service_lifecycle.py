@@ -1,0 +1,114 @@
+"""A sweep's life as the service shows it, in process: planned trials listed from submission,
+a sweep a user stopped (states and counts as trials.csv has them), resuming it, and progress
+measured against each trial's own budget."""
+import json
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from fixtures.service import write_status
+from scaling_study.service.app import create_app
+from scaling_study.service.trial import job_budget
+from scaling_study.tune import submit as ray_jobs
+
+CSRF = {"X-Scaling-Study": "1"}
+PLANNED = [{"scaling.num_workers": n, "train.seed": s} for n in (1, 2) for s in (0, 1)]
+
+
+def _client(root) -> TestClient:
+    return TestClient(create_app([str(root)]), base_url="http://127.0.0.1:8300")
+
+
+def _submitted(folder, **extra) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "submission.json").write_text(json.dumps(
+        {"job_id": "job-1", "kind": "sweep", "space": "weak_scaling_small.yaml", "overrides": ["name=ws"],
+         "name": folder.name, "planned": PLANNED, **extra}))
+
+
+def test_a_just_submitted_sweep_lists_every_planned_trial_as_pending(tmp_path):
+    _submitted(tmp_path / "ws")
+    d = _client(tmp_path).get("/api/studies/0:ws").json()
+    assert d["status"] == "submitted" and d["counts"] == {"pending": 4} and d["n_trials"] == 4
+    assert [t["params"] for t in d["trials"]] == PLANNED
+    assert {t["state"] for t in d["trials"]} == {"pending"} and all(t["planned"] for t in d["trials"])
+
+
+def test_started_trials_take_their_planned_rows(live_root):
+    _submitted(live_root / "live", planned=[{"optimizer.lr": v} for v in (1e-3, 1e-3, 2e-3, 5e-3)])
+    trials = _client(live_root).get("/api/studies/0:live").json()["trials"]
+    assert [t["trial_id"] for t in trials] == ["t0", "t1", "t2", "planned-1"]
+    assert trials[-1]["params"] == {"optimizer.lr": 5e-3}  # t0, t1 and t2 took theirs
+
+
+def _stopped_by_user(sweep) -> None:
+    """The live sweep after a user stopped t1, then the sweep: Tune made t3 but never ran it."""
+    (sweep / "trials" / "t1" / "stopped_by_user.json").write_text(json.dumps({"trial_id": "t1"}))
+    write_status(sweep, state="interrupted", trials={"t0": {"state": "stopped"}, "t1": {"state": "running"},
+                                                     "t2": {"state": "running"}})
+    status = json.loads((sweep / "steer" / "status.json").read_text())
+    (sweep / "steer" / "status.json").write_text(json.dumps({**status, "stopped_by_user": {"by": "user"}}))
+    pd.DataFrame({"trial_id": ["t0", "t1", "t2", "t3"], "status": ["STOPPED"] * 4}).to_csv(
+        sweep / "trials.csv", index=False)
+
+
+def test_a_sweep_a_user_stopped_says_so_and_counts_as_trials_csv_does(live_root):
+    _stopped_by_user(live_root / "live")
+    d = _client(live_root).get("/api/studies/0:live").json()
+    assert d["status"] == "stopped_by_user"
+    states = {t["trial_id"]: t["state"] for t in d["trials"]}
+    assert states == {"t0": "stopped", "t1": "stopped_by_user", "t2": "stopped_by_user", "t3": "stopped_by_user"}
+    assert d["counts"] == {"stopped": 1, "stopped_by_user": 3}  # 4 STOPPED in trials.csv, one of them by ASHA
+    listed = _client(live_root).get("/api/studies").json()["studies"]
+    assert next(s for s in listed if s["id"] == "0:live")["status"] == "stopped_by_user"
+
+
+def test_a_stopped_sweep_the_service_submitted_is_resumed(live_root, monkeypatch):
+    sweep = live_root / "live"
+    _stopped_by_user(sweep)
+    client = _client(live_root)
+    assert client.post("/api/studies/0:live/resume", headers=CSRF).status_code == 409  # not submitted here
+    _submitted(sweep)
+    assert "tuner.pkl" in client.post("/api/studies/0:live/resume", headers=CSRF).json()["error"]
+    (sweep / "tuner.pkl").write_bytes(b"state")
+    calls = []
+    monkeypatch.setattr(ray_jobs, "submit", lambda path, address, **kw: calls.append((path.name, kw)) or "job-2")
+    monkeypatch.setattr(client.app.state.launcher, "job_address", lambda: "http://127.0.0.1:9")
+    r = client.post("/api/studies/0:live/resume", headers=CSRF)
+    assert r.status_code == 202 and r.json()["job_id"] == "job-2"
+    (name, kw), = calls
+    assert name == "weak_scaling_small.yaml" and kw["resume"] is True and kw["overrides"] == ["name=ws"]
+    assert kw["storage"] == str(live_root)
+    record = json.loads((sweep / "submission.json").read_text())
+    assert record["job_id"] == "job-2" and record["previous_jobs"] == ["job-1"]
+
+
+def test_a_running_sweep_or_a_run_is_not_resumed(live_root):
+    client = _client(live_root)
+    assert client.post("/api/studies/0:live/resume", headers=CSRF).status_code == 409
+    assert client.post("/api/studies/0:solo/resume", headers=CSRF).status_code == 409
+    assert client.post("/api/studies/0:nope/resume", headers=CSRF).status_code == 404
+
+
+def test_progress_is_measured_against_each_trials_own_budget(live_root):
+    sweep = live_root / "live"
+    job = sweep / "trials" / "t0" / "job.yaml"  # 1 worker, 32 per step: 6,000 of 8,000 samples
+    job.write_text(job.read_text().replace("steps: 250", "steps: 125"))  # its own budget: 4,000 samples
+    write_status(sweep, trials={"t0": {"state": "finished"}, "t1": {"state": "running"}, "t2": {"state": "running"}})
+    trials = {t["trial_id"]: t for t in _client(live_root).get("/api/studies/0:live").json()["trials"]}
+    assert trials["t0"]["progress"] == 1.0 and trials["t0"]["budget"] == 6_000  # finished: full
+    assert trials["t1"]["progress"] == pytest.approx(4_000 / 8_000) and trials["t1"]["budget"] == 8_000
+
+
+@pytest.mark.parametrize("job, attr, batch, expected", [
+    ({"train": {"steps": 10, "global_batch": 64}}, "samples", None, 640),
+    ({"train": {"steps": 10, "global_batch": None}}, "samples", 32, 320),
+    ({"train": {"phases": [{"steps": 10, "global_batch": 8}, {"steps": 5}], "global_batch": 4}}, "samples", None, 100),
+    ({"train": {"steps": 10}}, "step", None, 10),
+    ({"train": {"epochs": 2}}, "samples", 32, None),
+    ({"train": {"steps": 10}}, "training_iteration", 32, None),
+    ({}, "samples", 32, None),
+])
+def test_a_jobs_own_budget(job, attr, batch, expected):
+    assert job_budget(job, attr, batch) == expected
