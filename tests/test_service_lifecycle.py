@@ -112,3 +112,36 @@ def test_progress_is_measured_against_each_trials_own_budget(live_root):
 ])
 def test_a_jobs_own_budget(job, attr, batch, expected):
     assert job_budget(job, attr, batch) == expected
+
+
+def test_imported_records_are_a_finished_study_of_their_runs_with_nothing_to_steer(live_root):
+    from fixtures.service import rows
+
+    folder = live_root / "imported"
+    folder.mkdir()
+    frame = pd.concat([rows(t).assign(trial_id=t, **{"hp.optimizer.lr": lr}) for t, lr in (("t0", 1e-3), ("t2", 2e-3))])
+    frame.to_csv(folder / "records.csv", index=False)  # a gathered sweep's records, nothing else
+    client = _client(live_root)
+    d = client.get("/api/studies/0:imported").json()
+    assert (d["kind"], d["status"], d["imported"]) == ("run", "finished", True)
+    assert {t["trial_id"]: (t["state"], t["params"], t["n_evals"]) for t in d["trials"]} == {
+        "t0": ("finished", {"optimizer.lr": 1e-3}, 3), "t2": ("finished", {"optimizer.lr": 2e-3}, 1)}
+    assert d["counts"] == {"finished": 2}
+    assert client.post("/api/studies/0:imported/stop", headers=CSRF).status_code == 409
+    assert client.get("/api/studies/0:solo").json()["imported"] is False  # a run of ours
+
+
+def test_served_best_yaml_is_what_export_writes_for_a_moved_sweep(live_root, tmp_path):
+    import yaml
+
+    from scaling_study.config import OutputConfig
+    from scaling_study.reports.export import export
+
+    sweep = live_root / "live"
+    for job in (sweep / "trials").glob("*/job.yaml"):  # written where the sweep ran before it was moved here
+        data = yaml.safe_load(job.read_text())
+        job.write_text(yaml.safe_dump({**data, "output": {**data["output"], "dir": "/elsewhere/live/trials"}}))
+    served = yaml.safe_load(_client(live_root).get("/api/studies/0:live/best.yaml").text)
+    export([str(sweep)], "f1", None, tmp_path / "best.yaml")
+    assert served == yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert served["output"]["dir"] == OutputConfig().dir  # not the old sweep's trials folder

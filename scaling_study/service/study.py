@@ -20,7 +20,7 @@ from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
-from scaling_study.service.trial import PENDING, Trial, job_budget, planned_rows, read_job
+from scaling_study.service.trial import PENDING, Trial, imported_trials, job_budget, planned_rows, read_job
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
 from scaling_study.tune.asha import state_groups
@@ -89,6 +89,7 @@ class Study:
         self.updated_ns = 0
         self.metric: str | None = None
         self._run_finished = False  # a run folder holds records.parquet (written when it ends)
+        self.imported = False  # a run folder of records only: imported, nothing runs there
         self._signature = None
         self.loaded = False
         """Its records have been read. Until then it is an outline: what its own folder, `steer/`
@@ -223,6 +224,8 @@ class Study:
         self._stat_max(top)
         self.submission = self._json((), top, layout.SUBMISSION)
         self._run_finished = layout.RECORDS_PARQUET in top
+        # Records imported from elsewhere: no job of ours wrote them (a run writes job.yaml first)
+        self.imported = not ({layout.JOB_FILE, layout.SUBMISSION} & set(top))
         e = top.get(layout.RECORDS)
         if e is None or e.is_dir:
             return False
@@ -230,6 +233,8 @@ class Study:
             self.trials.setdefault(self.name, Trial(self.name)).updated_ns = e.stat.mtime_ns
             return False
         table = self.files.csv(self.at(layout.RECORDS), e.stat)
+        if self.imported:  # settled data, possibly of many runs: one trial per run
+            return imported_trials(self.trials, table, seq, e.stat.mtime_ns)
         run_id = str(table.frame["run_id"].iloc[0]) if "run_id" in table.frame.columns and len(table.frame) else self.name
         trial = self.trials.setdefault(run_id, Trial(run_id))
         trial.updated_ns = e.stat.mtime_ns
@@ -274,7 +279,7 @@ class Study:
         return RUNNING if now - self.updated_ns / 1e9 < QUIET_S else INTERRUPTED
 
     def _run_status(self, now: float) -> str:
-        if self._run_finished:
+        if self._run_finished or self.imported:
             return FINISHED
         if not self.trials:
             return SUBMITTED if self.submission else INTERRUPTED
@@ -362,7 +367,7 @@ class Study:
             "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
             "best": self.best(), "workers": self.workers(),
             "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
-            "loading": not self.loaded,
+            "loading": not self.loaded, "imported": self.imported,
         }
 
     def trial_row(self, t: Trial) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from scaling_study.contract import METRICS
+from scaling_study.contract import HP_PREFIX, METRICS
 
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
@@ -151,3 +151,23 @@ def planned_rows(missing: int, planned, trials) -> list[dict]:
              "max_t": None, "budget": None, "progress": None, "n_evals": 0, "metric": None, "last_metric": None,
              "num_workers": None, "train_time_s": None, "stop_requested": False, "updated": None}
             for i in range(missing)]
+
+
+def imported_trials(trials: dict[str, "Trial"], table, seq: int, mtime_ns: int) -> bool:
+    """Split imported records (`tail.Table`, read whole or appended to) into one trial per run
+    (its `trial_id`, else its `run_id`), each with its swept values from `hp.*` columns, in
+    `trials` (replaced). True when rows changed."""
+    if not (table.reset or table.appended):
+        return False
+    frame = table.frame
+    key = next((c for c in ("trial_id", "run_id") if c in frame.columns and frame[c].notna().any()), None)
+    groups = frame.groupby(frame[key].fillna("").astype(str), sort=False) if key else [("records", frame)]
+    trials.clear()
+    for name, rows in groups:
+        trial = trials[name or "records"] = Trial(name or "records")
+        rows = rows.reset_index(drop=True)
+        trial.records, trial.seqs, trial.reset_seq, trial.updated_ns = rows, [seq] * len(rows), seq, mtime_ns
+        hp = [c for c in rows.columns if c.startswith(HP_PREFIX)]
+        first = json_rows(rows[hp].iloc[:1])[0] if hp and len(rows) else {}
+        trial.params = {c[len(HP_PREFIX):]: v for c, v in first.items() if v is not None}
+    return True

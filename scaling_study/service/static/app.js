@@ -155,6 +155,7 @@ function studyPage() {
   function header() {
     const s = state.study;
     $("#status").textContent = stateText(s.status);
+    if (s.imported) $("#study-kind").textContent = "imported records";
     $("#status").className = `badge ${s.status}`;
     $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${stateText(k)}`).join(", ");
     const canStop = s.kind === "sweep" && (s.status === "running" || s.status === "submitted");
