@@ -22,14 +22,17 @@ def site(live_root):
 
 
 def _ids(page) -> list[str]:
-    return page.locator("#trials tbody tr").evaluate_all("rows => rows.map(r => r.dataset.trial)")
+    """The trials in the table's order, without the row of the trial not made yet (`planned-1`)."""
+    ids = page.locator("#trials tbody tr").evaluate_all("rows => rows.map(r => r.dataset.trial)")
+    return [i for i in ids if not i.startswith("planned-")]
 
 
 def test_the_trial_table_sorts_searches_filters_and_marks_the_best(site, page):
     expect = playwright.expect
     page.goto(site + "/studies/0:live")
     rows = page.locator("#trials tbody tr")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(4)  # 4 planned: one not made yet
+    expect(page.locator("#trials tr[data-trial=planned-1]")).to_have_attribute("data-state", "pending")
     best = page.evaluate("fetch('/api/studies/0:live').then(r => r.json()).then(d => d.best.trial_id)")
     expect(page.locator("#trials tbody tr.best")).to_have_attribute("data-trial", best)
     expect(page.locator("#trials tbody tr.best")).to_contain_text("★ best")
@@ -42,7 +45,7 @@ def test_the_trial_table_sorts_searches_filters_and_marks_the_best(site, page):
     assert _ids(page)[-1] == "t2"  # 2e-3 above 1e-3
     page.fill("#trial-filter", "adamw")
     expect(rows).to_have_count(1)
-    expect(page.locator("#trial-count")).to_have_text("1 of 3 trials")
+    expect(page.locator("#trial-count")).to_have_text("1 of 4 trials")
     page.fill("#trial-filter", "")
     page.select_option("#trial-state", "stopped")
     expect(rows).to_have_count(1)
@@ -125,3 +128,39 @@ def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root
         expect(page.locator("#status")).to_have_text("stopped by a user")
         page.click("#resume-sweep")
         expect(page.locator("#stop-note")).to_contain_text("resumed as Ray job job-2")
+
+
+def test_page_texts_name_no_flags_and_report_notes_fold_away(site, browser):
+    expect = playwright.expect
+    page = browser.new_page()  # the refused export logs its 400 to the console, as a browser does
+    uncaught = []
+    page.on("pageerror", lambda e: uncaught.append(str(e)))
+    page.goto(site + "/studies/0:live")
+    page.wait_for_selector("#figure-weak .main-svg")
+    assert page.locator("#sections details.notes").count() >= 1
+    assert page.locator("#sections details.notes[open]").count() == 0  # folded until asked for
+    page.fill("#export input[name=target]", "99.5")  # a target no trial reached: the export refuses
+    page.click("#best-link")
+    error = page.locator("#export-error")
+    expect(error).to_be_visible()
+    assert "target" in error.inner_text() and "--" not in error.inner_text()
+    page.close()
+    assert uncaught == []
+
+
+def test_imported_records_show_finished_with_nothing_to_steer(live_root, page):
+    import pandas as pd
+
+    from fixtures.service import rows
+    from scaling_study.service.app import create_app
+
+    (live_root / "imported").mkdir()
+    pd.concat([rows("t0"), rows("t1")]).to_csv(live_root / "imported" / "records.csv", index=False)
+    with serving(create_app([str(live_root)])) as url:
+        page.goto(url + "/studies/0:imported")
+        expect = playwright.expect
+        expect(page.locator("#trials tbody tr")).to_have_count(2)
+        expect(page.locator("#status")).to_have_text("finished")
+        expect(page.locator("#study-kind")).to_have_text("imported records")
+        assert page.locator("#stop-sweep").is_hidden() and page.locator("#resume-sweep").is_hidden()
+        assert page.locator("button.stop-trial").count() == 0

@@ -49,6 +49,12 @@ function post(url, body) {
 const STATE_WORDS = { stopped_by_user: "stopped by a user" };
 const stateText = (s) => STATE_WORDS[s] || String(s).replace(/_/g, " ");
 
+// Server texts name the command line's flags (shared with the CLI); a page names what it shows.
+const FLAG_WORDS = { "target-metric": "target metric", target: "target", metric: "metric", workers: "worker count",
+  scaling: "scaling", name: "name", recommend: "recommendation", set: "override" };
+const pageText = (text) => String(text ?? "").replace(/(^|[\s(])--([a-z][a-z-]*)/g,
+  (m, pre, flag) => pre + (FLAG_WORDS[flag] || flag.replace(/-/g, " ")));
+
 function setLive(text) { const n = $("#live"); if (n) n.textContent = text; }
 
 // An EventSource with a polling fallback: `handlers` maps event names to functions of the
@@ -132,7 +138,7 @@ function studiesPage() {
 
 // --- report sections (study and compare pages) -----------------------------------------------
 function drawSections(data, skip) {
-  $("#report-note").textContent = data.note || (data.target ? `Target: ${data.target}` : "");
+  $("#report-note").textContent = pageText(data.note) || (data.target ? `Target: ${data.target}` : "");
   const holder = $("#sections");
   holder.replaceChildren();
   for (const s of data.sections) {
@@ -140,8 +146,10 @@ function drawSections(data, skip) {
     const div = h("div", { class: "plot", id: `figure-${s.key}` });
     holder.append(h("section", { id: `section-${s.key}` }, h("h3", {}, s.title),
       h("p", { class: "definition" }, s.definition),
-      s.notes.length ? h("ul", { class: "notes" }, s.notes.map((n) => h("li", {}, n))) : null,
-      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${s.skipped}`) : (s.figure ? div : null)));
+      // Notes fold away: the chart and its definition first, the fine print on request.
+      s.notes.length ? h("details", { class: "notes" }, h("summary", {}, `Notes (${s.notes.length})`),
+        h("ul", {}, s.notes.map((n) => h("li", {}, pageText(n))))) : null,
+      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${pageText(s.skipped)}`) : (s.figure ? div : null)));
     if (!s.skipped && s.figure) Plotly.react(div, s.figure.data, s.figure.layout, PLOT_CONFIG);
   }
 }
@@ -175,7 +183,7 @@ function studyPage() {
     return h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
       e.target.disabled = true;
       const r = await post(`${base}/trials/${encodeURIComponent(t.trial_id)}/stop`);
-      e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${(await r.json()).error}`);
+      e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${pageText((await r.json()).error)}`);
     } }, "Stop");
   }
   const table = TrialTable(() => state, stopButton);
@@ -281,13 +289,13 @@ function studyPage() {
       + "and checkpoints; the sweep can be resumed later.")) return;
     e.target.disabled = true;
     const r = await post(`${base}/stop`);
-    $("#stop-note").textContent = r.ok ? "stop requested" : (await r.json()).error;
+    $("#stop-note").textContent = r.ok ? "stop requested" : pageText((await r.json()).error);
   });
   $("#resume-sweep").addEventListener("click", async (e) => {
     e.target.disabled = true;
     const r = await post(`${base}/resume`);
     const d = await r.json();
-    $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : d.error;
+    $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : pageText(d.error);
     e.target.disabled = r.ok;
   });
 
@@ -302,7 +310,7 @@ function studyPage() {
     e.preventDefault();
     const r = await fetch(exportUrl());
     $("#export-error").hidden = r.ok;
-    if (!r.ok) { $("#export-error").textContent = (await r.json()).error; return; }
+    if (!r.ok) { $("#export-error").textContent = pageText((await r.json()).error); return; }
     const name = (r.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     const a = h("a", { href: URL.createObjectURL(await r.blob()), download: name ? name[1] : "best.yaml" });
     document.body.append(a);
@@ -348,7 +356,7 @@ function submitPage() {
   }
   function showErrors(errors) {
     $("#errors").replaceChildren(...errors.map((e) => h("li", { "data-key": e.key || "" },
-      h("b", {}, e.key || e.source || "file"), `: ${e.message}`, e.source && e.key ? h("span", { class: "muted" }, ` (${e.source})`) : null)));
+      h("b", {}, e.key || e.source || "file"), `: ${pageText(e.message)}`, e.source && e.key ? h("span", { class: "muted" }, ` (${e.source})`) : null)));
   }
   // The page always checks first (a check answers 200 with the errors), and submits only a
   // space that passed: the same checks as the CLI, shown inline, naming the key.

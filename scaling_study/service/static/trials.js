@@ -160,7 +160,7 @@ function trialPage() {
     at = Date.now();
     const r = await fetch(base);
     const d = await r.json();
-    if (!r.ok) { $("#trial-summary").textContent = d.error; return; }
+    if (!r.ok) { $("#trial-summary").textContent = pageText(d.error); return; }
     show({ ...d, best: d.metric });  // `metric`: the trial's best value of the study's metric
     loadLog();
   }
