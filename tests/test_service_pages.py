@@ -164,3 +164,23 @@ def test_imported_records_show_finished_with_nothing_to_steer(live_root, page):
         expect(page.locator("#study-kind")).to_have_text("imported records")
         assert page.locator("#stop-sweep").is_hidden() and page.locator("#resume-sweep").is_hidden()
         assert page.locator("button.stop-trial").count() == 0
+
+
+def test_explore_views_are_drawn_and_brushing_filters_the_trial_table(site, page):
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    for key in ("parallel", "history", "slices"):
+        page.wait_for_selector(f"#explore-sections #figure-{key} .main-svg")
+    expect(page.locator("#section-importance .skipped")).to_contain_text("at least 4 trials")  # 3 trials so far
+    labels = page.evaluate("document.querySelector('#figure-parallel').data[0].dimensions.map(d => d.label)")
+    assert "optimizer.lr (log)" in labels
+    rows = page.locator("#trials tbody tr")
+    expect(rows).to_have_count(4)
+    # Brush the LR axis around 2e-3 (log10 = -2.7), as a drag along it does: only t2 stays.
+    i = labels.index("optimizer.lr (log)")
+    page.evaluate(f"Plotly.restyle('figure-parallel', {{'dimensions[{i}].constraintrange': [[-2.8, -2.6]]}})")
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute("data-trial") == "t2"
+    expect(page.locator("#trial-count")).to_contain_text("brushed")
+    page.evaluate(f"Plotly.restyle('figure-parallel', {{'dimensions[{i}].constraintrange': [null]}})")
+    expect(rows).to_have_count(4)

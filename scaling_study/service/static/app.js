@@ -137,12 +137,17 @@ function studiesPage() {
 }
 
 // --- report sections (study and compare pages) -----------------------------------------------
-function drawSections(data, skip) {
+// The exploring sections (reports/explore.py): on a study page they sit under the trial table.
+const EXPLORE = ["parallel", "importance", "history", "slices"];
+
+// Draw the report's sections into `holder`, leaving out `skip` (or drawing only `only`).
+function drawSections(data, skip, holder = $("#sections"), only = null) {
   $("#report-note").textContent = pageText(data.note) || (data.target ? `Target: ${data.target}` : "");
-  const holder = $("#sections");
+  const brushed = keptBrush(holder);
   holder.replaceChildren();
   for (const s of data.sections) {
-    if (skip.includes(s.key)) continue;
+    if (skip.includes(s.key) || (only && !only.includes(s.key))) continue;
+    if (s.key === "parallel" && s.figure) restoreBrush(s.figure, brushed);
     const div = h("div", { class: "plot", id: `figure-${s.key}` });
     holder.append(h("section", { id: `section-${s.key}` }, h("h3", {}, s.title),
       h("p", { class: "definition" }, s.definition),
@@ -152,6 +157,24 @@ function drawSections(data, skip) {
       s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${pageText(s.skipped)}`) : (s.figure ? div : null)));
     if (!s.skipped && s.figure) Plotly.react(div, s.figure.data, s.figure.layout, PLOT_CONFIG);
   }
+}
+
+// Parallel coordinates: the ranges brushed on its axes survive a redraw (live data), by axis label.
+function keptBrush(holder) {
+  const div = holder.querySelector("#figure-parallel");
+  if (!div || !div.data) return {};
+  return Object.fromEntries(div.data[0].dimensions.filter((d) => d.constraintrange).map((d) => [d.label, d.constraintrange]));
+}
+function restoreBrush(figure, ranges) {
+  for (const d of figure.data[0].dimensions) if (ranges[d.label]) d.constraintrange = ranges[d.label];
+}
+// The trials (`layout.meta.runs`, in line order) inside every brushed range; null when none is brushed.
+function brushedRuns(div) {
+  const trace = div.data[0], runs = (div.layout.meta || {}).runs || [];
+  const dims = trace.dimensions.filter((d) => d.constraintrange && d.constraintrange.length);
+  if (!dims.length) return null;
+  const inside = (v, r) => (Array.isArray(r[0]) ? r : [r]).some(([lo, hi]) => v >= lo && v <= hi);
+  return new Set(runs.filter((_, i) => dims.every((d) => inside(d.values[i], d.constraintrange))));
 }
 
 // --- one study -------------------------------------------------------------------------------
@@ -226,7 +249,13 @@ function studyPage() {
     }
     $("#curves-empty").hidden = Boolean(curves && curves.figure);
     $("#curves").hidden = !(curves && curves.figure);
-    drawSections(data, ["curves", "trials"]);
+    drawSections(data, ["curves", "trials", ...EXPLORE]);
+    drawSections(data, [], $("#explore-sections"), EXPLORE);
+    const parallel = $("#figure-parallel");
+    if (parallel && parallel.on) {  // brushing an axis filters the trial table
+      table.brush(brushedRuns(parallel));
+      parallel.on("plotly_restyle", () => table.brush(brushedRuns(parallel)));
+    } else table.brush(null);
     const names = ["records", ...new Set(data.sections.flatMap((s) => s.tables))];
     $("#tables").replaceChildren(...names.flatMap((n, i) => [i ? ", " : "",
       h("a", { href: `${base}/tables/${encodeURIComponent(n)}.csv`, download: "" }, n)]));

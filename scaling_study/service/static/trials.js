@@ -33,7 +33,7 @@ function compareValues(x, y) {  // missing values last, numbers as numbers
 
 // The table over `getState()` ({study, base}); `stopButton(t)` makes a trial's stop control.
 function TrialTable(getState, stopButton) {
-  const view = { sort: null, desc: false };
+  const view = { sort: null, desc: false, brushed: null };  // brushed: trial ids kept by the parallel coordinates
   let chosen = {};
   try { chosen = JSON.parse(localStorage.getItem(COLUMNS_KEY) || "{}"); } catch (e) { chosen = {}; }
   const visible = (c) => c.fixed || (chosen[c.key] ?? !c.hidden);
@@ -95,7 +95,7 @@ function TrialTable(getState, stopButton) {
     const st = getState(), trials = st.study.trials || [];
     const columns = trialColumns(st.study, trials);
     const text = $("#trial-filter").value.trim().toLowerCase(), state = $("#trial-state").value;
-    let rows = trials.filter((t) => (!state || t.state === state) && (!text
+    let rows = trials.filter((t) => (!view.brushed || view.brushed.has(t.trial_id)) && (!state || t.state === state) && (!text
       || `${t.trial_id} ${t.state} ${t.ended} ${Object.entries(t.params || {}).map(([k, v]) => `${k}=${v}`).join(" ")}`
         .toLowerCase().includes(text)));
     const col = columns.find((c) => c.key === view.sort);
@@ -107,13 +107,14 @@ function TrialTable(getState, stopButton) {
       "data-trial": t.trial_id, "data-state": t.state,
       class: st.study.best && st.study.best.trial_id === t.trial_id ? "best" : null,
     }, columns.filter(visible).map((c) => cell(c, t, st)))));
-    $("#trial-count").textContent = rows.length === trials.length ? `${trials.length} trials`
-      : `${rows.length} of ${trials.length} trials`;
+    $("#trial-count").textContent = (rows.length === trials.length ? `${trials.length} trials`
+      : `${rows.length} of ${trials.length} trials`) + (view.brushed ? " (in the ranges brushed on the parallel coordinates)" : "");
   }
 
   $("#trial-filter").addEventListener("input", render);
   $("#trial-state").addEventListener("change", render);
-  return { render };
+  const brush = (ids) => { view.brushed = ids; render(); };
+  return { render, brush };
 }
 
 // --- one trial ---------------------------------------------------------------------------------
