@@ -2,6 +2,7 @@
 a sweep a user stopped (states and counts as trials.csv has them), resuming it, and progress
 measured against each trial's own budget."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -145,3 +146,36 @@ def test_served_best_yaml_is_what_export_writes_for_a_moved_sweep(live_root, tmp
     export([str(sweep)], "f1", None, tmp_path / "best.yaml")
     assert served == yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert served["output"]["dir"] == OutputConfig().dir  # not the old sweep's trials folder
+
+
+def _past_sweep(folder, space: str, trials: int, seconds: float) -> None:
+    write_status(folder, state="finished")
+    status = json.loads((folder / "steer" / "status.json").read_text())
+    status["info"].update(space=f"/somewhere/search_spaces/{space}", trials_planned=trials)
+    status.update(started_at=1000.0, heartbeat_at=1000.0 + seconds)
+    (folder / "steer" / "status.json").write_text(json.dumps(status))
+
+
+def test_a_submission_preview_estimates_time_from_past_sweeps_of_the_same_space(tmp_path):
+    _past_sweep(tmp_path / "q1", "quickstart.yaml", trials=8, seconds=400.0)
+    _past_sweep(tmp_path / "q2", "quickstart.yaml", trials=4, seconds=100.0)
+    _past_sweep(tmp_path / "other", "weak_scaling.yaml", trials=2, seconds=9999.0)
+    client = _client(tmp_path)
+    client.get("/api/studies")  # the roots listed once
+    e = client.get("/api/spaces/estimate?space=quickstart.yaml&trials=8").json()
+    assert e["seconds"] == pytest.approx(8 * (50 + 25) / 2)  # the median of 50 and 25 s per trial
+    assert {b["study"] for b in e["basis"]} == {"0:q1", "0:q2"}
+    assert client.get("/api/spaces/estimate?space=never.yaml&trials=3").json() == {"seconds": None, "basis": []}
+    for bad in ("space=../x&trials=3", "space=q.yaml&trials=0", "space=q.yaml&trials=x", "trials=3", "space=" + "a" * 200 + "&trials=1"):
+        assert client.get(f"/api/spaces/estimate?{bad}").status_code == 422, bad
+    checked = client.post("/api/submit", json={"space": "quickstart.yaml", "dry_run": True}, headers=CSRF).json()
+    assert checked["ok"] and checked["preview"]["trials"] == 8
+
+
+def test_override_keys_come_from_the_configuration_reference():
+    from scaling_study.config import reference
+
+    keys = {k["key"]: k for k in _client(Path("nowhere")).get("/api/override-keys").json()["keys"]}
+    assert keys["set.train.steps"]["doc"].startswith("Optimizer steps") and "study.workers" in keys
+    job_keys = {k.key for s in reference.sections(reference.Job) for k in s.keys} - {"name"}
+    assert {f"set.{k}" for k in job_keys} <= set(keys)

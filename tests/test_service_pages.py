@@ -184,3 +184,28 @@ def test_explore_views_are_drawn_and_brushing_filters_the_trial_table(site, page
     expect(page.locator("#trial-count")).to_contain_text("brushed")
     page.evaluate(f"Plotly.restyle('figure-parallel', {{'dimensions[{i}].constraintrange': [null]}})")
     expect(rows).to_have_count(4)
+
+
+def test_the_submit_page_previews_the_small_default_and_completes_override_keys(live_root, page):
+    from scaling_study.service.app import create_app
+    from scaling_study.service.launch import shipped_spaces
+    from test_service_lifecycle import _past_sweep
+
+    expect = playwright.expect
+    _past_sweep(live_root / "q1", "quickstart.yaml", trials=8, seconds=480.0)
+    with serving(create_app([str(live_root)])) as url:
+        page.goto(url + "/submit")
+        expect(page.locator("#space")).to_have_value("quickstart.yaml")
+        expect(page.locator("#preview-trials")).to_contain_text("8 trials")
+        expect(page.locator("#preview-estimate")).to_contain_text("About 8 min, from 1 finished sweep")
+        whole = next(s["description"] for s in shipped_spaces() if s["name"] == "quickstart.yaml")
+        expect(page.locator("#space-description")).to_have_text(whole)  # its whole comment, not cut mid-word
+        expect(page.locator("#override-keys option[value='set.train.steps']")).to_have_count(1)
+        page.fill("#override-key", "set.train.steps")
+        expect(page.locator("#override-help")).to_contain_text("Optimizer steps")
+        page.fill("#override-value", "20")
+        page.click("#add-override")
+        expect(page.locator("#overrides")).to_have_value("set.train.steps=20")
+        page.select_option("#space", "weak_scaling_small.yaml")
+        expect(page.locator("#preview-trials")).to_contain_text("4 trials")
+        expect(page.locator("#preview-estimate")).to_contain_text("No finished sweep of this space")

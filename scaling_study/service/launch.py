@@ -58,7 +58,7 @@ def shipped_spaces() -> list[dict]:
             if not line.startswith("#"):
                 break
             lines.append(line.lstrip("# ").rstrip())
-        out.append({"name": path.name, "description": " ".join(l for l in lines if l)[:300]})
+        out.append({"name": path.name, "description": " ".join(l for l in lines if l)})  # whole: pages wrap it
     return out
 
 

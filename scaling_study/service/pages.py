@@ -12,6 +12,7 @@ import json
 from scaling_study.contract import METRICS, metric_label
 from scaling_study.reports.export import TIME_TO_TARGET
 from scaling_study.service.events import jsonable
+from scaling_study.service.plan import DEFAULT_SPACE
 
 
 def _e(text) -> str:
@@ -121,8 +122,8 @@ def _best(summary: dict) -> str:
 
 
 def submit_page(spaces: list[dict], roots: list[str]) -> str:
-    options = "".join(f'<option value="{_e(s["name"])}" title="{_e(s["description"])}">{_e(s["name"])}</option>'
-                      for s in spaces)
+    options = "".join(f'<option value="{_e(s["name"])}"{" selected" if s["name"] == DEFAULT_SPACE else ""}>'
+                      f'{_e(s["name"])}</option>' for s in spaces)
     root_options = "".join(f'<option value="{i}">{_e(r)}</option>' for i, r in enumerate(roots))
     body = f"""<h1>Submit a sweep</h1>
 <form id="submit-form">
@@ -133,12 +134,20 @@ def submit_page(spaces: list[dict], roots: list[str]) -> str:
  <p id="space-description" class="muted"></p>
 </fieldset>
 <fieldset><legend>Overrides</legend>
+ <div class="toolbar"><input id="override-key" list="override-keys" placeholder="key, e.g. set.train.steps"
+  aria-label="override key" autocomplete="off"> = <input id="override-value" placeholder="value" aria-label="override value">
+  <button type="button" id="add-override">Add</button></div>
+ <datalist id="override-keys"></datalist>
+ <p id="override-help" class="muted">Keys of the search space, or <code>set.</code> and any key of its base job; each
+ is described in the configuration reference.</p>
  <textarea name="overrides" id="overrides" rows="4" placeholder="one KEY=VALUE per line, e.g. set.train.steps=20"></textarea>
 </fieldset>
 <fieldset><legend>Results</legend><label>root <select name="root" id="root">{root_options}</select></label></fieldset>
 <button type="button" id="check">Check</button> <button type="submit" id="launch">Submit</button>
 </form>
-<ul id="errors" class="error"></ul><p id="submit-result"></p>"""
+<ul id="errors" class="error"></ul><p id="submit-result"></p>
+<section id="preview" hidden><h2>Preview</h2><p id="preview-trials"></p><ul id="preview-dimensions" class="params"></ul>
+<p id="preview-estimate"></p></section>"""
     return _layout("submit", "Submit", body, {"spaces": spaces})
 
 

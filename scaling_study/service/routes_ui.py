@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
-from scaling_study.service import events, pages, resume, trial_files
+from scaling_study.service import events, pages, plan, resume, trial_files
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows
@@ -22,6 +22,19 @@ from scaling_study.service.trial import json_rows
 
 def register(app: FastAPI, index: Index) -> None:
     """Add the trial page, the trial's API and the resume action to `app`."""
+
+    @app.get("/api/override-keys")
+    def override_keys():
+        """Every key a submission's override may name, with its type, default and meaning (the
+        configuration reference): `{keys: [{key, type, default, doc}]}`."""
+        return {"keys": plan.override_keys()}
+
+    @app.get("/api/spaces/estimate")
+    def space_estimate(space: str = Query(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$"),
+                       trials: int = Query(..., ge=1, le=100_000)):
+        """Wall time to expect for `trials` trials of the search space file `space`, from the
+        finished sweeps under the roots that ran it: `{seconds, basis}`, or `{seconds: null}`."""
+        return plan.estimate(index, space, trials) or {"seconds": None, "basis": []}
 
     @app.post("/api/studies/{sid:path}/resume")
     async def resume_sweep(sid: str):
