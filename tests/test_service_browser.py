@@ -90,7 +90,7 @@ def site(live_root):
 def test_every_page_renders_with_no_console_errors(site, page):
     for path, ready in (("/", "#studies tbody tr"), ("/studies/0:live", "#figure-weak .main-svg"),
                         ("/studies/0:solo", "#curves .main-svg"), ("/submit", "#space option"),
-                        ("/compare?ids=0:live,0:solo", "#figure-curves .main-svg")):
+                        ("/compare?ids=0:live,0:solo", "#compare-curves .main-svg")):
         page.goto(site + path)
         page.wait_for_selector(ready, state="attached")
     page.goto(site + "/studies/0:live")

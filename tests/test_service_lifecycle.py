@@ -179,3 +179,14 @@ def test_override_keys_come_from_the_configuration_reference():
     assert keys["set.train.steps"]["doc"].startswith("Optimizer steps") and "study.workers" in keys
     job_keys = {k.key for s in reference.sections(reference.Job) for k in s.keys} - {"name"}
     assert {f"set.{k}" for k in job_keys} <= set(keys)
+
+
+def test_compared_settings_keep_what_differs(live_root):
+    client = _client(live_root)
+    d = client.get("/api/compare/settings?ids=0:live,0:solo").json()
+    live, solo = (s["settings"] for s in d["studies"])
+    assert live["optimizer.lr"] == "swept: 0.001, 0.002" and solo["optimizer.lr"] == "0.01"
+    assert "optimizer.lr" in d["differing"] and "task" not in d["differing"] and live["task"] == solo["task"]
+    assert "name" not in live and "output.dir" not in live
+    assert client.get("/api/compare/settings?ids=0:live,0:nope").status_code == 404
+    assert client.get("/api/compare/settings?ids=,").status_code == 404

@@ -209,3 +209,25 @@ def test_the_submit_page_previews_the_small_default_and_completes_override_keys(
         page.select_option("#space", "weak_scaling_small.yaml")
         expect(page.locator("#preview-trials")).to_contain_text("4 trials")
         expect(page.locator("#preview-estimate")).to_contain_text("No finished sweep of this space")
+
+
+def test_compare_colours_each_study_groups_as_chosen_and_shows_only_what_differs(site, page):
+    expect = playwright.expect
+    page.goto(site + "/compare?ids=0:live,0:solo")
+    page.wait_for_selector("#compare-curves .main-svg")
+    legend = "document.querySelector('#compare-curves').data.filter(t => t.showlegend).map(t => t.name)"
+    assert page.evaluate(legend) == ["live", "solo"]
+    colours = page.evaluate("Object.fromEntries(document.querySelector('#compare-curves').data"
+                            ".map(t => [t.hovertemplate.split(' · ')[0], t.line.color]))")
+    assert len(set(colours.values())) == 2  # one colour per study, whatever its trials
+    page.select_option("#group-by", "optimizer")
+    page.wait_for_function(f"{legend}.length === 2 && {legend}.every(n => n.startsWith('optimizer = '))")
+    page.select_option("#group-by", "setting")
+    page.wait_for_function(f"{legend}.length === 4")  # live's 3 settings, and solo's run
+    rows = page.locator("#settings tbody tr")
+    expect(page.locator("#settings tr[data-key='optimizer.lr']")).to_have_count(1)
+    expect(page.locator("#settings tr[data-key=task]")).to_have_count(0)
+    shown = rows.count()
+    page.uncheck("#only-differs")
+    expect(page.locator("#settings tr[data-key=task]")).to_have_count(1)
+    assert rows.count() > shown

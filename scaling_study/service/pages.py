@@ -32,7 +32,7 @@ def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
         f"<title>{_e(title)} · scaling-study</title>\n"
         "<link rel=\"icon\" href=\"data:,\">\n"
         "<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
-        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
+        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/compare.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
         f"<body data-page=\"{_e(page)}\">\n"
         "<nav><a href=\"/\" class=\"brand\">scaling-study</a> <a href=\"/\">Studies</a> "
         "<a href=\"/submit\">Submit</a> <span id=\"live\" class=\"live\" title=\"live updates\">○ connecting</span></nav>\n"
@@ -104,13 +104,19 @@ first output…</p><pre id="job-log" class="log" hidden></pre></section>
 
 def compare_page(summaries: list[dict]) -> str:
     rows = "".join(
-        f"<tr><td><a href=\"/studies/{_e(s['id'])}\">{_e(s['name'])}</a></td><td>{_e(s['kind'])}</td>"
+        f"<tr data-id=\"{_e(s['id'])}\"><td><span class=\"swatch\"></span> <a href=\"/studies/{_e(s['id'])}\">{_e(s['name'])}</a></td><td>{_e(s['kind'])}</td>"
         f"<td>{_e(s['status'])}</td><td>{_e(s['n_trials'])}</td><td>{_e(_best(s))}</td>"
         f"<td>{_e(', '.join(map(str, s['workers'])))}</td></tr>" for s in summaries)
     body = f"""<h1>Compare {len(summaries)} studies</h1>
-<table class="data"><thead><tr><th>Study</th><th>Kind</th><th>Status</th><th>Trials</th><th>Best</th><th>Workers</th></tr></thead>
+<table class="data" id="compared"><thead><tr><th>Study</th><th>Kind</th><th>Status</th><th>Trials</th><th>Best</th><th>Workers</th></tr></thead>
 <tbody>{rows}</tbody></table>
-<section id="report"><p id="report-note" class="muted"></p><div id="sections"></div></section>"""
+<section><h2>Settings</h2><label><input type="checkbox" id="only-differs" checked> show only what differs</label>
+<table id="settings" class="data"><thead></thead><tbody></tbody></table></section>
+<section><h2>Metric vs train time</h2>
+<div class="toolbar"><label>colour and legend by <select id="group-by" aria-label="group by">
+ <option value="study">study</option><option value="setting">study and setting</option></select></label></div>
+<div id="compare-curves" class="plot"></div></section>
+<section id="report"><h2>Report over all of them</h2><p id="report-note" class="muted"></p><div id="sections"></div></section>"""
     return _layout("compare", "Compare", body, {"ids": [s["id"] for s in summaries]}, plots=True)
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
-from scaling_study.service import events, pages, plan, resume, trial_files
+from scaling_study.service import compare, events, pages, plan, resume, trial_files
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows
@@ -22,6 +22,18 @@ from scaling_study.service.trial import json_rows
 
 def register(app: FastAPI, index: Index) -> None:
     """Add the trial page, the trial's API and the resume action to `app`."""
+
+    @app.get("/api/compare/settings")
+    def compare_settings(ids: str = Query(..., max_length=4096)):
+        """Each study's settings side by side: `{studies: [{id, name, kind, status, settings}],
+        differing: [KEY]}` (keys whose values are not the same in every study)."""
+        wanted = [v for v in ids.split(",") if v][:compare.MAX_STUDIES]
+        if not wanted:
+            raise NotFound("ids: give the studies to compare, e.g. ?ids=0:sweep_a,0:sweep_b")
+        studies = [index.get(sid, events.REFRESH_S) for sid in dict.fromkeys(wanted)]
+        rows = [{"id": s.id, "name": s.name, "kind": s.kind, "status": s.status, "settings": compare.settings(s)}
+                for s in studies]
+        return {"studies": rows, "differing": compare.differing([r["settings"] for r in rows])}
 
     @app.get("/api/override-keys")
     def override_keys():

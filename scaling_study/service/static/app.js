@@ -353,13 +353,6 @@ function studyPage() {
     () => fetch(`${base}?since=${state.seq}`).then((r) => r.json()).then((d) => { if (d.seq !== state.seq) apply(d, false); }));
 }
 
-// --- comparing studies -----------------------------------------------------------------------
-function comparePage() {
-  setLive("");
-  fetch(`/api/compare/figures?ids=${boot.ids.map(encodeURIComponent).join(",")}`).then((r) => r.json())
-    .then((d) => drawSections(d, ["trials"]));
-}
-
 // --- submitting ------------------------------------------------------------------------------
 function duration(s) {
   if (s < 90) return `${Math.round(s)} s`;
