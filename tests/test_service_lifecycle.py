@@ -190,3 +190,43 @@ def test_compared_settings_keep_what_differs(live_root):
     assert "name" not in live and "output.dir" not in live
     assert client.get("/api/compare/settings?ids=0:live,0:nope").status_code == 404
     assert client.get("/api/compare/settings?ids=,").status_code == 404
+
+
+def test_notes_and_tags_are_kept_in_the_study_folder_and_listed(live_root):
+    client = _client(live_root)
+    r = client.put("/api/studies/0:live/notes", json={"note": "LR too high for AdamW", "tags": ["baseline", "lr:1e-3"]},
+                   headers=CSRF)
+    assert r.status_code == 200
+    assert client.put("/api/studies/0:live/trials/t1/notes", json={"note": "diverged", "tags": ["bad"]},
+                      headers=CSRF).status_code == 200
+    saved = json.loads((live_root / "live" / "notes.json").read_text())
+    assert saved == {"study": {"note": "LR too high for AdamW", "tags": ["baseline", "lr:1e-3"]},
+                     "trials": {"t1": {"note": "diverged", "tags": ["bad"]}}}
+    listed = next(s for s in client.get("/api/studies").json()["studies"] if s["id"] == "0:live")
+    assert listed["tags"] == ["baseline", "lr:1e-3"] and listed["note"] == "LR too high for AdamW"
+    t1 = next(t for t in client.get("/api/studies/0:live").json()["trials"] if t["trial_id"] == "t1")
+    assert (t1["note"], t1["tags"]) == ("diverged", ["bad"])
+
+
+@pytest.mark.parametrize("url, body", [
+    ("/api/studies/0:live/notes", {"note": "x" * 5000}),
+    ("/api/studies/0:live/notes", {"tags": ["<script>"]}),
+    ("/api/studies/0:live/notes", {"tags": ["a"] * 21}),
+    ("/api/studies/0:live/notes", {"tags": "baseline"}),
+    ("/api/studies/0:live/notes", {"note": 3}),
+    ("/api/studies/0:live/notes", {"other": 1}),
+    ("/api/studies/0:live/notes", ["list"]),
+])
+def test_bad_notes_are_refused_naming_the_key(live_root, url, body):
+    r = _client(live_root).put(url, json=body, headers=CSRF)
+    assert r.status_code == 400 and not (live_root / "live" / "notes.json").exists()
+
+
+def test_notes_for_unknown_studies_or_trials_or_without_the_header_are_refused(live_root):
+    client = _client(live_root)
+    assert client.put("/api/studies/0:nope/notes", json={}, headers=CSRF).status_code == 404
+    assert client.put("/api/studies/0:live/trials/nope/notes", json={}, headers=CSRF).status_code == 404
+    assert client.put("/api/studies/0:live/trials/%2E%2E/notes", json={}, headers=CSRF).status_code == 404
+    assert client.put("/api/studies/0:live/notes", json={"note": "x"}).status_code == 403
+    big = client.put("/api/studies/0:live/notes", content=b"{" + b" " * 20000 + b"}", headers=CSRF)
+    assert big.status_code == 400

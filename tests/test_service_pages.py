@@ -231,3 +231,33 @@ def test_compare_colours_each_study_groups_as_chosen_and_shows_only_what_differs
     page.uncheck("#only-differs")
     expect(page.locator("#settings tr[data-key=task]")).to_have_count(1)
     assert rows.count() > shown
+
+
+def test_notes_and_tags_are_saved_from_the_pages_and_searched_in_the_lists(site, page, live_root):
+    import json
+
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    page.click("#study-notes summary")
+    page.fill("#study-notes .note", "AdamW diverges above 1e-3")
+    page.fill("#study-notes .tags-input", "baseline, adamw-lr")
+    page.click("#study-notes .save-notes")
+    expect(page.locator("#study-notes .notes-status")).to_have_text("saved")
+    expect(page.locator("#study-notes summary .tag")).to_have_count(2)
+    page.goto(site + "/studies/0:live/trials/t1")
+    page.click("#trial-notes summary")
+    page.fill("#trial-notes .note", "the diverging one")
+    page.fill("#trial-notes .tags-input", "diverged")
+    page.click("#trial-notes .save-notes")
+    expect(page.locator("#trial-notes .notes-status")).to_have_text("saved")
+    assert json.loads((live_root / "live" / "notes.json").read_text())["trials"]["t1"]["tags"] == ["diverged"]
+    page.goto(site + "/studies/0:live")
+    page.fill("#trial-filter", "diverged")
+    expect(page.locator("#trials tbody tr")).to_have_count(1)
+    expect(page.locator("#trials tr[data-trial=t1] .tag")).to_have_text("diverged")
+    page.goto(site + "/")
+    expect(page.locator("#studies tr[data-id='0:live'] .tag")).to_have_count(2)
+    page.fill("#filter", "adamw-lr")
+    expect(page.locator("#studies tbody tr")).to_have_count(1)
+    page.fill("#filter", "diverges above")
+    expect(page.locator("#studies tbody tr")).to_have_attribute("data-id", "0:live")

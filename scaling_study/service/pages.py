@@ -43,7 +43,7 @@ def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
 def studies_page() -> str:
     body = """<h1>Studies</h1>
 <div class="toolbar">
-  <input id="filter" type="search" placeholder="filter by name, path or status" aria-label="filter">
+  <input id="filter" type="search" placeholder="filter by name, path, status, tag or note" aria-label="filter">
   <select id="status-filter" aria-label="status"><option value="">any status</option>
     <option>running</option><option>finished</option><option>interrupted</option><option>failed</option>
     <option>submitted</option><option value="stopped_by_user">stopped by a user</option></select>
@@ -56,6 +56,17 @@ def studies_page() -> str:
 <tbody></tbody></table>
 <p id="empty" class="muted" hidden>No studies under the roots yet.</p>"""
     return _layout("studies", "Studies", body, {})
+
+
+def _notes_box(box_id: str) -> str:
+    """The notes-and-tags editor of a study or a trial (filled and saved by static/trials.js)."""
+    return NOTES_BOX.replace("{id}", _e(box_id))
+
+
+NOTES_BOX = """<details class="notes-box" id="{id}"><summary>Notes and tags <span class="tags"></span></summary>
+<textarea class="note" rows="3" maxlength="4000" aria-label="note" placeholder="what you learned, what to try next"></textarea>
+<input class="tags-input" aria-label="tags" placeholder="tags, separated by commas (e.g. baseline, lr-too-high)">
+<button type="button" class="save-notes">Save</button> <span class="notes-status muted"></span></details>"""
 
 
 def _metric_options() -> str:
@@ -71,6 +82,7 @@ def study_page(summary: dict) -> str:
 <div class="toolbar"><button id="stop-sweep" class="danger" hidden>Stop the sweep</button>
  <button id="resume-sweep" hidden>Resume the sweep</button>
  <span id="stop-note" class="muted"></span></div>
+{_notes_box("study-notes")}
 <section><h2>Trials</h2>
 <div class="toolbar">
  <input id="trial-filter" type="search" placeholder="search trials: id, hyperparameter, state" aria-label="search trials">
@@ -168,6 +180,7 @@ def trial_page(summary: dict, trial_id: str) -> str:
 <h1>Trial <span id="trial-id">{_e(trial_id)}</span> <span id="trial-state" class="badge"></span>
  <span id="trial-best" class="best-mark" hidden title="the study's best trial">&#9733; best</span></h1>
 <p class="muted" id="trial-summary"></p>
+{_notes_box("trial-notes")}
 <section><h2>Parameters</h2><table id="params" class="data narrow"><tbody></tbody></table></section>
 <section><h2>Metrics</h2><p class="muted">Every recorded metric against samples seen.</p><div id="metric-plots" class="small-multiples"></div></section>
 <section><h2>Job</h2><p><a id="job-link" class="button" download>Download job.yaml</a>

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
-from scaling_study.service import compare, events, pages, plan, resume, trial_files
+from scaling_study.service import compare, events, notes, pages, plan, resume, trial_files
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows
@@ -22,6 +22,21 @@ from scaling_study.service.trial import json_rows
 
 def register(app: FastAPI, index: Index) -> None:
     """Add the trial page, the trial's API and the resume action to `app`."""
+
+    @app.put("/api/studies/{sid:path}/trials/{trial}/notes")
+    async def trial_notes(sid: str, trial: str, request: Request):
+        """Set a trial's note and tags (`{note, tags}`), kept in the study's notes.json."""
+        body = await _small_json(request)
+        study = await run_in_threadpool(index.get, sid)
+        trial_files.trial_folder(study, trial)
+        return await run_in_threadpool(notes.save, study, body, trial)
+
+    @app.put("/api/studies/{sid:path}/notes")
+    async def study_notes(sid: str, request: Request):
+        """Set the study's note and tags (`{note, tags}`), kept in its folder's notes.json."""
+        body = await _small_json(request)
+        study = await run_in_threadpool(index.get, sid)
+        return await run_in_threadpool(notes.save, study, body)
 
     @app.get("/api/compare/settings")
     def compare_settings(ids: str = Query(..., max_length=4096)):
@@ -97,3 +112,21 @@ def register(app: FastAPI, index: Index) -> None:
     def trial_log(sid: str, trial: str):
         """The end of each log file Tune kept for the trial: {files: [{name, text, truncated}]}."""
         return trial_files.log_text(index.get(sid), trial)
+
+
+MAX_NOTES_BODY = 16 * 1024
+
+
+async def _small_json(request: Request):
+    """The request's JSON body, at most `MAX_NOTES_BODY` bytes (notes.BadNote otherwise)."""
+    import json
+
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_NOTES_BODY:
+            raise notes.BadNote(f"the body is larger than {MAX_NOTES_BODY} bytes")
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        raise notes.BadNote('the body must be JSON: {"note": TEXT, "tags": [TAG, ...]}') from None

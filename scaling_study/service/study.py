@@ -83,6 +83,7 @@ class Study:
         self.status = RUNNING
         self.doc: dict = {}  # steer/status.json
         self.submission: dict = {}
+        self.notes: dict = {}  # notes.json: a user's notes and tags on the study and its trials
         self.gathered: dict[str, dict] = {}  # trials.csv rows by trial id
         self.rungs: list[dict] = []
         self.pending_stops: tuple[bool, set[str]] = (False, set())
@@ -166,6 +167,7 @@ class Study:
         self._stat_max(steer_dir)
         self.doc = self._json((layout.STEER_DIR,), steer_dir, layout.STATUS_FILE)
         self.submission = self._json((), top, layout.SUBMISSION)
+        self.notes = self._json((), top, layout.NOTES)  # notes and tags (service/notes.py)
         names = set(steer_dir)
         self.pending_stops = (layout.STOP_SWEEP in names, {layout.trial_to_stop(n) for n in names} - {None})
         self.gathered = self._gathered(top)
@@ -223,6 +225,7 @@ class Study:
     def _read_run(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
         self.submission = self._json((), top, layout.SUBMISSION)
+        self.notes = self._json((), top, layout.NOTES)  # notes and tags (service/notes.py)
         self._run_finished = layout.RECORDS_PARQUET in top
         # Records imported from elsewhere: no job of ours wrote them (a run writes job.yaml first)
         self.imported = not ({layout.JOB_FILE, layout.SUBMISSION} & set(top))
@@ -311,7 +314,7 @@ class Study:
     def _fingerprint(self) -> tuple:
         return (self.status, self.metric, tuple(sorted(self.pending_stops[1])), self.pending_stops[0],
                 tuple((t.trial_id, t.state, t.error, len(t.records), repr(t.params)) for t in self.trials.values()),
-                repr(self.rungs), repr(self.submission))
+                repr(self.rungs), repr(self.submission), repr(self.notes))
 
     # --- what the API shows -------------------------------------------------------------------
     def scheduler(self) -> dict:
@@ -368,6 +371,8 @@ class Study:
             "best": self.best(), "workers": self.workers(),
             "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
             "loading": not self.loaded, "imported": self.imported,
+            "note": str((self.notes.get("study") or {}).get("note") or ""),
+            "tags": list((self.notes.get("study") or {}).get("tags") or []),
         }
 
     def trial_row(self, t: Trial) -> dict:
@@ -389,6 +394,8 @@ class Study:
             "metric": t.best(self.metric), "last_metric": t.last(self.metric) if self.metric else None,
             "num_workers": t.last("num_workers"), "train_time_s": t.last("train_time_s"),
             "stop_requested": t.trial_id in self.pending_stops[1],
+            "note": str(((self.notes.get("trials") or {}).get(t.trial_id) or {}).get("note") or ""),
+            "tags": list(((self.notes.get("trials") or {}).get(t.trial_id) or {}).get("tags") or []),
             "updated": t.updated_ns / 1e9 if t.updated_ns else None,
         }
 

@@ -93,7 +93,8 @@ function studiesPage() {
     const text = $("#filter").value.toLowerCase(), status = $("#status-filter").value;
     const rows = [...studies.values()]
       .filter((s) => (!status || s.status === status)
-        && (!text || `${s.name} ${s.path} ${s.status} ${s.kind}`.toLowerCase().includes(text)))
+        && (!text || `${s.name} ${s.path} ${s.status} ${s.kind} ${s.note || ""} ${(s.tags || []).join(" ")}`
+          .toLowerCase().includes(text)))
       .sort((a, b) => {
         const x = value(a, sortKey), y = value(b, sortKey);
         return (x < y ? -1 : x > y ? 1 : 0) * (sortDesc ? -1 : 1);
@@ -102,7 +103,8 @@ function studiesPage() {
     body.replaceChildren(...rows.map((s) => h("tr", { "data-id": s.id, "data-status": s.status },
       h("td", {}, h("input", { type: "checkbox", checked: selected.has(s.id), "aria-label": `select ${s.name}`,
         onchange: (e) => { e.target.checked ? selected.add(s.id) : selected.delete(s.id); render(); } })),
-      h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), h("div", { class: "muted" }, s.root)),
+      h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), " ", ...tagChips(s.tags),
+        h("div", { class: "muted" }, s.root), s.note ? h("div", { class: "study-note" }, s.note) : null),
       h("td", {}, s.kind),
       h("td", {}, h("span", { class: `badge ${s.status}` }, stateText(s.status))),
       h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
@@ -210,6 +212,7 @@ function studyPage() {
     } }, "Stop");
   }
   const table = TrialTable(() => state, stopButton);
+  const notes = notesEditor($("#study-notes"), `${base}/notes`, () => ({ note: state.study.note, tags: state.study.tags }));
 
   function rungs() {
     const list = state.study.rungs || [];
@@ -282,6 +285,7 @@ function studyPage() {
     state.study = d;
     state.seq = d.seq;
     header();
+    notes.show();
     table.render();
     rungs();
     if (snapshot || (d.replaced || []).length) loadFigures();

@@ -5,6 +5,30 @@
 
 const COLUMNS_KEY = "scaling-study.trial-columns";
 
+const tagChips = (tags) => (tags || []).map((t) => h("span", { class: "tag" }, t));
+
+// The notes-and-tags editor in `box` (pages.py's _notes_box), saving to `url` with PUT; `current()`
+// gives the saved {note, tags}, shown whenever the box is not being edited.
+function notesEditor(box, url, current) {
+  const note = box.querySelector(".note"), tags = box.querySelector(".tags-input");
+  let editing = false;
+  const show = () => {
+    const c = current();
+    box.querySelector("summary .tags").replaceChildren(...tagChips(c.tags), c.note ? h("span", { class: "muted" }, " ✎") : "");
+    if (!editing) { note.value = c.note || ""; tags.value = (c.tags || []).join(", "); }
+  };
+  for (const el of [note, tags]) el.addEventListener("input", () => { editing = true; });
+  box.querySelector(".save-notes").addEventListener("click", async () => {
+    const body = { note: note.value, tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean) };
+    const r = await fetch(url, { method: "PUT", credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-Scaling-Study": "1" } });
+    const d = await r.json();
+    box.querySelector(".notes-status").textContent = r.ok ? "saved" : pageText(d.error);
+    if (r.ok) editing = false;
+  });
+  return { show };
+}
+
 function trialColumns(study, trials) {
   const params = [...new Set(trials.flatMap((t) => Object.keys(t.params || {})))];
   const m = study.metric ? study.metric.label : "metric";
@@ -44,7 +68,8 @@ function TrialTable(getState, stopButton) {
       const best = st.study.best && st.study.best.trial_id === t.trial_id;
       td.append(t.planned ? h("span", { class: "muted" }, t.trial_id)
         : h("a", { href: `/studies/${studyPath(st.study.id)}/trials/${encodeURIComponent(t.trial_id)}` }, t.trial_id),
-      best ? h("span", { class: "best-mark", title: "the study's best trial" }, " ★ best") : null);
+      best ? h("span", { class: "best-mark", title: "the study's best trial" }, " ★ best") : null,
+      ...tagChips(t.tags), t.note ? h("span", { class: "muted", title: t.note }, " ✎") : null);
     } else if (c.key === "state") {
       td.className = "state";
       td.append(h("span", { class: `state-${t.state}` }, stateText(t.state)));
@@ -96,7 +121,7 @@ function TrialTable(getState, stopButton) {
     const columns = trialColumns(st.study, trials);
     const text = $("#trial-filter").value.trim().toLowerCase(), state = $("#trial-state").value;
     let rows = trials.filter((t) => (!view.brushed || view.brushed.has(t.trial_id)) && (!state || t.state === state) && (!text
-      || `${t.trial_id} ${t.state} ${t.ended} ${Object.entries(t.params || {}).map(([k, v]) => `${k}=${v}`).join(" ")}`
+      || `${t.trial_id} ${t.state} ${t.ended} ${t.note || ""} ${(t.tags || []).join(" ")} ${Object.entries(t.params || {}).map(([k, v]) => `${k}=${v}`).join(" ")}`
         .toLowerCase().includes(text)));
     const col = columns.find((c) => c.key === view.sort);
     if (col) rows = rows.slice().sort((a, b) => compareValues(col.value(a), col.value(b)) * (view.desc ? -1 : 1));
@@ -122,7 +147,8 @@ function trialPage() {
   const sid = boot.study.id, trial = boot.trial;
   const base = `/api/studies/${studyPath(sid)}/trials/${encodeURIComponent(trial)}`;
   $("#job-link").href = `${base}/job.yaml`;
-  let timer = null, at = 0;
+  let timer = null, at = 0, saved = { note: "", tags: [] };
+  const editor = notesEditor($("#trial-notes"), `${base}/notes`, () => saved);
 
   function curves(rows) {
     const holder = $("#metric-plots");
@@ -163,6 +189,8 @@ function trialPage() {
     const d = await r.json();
     if (!r.ok) { $("#trial-summary").textContent = pageText(d.error); return; }
     show({ ...d, best: d.metric });  // `metric`: the trial's best value of the study's metric
+    saved = { note: d.note, tags: d.tags };
+    editor.show();
     loadLog();
   }
   async function loadLog() {
