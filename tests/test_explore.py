@@ -81,3 +81,10 @@ def test_the_report_and_the_static_dashboard_offer_the_four_views():
     assert {"trial_outcomes", "param_importance", "best_so_far"} <= set(report.tables())
     page = render_dashboard(report)
     assert all(f'id="figure-{k}"' in page for k in KEYS)
+
+
+def test_runs_without_swept_columns_are_told_apart_by_their_configuration():
+    records = _records(6).drop(columns=["hp.optimizer.lr", "hp.train.global_batch", "hp.optimizer.name"])
+    records = records.assign(optimizer=["lamb", "lamb", "adamw", "adamw"] * 3, peak_lr=1e-3, seed=0)
+    assert explore.swept(records) == ["optimizer"]
+    assert explore.outcomes(records, "f1")["optimizer"].tolist()[:2] == ["lamb", "adamw"]

@@ -230,3 +230,31 @@ def test_notes_for_unknown_studies_or_trials_or_without_the_header_are_refused(l
     assert client.put("/api/studies/0:live/notes", json={"note": "x"}).status_code == 403
     big = client.put("/api/studies/0:live/notes", content=b"{" + b" " * 20000 + b"}", headers=CSRF)
     assert big.status_code == 400
+
+
+def test_the_recommendation_panel_answers_for_n_gpus_an_interconnect_and_a_device(tmp_path):
+    import shutil
+
+    root = tmp_path / "r"
+    for name in ("lamb", "adamw"):  # the committed critical-batch study's records, imported
+        (root / name).mkdir(parents=True)
+        shutil.copy(Path(__file__).resolve().parents[1] / "reports" / "critical_batch" / "records" / f"{name}.csv",
+                    root / name / "records.csv")
+    client = _client(root)
+    d = client.get("/api/studies/0:lamb/recommendation?gpus=2&cluster=pcie4").json()
+    assert d["devices"] == ["cpu"] and d["device"] == "cpu" and d["target"] == "f1 ≥ 40"
+    assert d["row"]["num_workers"] == 2 and d["row"]["basis"] in ("measured", "projected", "none")
+    assert "pcie4" in d["plan"]
+    one = client.get("/api/studies/0:lamb/recommendation?gpus=1").json()["row"]
+    assert one["basis"] == "measured" and one["optimizer"] == "lamb" and one["time_to_target_s"] > 0
+    for bad in ("gpus=0", "gpus=x", "gpus=100000", "cluster=warp9", "cluster=%3Cb%3E", "device=gpu", "device=" + "a" * 80):
+        assert client.get(f"/api/studies/0:lamb/recommendation?{bad}").status_code in (400, 422), bad
+
+
+def test_without_a_target_the_panel_says_why(live_root):
+    from fixtures.service import rows
+
+    (live_root / "plain").mkdir()
+    rows("t0").assign(target_metric="", target_value=float("nan")).to_csv(live_root / "plain" / "records.csv", index=False)
+    d = _client(live_root).get("/api/studies/0:plain/recommendation?gpus=64").json()
+    assert d["row"] is None and "no recommendation" in d["why"]

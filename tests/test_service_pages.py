@@ -4,7 +4,7 @@ that persist, the best trial marked, and a trial's own page with its parameters,
 checkpoints and log."""
 import pytest
 
-from test_service_browser import CHROMIUM, browser, page, playwright, serving  # noqa: F401 (fixtures)
+from test_service_browser import CHROMIUM, WAIT_MS, browser, page, playwright, serving  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium")]
@@ -261,3 +261,16 @@ def test_notes_and_tags_are_saved_from_the_pages_and_searched_in_the_lists(site,
     expect(page.locator("#studies tbody tr")).to_have_count(1)
     page.fill("#filter", "diverges above")
     expect(page.locator("#studies tbody tr")).to_have_attribute("data-id", "0:live")
+
+
+def test_the_recommendation_panel_answers_for_the_chosen_gpus_interconnect_and_device(site, page):
+    expect = playwright.expect
+    page.goto(site + "/studies/0:live")
+    expect(page.locator("#recommend-note")).to_contain_text("For 64 GPUs to f1 ≥ 80, from the runs on cpu", timeout=WAIT_MS)
+    expect(page.locator("#recommend-table tr[data-key=basis]")).to_have_count(1)
+    expect(page.locator("#recommend-form select[name=device] option")).to_have_text(["cpu"])
+    page.fill("#recommend-form input[name=gpus]", "2")
+    page.select_option("#recommend-form select[name=cluster]", "pcie4")
+    page.click("#recommend-form button")
+    expect(page.locator("#recommend-note")).to_contain_text("For 2 GPUs")
+    assert "--" not in page.locator("#recommend-note").inner_text()

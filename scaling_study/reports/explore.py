@@ -52,7 +52,7 @@ def swept(records: pd.DataFrame) -> list[str]:
     """The columns that tell trials apart: the swept `hp.*` values that vary, else the
     configuration columns that vary between runs."""
     hp = [c for c in records.columns if c.startswith(HP_PREFIX)]
-    candidates = hp or [c for c in (*CONFIG_COLUMNS, *_EXTRA_PARAMS) if c in records.columns]
+    candidates = hp or [c for c in dict.fromkeys((*CONFIG_COLUMNS, *_EXTRA_PARAMS)) if c in records.columns]
     by_run = records.groupby("run", sort=False)[candidates].first() if candidates else pd.DataFrame()
     return [c for c in candidates if by_run[c].astype(str).nunique() > 1]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import html
 import json
 
+from scaling_study.answers.links import DEFAULT_CLUSTER
 from scaling_study.contract import METRICS, metric_label
 from scaling_study.reports.export import TIME_TO_TARGET
 from scaling_study.service.events import jsonable
 from scaling_study.service.plan import DEFAULT_SPACE
+from scaling_study.service.recommendation import interconnects
 
 
 def _e(text) -> str:
@@ -32,7 +34,7 @@ def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
         f"<title>{_e(title)} · scaling-study</title>\n"
         "<link rel=\"icon\" href=\"data:,\">\n"
         "<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
-        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/compare.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
+        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/compare.js\" defer></script>\n<script src=\"/static/recommend.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
         f"<body data-page=\"{_e(page)}\">\n"
         "<nav><a href=\"/\" class=\"brand\">scaling-study</a> <a href=\"/\">Studies</a> "
         "<a href=\"/submit\">Submit</a> <span id=\"live\" class=\"live\" title=\"live updates\">○ connecting</span></nav>\n"
@@ -69,6 +71,10 @@ NOTES_BOX = """<details class="notes-box" id="{id}"><summary>Notes and tags <spa
 <button type="button" class="save-notes">Save</button> <span class="notes-status muted"></span></details>"""
 
 
+def _options(values, selected) -> str:
+    return "".join(f'<option value="{_e(v)}"{" selected" if v == selected else ""}>{_e(v)}</option>' for v in values)
+
+
 def _metric_options() -> str:
     names = [*METRICS, TIME_TO_TARGET]
     return "".join(f'<option value="{_e(n)}">{_e(n)}</option>' for n in names)
@@ -96,6 +102,14 @@ def study_page(summary: dict) -> str:
 first evaluations.</p></div></section>
 <section><h2>Metric vs train time</h2><p id="curves-empty" class="muted" hidden>No evaluation recorded yet: each
 trial's curve appears with its first evaluation.</p><div id="curves" class="plot"></div></section>
+<section id="recommend"><h2>Recommendation for your cluster</h2>
+<form id="recommend-form" class="inline">
+ <label>GPUs <input name="gpus" type="number" min="1" max="65536" value="64"></label>
+ <label>interconnect <select name="cluster">{_options(interconnects(), DEFAULT_CLUSTER)}</select></label>
+ <label>device profile <select name="device" aria-label="device profile"></select></label>
+ <button type="submit">Recommend</button></form>
+<table id="recommend-table" class="data narrow"><tbody></tbody></table>
+<p id="recommend-note" class="muted"></p></section>
 <section id="report"><h2>Report</h2><p id="report-note" class="muted"></p><div id="sections"></div></section>
 <section><h2>ASHA rungs</h2><div id="rungs" class="muted">No rungs recorded.</div></section>
 <section id="job" hidden><h2>Ray job</h2><p id="job-status"></p><p id="job-log-empty" class="muted">Waiting for the job's

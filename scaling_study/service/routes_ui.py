@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from starlette.concurrency import run_in_threadpool
 from starlette.background import BackgroundTask
 
-from scaling_study.service import compare, events, notes, pages, plan, resume, trial_files
+from scaling_study.service import compare, events, live, notes, pages, plan, recommendation, resume, trial_files
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows
@@ -37,6 +37,16 @@ def register(app: FastAPI, index: Index) -> None:
         body = await _small_json(request)
         study = await run_in_threadpool(index.get, sid)
         return await run_in_threadpool(notes.save, study, body)
+
+    @app.get("/api/studies/{sid:path}/recommendation")
+    def study_recommendation(sid: str, gpus: int = Query(64, ge=1, le=recommendation.MAX_GPUS),
+                             cluster: str | None = Query(None, max_length=40),
+                             device: str | None = Query(None, max_length=64)):
+        """The recommendation for `gpus` GPUs on `cluster` (INTRA[+[K x]NET]) from the runs on
+        `device`: optimizer, global and per-worker batch, accumulation, peak LR, steps and time to
+        the records' target, with its basis (measured or projected) and what the projection assumes."""
+        records = live.results(index.get(sid, events.REFRESH_S)).records  # not the whole report
+        return recommendation.panel(records, gpus, cluster, device)
 
     @app.get("/api/compare/settings")
     def compare_settings(ids: str = Query(..., max_length=4096)):

@@ -143,7 +143,8 @@ function studiesPage() {
 const EXPLORE = ["parallel", "importance", "history", "slices"];
 
 // Draw the report's sections into `holder`, leaving out `skip` (or drawing only `only`).
-function drawSections(data, skip, holder = $("#sections"), only = null) {
+// A section drawn as a table only (no figure) links its CSV when `tables` (the study's API base) is given.
+function drawSections(data, skip, holder = $("#sections"), only = null, tables = null) {
   $("#report-note").textContent = pageText(data.note) || (data.target ? `Target: ${data.target}` : "");
   const brushed = keptBrush(holder);
   holder.replaceChildren();
@@ -156,7 +157,9 @@ function drawSections(data, skip, holder = $("#sections"), only = null) {
       // Notes fold away: the chart and its definition first, the fine print on request.
       s.notes.length ? h("details", { class: "notes" }, h("summary", {}, `Notes (${s.notes.length})`),
         h("ul", {}, s.notes.map((n) => h("li", {}, pageText(n))))) : null,
-      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${pageText(s.skipped)}`) : (s.figure ? div : null)));
+      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${pageText(s.skipped)}`) : (s.figure ? div : null),
+      !s.skipped && !s.figure && tables ? h("p", {}, "Table: ", s.tables.map((n) =>
+        h("a", { href: `${tables}/tables/${encodeURIComponent(n)}.csv`, download: "" }, `${n}.csv`))) : null));
     if (!s.skipped && s.figure) Plotly.react(div, s.figure.data, s.figure.layout, PLOT_CONFIG);
   }
 }
@@ -212,6 +215,8 @@ function studyPage() {
     } }, "Stop");
   }
   const table = TrialTable(() => state, stopButton);
+  const recommender = recommendPanel(base);
+  let recommended = false;
   const notes = notesEditor($("#study-notes"), `${base}/notes`, () => ({ note: state.study.note, tags: state.study.tags }));
 
   function rungs() {
@@ -252,7 +257,8 @@ function studyPage() {
     }
     $("#curves-empty").hidden = Boolean(curves && curves.figure);
     $("#curves").hidden = !(curves && curves.figure);
-    drawSections(data, ["curves", "trials", ...EXPLORE]);
+    // the recommendation has its own panel on this page
+    drawSections(data, ["curves", "trials", "recommendation", ...EXPLORE], $("#sections"), null, base);
     drawSections(data, [], $("#explore-sections"), EXPLORE);
     const parallel = $("#figure-parallel");
     if (parallel && parallel.on) {  // brushing an axis filters the trial table
@@ -288,6 +294,7 @@ function studyPage() {
     notes.show();
     table.render();
     rungs();
+    if (!recommended && Object.keys(d.evaluations || {}).length) { recommended = true; recommender.ask(); }
     if (snapshot || (d.replaced || []).length) loadFigures();
     else if (Object.keys(fresh).length) { extendCurves(fresh); scheduleFigures(); }
     if (d.submission && d.submission.job_id) followJob();
