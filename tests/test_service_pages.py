@@ -10,9 +10,32 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium")]
 
 
+def _launcher():
+    """A Launcher that reaches no Ray: a page of a submitted study follows its job's log, which
+    would otherwise start a local Ray in the test process."""
+    from scaling_study.service.launch import Launcher
+
+    class Quiet(Launcher):
+        def job_address(self):
+            return "http://127.0.0.1:9"
+
+        async def tail(self, job_id):
+            yield f"{job_id}: sweep started\n"
+
+        def job(self, submission):
+            return {"job_id": submission.get("job_id"), "status": "RUNNING", "message": ""}
+
+    return Quiet()
+
+
+def create_app(roots):
+    from scaling_study.service import app
+
+    return app.create_app(roots, launcher=_launcher())
+
+
 @pytest.fixture
 def site(live_root):
-    from scaling_study.service.app import create_app
 
     trial = live_root / "live" / "trials" / "t0"
     (trial / "checkpoint_2026-01-01_00-00-00.000001").mkdir()
@@ -89,7 +112,6 @@ def test_a_trial_page_shows_its_parameters_curves_job_checkpoint_and_log(site, p
 
 
 def test_a_just_submitted_study_shows_its_pending_trials_not_empty_axes(live_root, page):
-    from scaling_study.service.app import create_app
     from test_service_lifecycle import PLANNED, _submitted
 
     _submitted(live_root / "ws")
@@ -97,12 +119,12 @@ def test_a_just_submitted_study_shows_its_pending_trials_not_empty_axes(live_roo
         page.goto(url + "/studies/0:ws")
         playwright.expect(page.locator("#trials tbody tr[data-state=pending]")).to_have_count(len(PLANNED))
         playwright.expect(page.locator("#curves-empty")).to_be_visible()
+        playwright.expect(page.locator("#job-log")).to_have_text("job-1: sweep started\n")  # not an empty box
+        assert page.locator("#job-log-empty").is_hidden()
         assert page.locator("#curves .main-svg").count() == 0
 
 
 def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root, page, monkeypatch):
-    from scaling_study.service.app import create_app
-    from scaling_study.service.launch import Launcher
     from scaling_study.tune import steer, submit as ray_jobs
     from test_service_lifecycle import _stopped_by_user, _submitted
 
@@ -123,7 +145,6 @@ def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root
         _submitted(sweep)
         (sweep / "tuner.pkl").write_bytes(b"state")
         monkeypatch.setattr(ray_jobs, "submit", lambda *a, **kw: "job-2")
-        monkeypatch.setattr(Launcher, "job_address", lambda self: "http://127.0.0.1:9")  # no Ray is started
         page.goto(url + "/studies/0:live")
         expect(page.locator("#status")).to_have_text("stopped by a user")
         page.click("#resume-sweep")
@@ -152,7 +173,6 @@ def test_imported_records_show_finished_with_nothing_to_steer(live_root, page):
     import pandas as pd
 
     from fixtures.service import rows
-    from scaling_study.service.app import create_app
 
     (live_root / "imported").mkdir()
     pd.concat([rows("t0"), rows("t1")]).to_csv(live_root / "imported" / "records.csv", index=False)
@@ -187,7 +207,6 @@ def test_explore_views_are_drawn_and_brushing_filters_the_trial_table(site, page
 
 
 def test_the_submit_page_previews_the_small_default_and_completes_override_keys(live_root, page):
-    from scaling_study.service.app import create_app
     from scaling_study.service.launch import shipped_spaces
     from test_service_lifecycle import _past_sweep
 

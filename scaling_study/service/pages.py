@@ -26,15 +26,21 @@ def _boot(data) -> str:
     return f'<script type="application/json" id="boot">{text}</script>'
 
 
+SCRIPTS = ("trials.js", "compare.js", "recommend.js", "submit.js", "app.js")
+"""The page scripts, in order: app.js last (its helpers are used by the others' functions when they
+run, and it starts the page)."""
+
+
 def _layout(page: str, title: str, body: str, data, plots: bool = False) -> str:
     plotly = '<script src="/static/plotly.min.js"></script>\n' if plots else ""
+    scripts = "".join(f'<script src="/static/{name}" defer></script>\n' for name in SCRIPTS)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         f"<title>{_e(title)} · scaling-study</title>\n"
         "<link rel=\"icon\" href=\"data:,\">\n"
         "<link rel=\"stylesheet\" href=\"/static/style.css\">\n"
-        f"{plotly}<script src=\"/static/trials.js\" defer></script>\n<script src=\"/static/compare.js\" defer></script>\n<script src=\"/static/recommend.js\" defer></script>\n<script src=\"/static/app.js\" defer></script>\n</head>\n"
+        f"{plotly}{scripts}</head>\n"
         f"<body data-page=\"{_e(page)}\">\n"
         "<nav><a href=\"/\" class=\"brand\">scaling-study</a> <a href=\"/\">Studies</a> "
         "<a href=\"/submit\">Submit</a> <span id=\"live\" class=\"live\" title=\"live updates\">○ connecting</span></nav>\n"
