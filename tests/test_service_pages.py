@@ -59,6 +59,7 @@ def test_the_trial_table_sorts_searches_filters_and_marks_the_best(site, page):
     best = page.evaluate("fetch('/api/studies/0:live').then(r => r.json()).then(d => d.best.trial_id)")
     expect(page.locator("#trials tbody tr.best")).to_have_attribute("data-trial", best)
     expect(page.locator("#trials tbody tr.best")).to_contain_text("★ best")
+    assert "null" not in page.locator("#trials tbody").inner_text()
     page.click("#trials th[data-col=metric]")  # ascending: the best F1 last
     expect(page.locator("#trials th[data-col=metric]")).to_have_class("sorted-asc")
     assert _ids(page)[-1] == best

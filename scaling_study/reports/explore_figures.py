@@ -89,8 +89,12 @@ def slices_figure(tables, report) -> go.Figure:
                                  marker=dict(color=table["number"], colorscale="Blues", line=dict(width=.5)),
                                  hovertemplate="%{text}: %{x} → %{y:.4g}<extra></extra>"), row=1, col=i)
         numeric = pd.to_numeric(table[col], errors="coerce").notna().all()
-        fig.update_xaxes(type="log" if log_axis(col, table[col]) else ("linear" if numeric else "category"),
-                         row=1, col=i)
+        if log_axis(col, table[col]):
+            shown = sorted(pd.to_numeric(table[col]).unique())  # ticks at the values swept, when few
+            ticks = dict(tickvals=shown, ticktext=[_fmt(v) for v in shown]) if len(shown) <= 8 else {}
+            fig.update_xaxes(type="log", row=1, col=i, **ticks)
+        else:
+            fig.update_xaxes(type="linear" if numeric else "category", row=1, col=i)
     fig.update_yaxes(title_text=_label(report), row=1, col=1)
     fig.update_layout(height=360)
     return fig

@@ -66,10 +66,10 @@ function TrialTable(getState, stopButton) {
     const td = h("td", { "data-col": c.key });
     if (c.key === "trial_id") {
       const best = st.study.best && st.study.best.trial_id === t.trial_id;
-      td.append(t.planned ? h("span", { class: "muted" }, t.trial_id)
+      td.append(...[t.planned ? h("span", { class: "muted" }, t.trial_id)
         : h("a", { href: `/studies/${studyPath(st.study.id)}/trials/${encodeURIComponent(t.trial_id)}` }, t.trial_id),
       best ? h("span", { class: "best-mark", title: "the study's best trial" }, " ★ best") : null,
-      ...tagChips(t.tags), t.note ? h("span", { class: "muted", title: t.note }, " ✎") : null);
+      ...tagChips(t.tags), t.note ? h("span", { class: "muted", title: t.note }, " ✎") : null].filter(Boolean));
     } else if (c.key === "state") {
       td.className = "state";
       td.append(h("span", { class: `state-${t.state}` }, stateText(t.state)));
