@@ -244,6 +244,7 @@ def _watch_and_steer(page, site, results, sweep):
     page.locator(f"#trials tr[data-trial='{trial}'] button.stop-trial").click()
     page.locator(f"#trials tr[data-trial='{trial}'][data-state=stopped_by_user]").wait_for(timeout=60_000)
     assert "stopped by a user" in page.locator(f"#trials tr[data-trial='{trial}']").inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())  # Stop asks first
     page.click("#stop-sweep")  # the other trial is pending or starting: the sweep ends resumable
     page.wait_for_selector("#status:has-text('stopped by a user')", timeout=120_000)
     sweep.wait(timeout=120)

@@ -258,3 +258,9 @@ def test_without_a_target_the_panel_says_why(live_root):
     rows("t0").assign(target_metric="", target_value=float("nan")).to_csv(live_root / "plain" / "records.csv", index=False)
     d = _client(live_root).get("/api/studies/0:plain/recommendation?gpus=64").json()
     assert d["row"] is None and "no recommendation" in d["why"]
+
+
+def test_a_study_with_nothing_recorded_gets_no_recommendation_rather_than_an_error(tmp_path):
+    _submitted(tmp_path / "ws")
+    d = _client(tmp_path).get("/api/studies/0:ws/recommendation").json()
+    assert d["row"] is None and "no recommendation yet" in d["why"]

@@ -45,7 +45,10 @@ def register(app: FastAPI, index: Index) -> None:
         """The recommendation for `gpus` GPUs on `cluster` (INTRA[+[K x]NET]) from the runs on
         `device`: optimizer, global and per-worker batch, accumulation, peak LR, steps and time to
         the records' target, with its basis (measured or projected) and what the projection assumes."""
-        records = live.results(index.get(sid, events.REFRESH_S)).records  # not the whole report
+        try:
+            records = live.results(index.get(sid, events.REFRESH_S)).records  # not the whole report
+        except live.Conflict as exc:  # nothing recorded yet: an answer that says so, not an error
+            return {"row": None, "why": f"no recommendation yet: {exc}", "devices": []}
         return recommendation.panel(records, gpus, cluster, device)
 
     @app.get("/api/compare/settings")

@@ -294,7 +294,10 @@ function studyPage() {
     notes.show();
     table.render();
     rungs();
-    if (!recommended && Object.keys(d.evaluations || {}).length) { recommended = true; recommender.ask(); }
+    if (!recommended && Object.values(d.evaluations || {}).some((rows) => rows.length)) {
+      recommended = true;
+      recommender.ask();
+    }
     if (snapshot || (d.replaced || []).length) loadFigures();
     else if (Object.keys(fresh).length) { extendCurves(fresh); scheduleFigures(); }
     if (d.submission && d.submission.job_id) followJob();

@@ -21,7 +21,7 @@ function recommendPanel(base) {
       return;
     }
     const select = form.elements.device;
-    if (select.options.length !== d.devices.length) {
+    if (d.devices.length && select.options.length !== d.devices.length) {
       select.replaceChildren(...d.devices.map((v) => h("option", { value: v, selected: v === d.device }, v)));
     }
     if (!d.row) { $("#recommend-table tbody").replaceChildren(); $("#recommend-note").textContent = pageText(d.why); return; }
