@@ -88,3 +88,10 @@ def test_runs_without_swept_columns_are_told_apart_by_their_configuration():
     records = records.assign(optimizer=["lamb", "lamb", "adamw", "adamw"] * 3, peak_lr=1e-3, seed=0)
     assert explore.swept(records) == ["optimizer"]
     assert explore.outcomes(records, "f1")["optimizer"].tolist()[:2] == ["lamb", "adamw"]
+
+
+def test_trials_that_all_tie_make_every_hyperparameter_equally_important():
+    table = explore.outcomes(_records(8), "f1").assign(value=50.0)
+    with pytest.warns(UserWarning):  # optuna says the top quantile cannot be told apart
+        found = explore.importance(table, "f1")
+    assert found["importance"].tolist() == pytest.approx([1 / 3] * 3)

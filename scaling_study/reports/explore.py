@@ -109,7 +109,10 @@ def importance(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     for _, row in table.iterrows():
         values = {param_name(c): _value(row[c], dists[param_name(c)]) for c in params}
         study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=float(row[OUTCOME])))
-    found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+    try:
+        found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. every trial ties: nothing to rank
+        raise UserError(f"importance could not be estimated from these {len(table)} trials: {exc}") from None
     return pd.DataFrame({"param": list(found), "importance": list(found.values())})
 
 
