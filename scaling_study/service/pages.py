@@ -104,10 +104,10 @@ def study_page(summary: dict) -> str:
 </div>
 <table id="trials" class="data sortable"><thead></thead><tbody></tbody></table>
 </section>
-<section id="explore"><h2>Explore the hyperparameters</h2><div id="explore-sections"><p class="muted">Drawn with the
-first evaluations.</p></div></section>
 <section><h2>Metric vs train time</h2><p id="curves-empty" class="muted" hidden>No evaluation recorded yet: each
 trial's curve appears with its first evaluation.</p><div id="curves" class="plot"></div></section>
+<section id="explore"><h2>Explore the hyperparameters</h2><div id="explore-sections"><p class="muted">Drawn with the
+first evaluations.</p></div></section>
 <section id="recommend"><h2>Recommendation for your cluster</h2>
 <form id="recommend-form" class="inline">
  <label>GPUs <input name="gpus" type="number" min="1" max="65536" value="64"></label>

@@ -205,8 +205,8 @@ function studyPage() {
 
   function stopButton(t) {
     const s = state.study;
-    const canStop = s.status === "running" && (t.state === "running" || t.state === "pending") && !t.stop_requested
-      && !t.planned;
+    const canStop = s.kind === "sweep" && s.status === "running" && (t.state === "running" || t.state === "pending")
+      && !t.stop_requested && !t.planned;  // a run, or a trial Tune has not made, has nothing to stop
     if (!canStop) return t.stop_requested ? "stop requested" : "";
     return h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
       e.target.disabled = true;
