@@ -105,7 +105,7 @@ function studiesPage() {
         onchange: (e) => { e.target.checked ? selected.add(s.id) : selected.delete(s.id); render(); } })),
       h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), " ", ...tagChips(s.tags),
         h("div", { class: "muted" }, s.root), s.note ? h("div", { class: "study-note" }, s.note) : null),
-      h("td", {}, s.kind),
+      h("td", {}, s.imported ? "imported records" : s.kind),
       h("td", {}, h("span", { class: `badge ${s.status}` }, stateText(s.status))),
       h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
         Object.entries(s.counts).map(([k, n]) => `${n} ${stateText(k)}`).join(", "))),
