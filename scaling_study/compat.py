@@ -115,3 +115,104 @@ def asha_settings(scheduler: Any) -> dict[str, str | None]:
     from `TuneConfig` after construction)."""
     with _private("asha_settings"):
         return {"metric": scheduler._metric, "mode": scheduler._mode, "time_attr": scheduler._time_attr}
+
+
+# -- Ray Train's placement-group cleaner: told of a worker group's placement group at once -----
+# The leak this closes (Ray 2.60): a Train controller creates its worker group's placement group
+# in `WorkerGroup._start_impl`, waits for it (up to 60 s, then retries for ever), starts the
+# workers and their process group, and only then, in `PlacementGroupCleanerCallback.
+# after_worker_group_start`, tells its detached `PlacementGroupCleaner` about the group. A
+# placement group made by an actor lives until that actor AND its job have ended, so when the
+# controller dies in that window (Tune stopping a trial while its workers start or wait for room:
+# the trial's actor dies and takes its controller with it) nobody ever removes the group. It
+# holds its CPUs/GPUs until the sweep's driver exits, and the next trial that needs them waits
+# for ever (tests/test_placement_leak.py reproduces it). Why private: no public hook sees the
+# placement group between its creation and the worker group's start; the fix hands it to Ray's
+# own cleaner (which removes it once the controller is dead) as soon as it exists.
+
+def register_worker_group_placement_groups() -> bool:
+    """Make every Ray Train worker group in this process register its placement group with the
+    run's `PlacementGroupCleaner` right after creating it (idempotent). False where the installed
+    Ray has no such cleaner (nothing to do: a later Ray may register early itself)."""
+    with _private("register_worker_group_placement_groups"):
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+        from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
+
+        create = WorkerGroup._create_placement_group
+        if getattr(create, "_registers_early", False):
+            return True
+
+        def create_and_register(self, *args, **kwargs):
+            cleaners = [c for c in self._callbacks if isinstance(c, PlacementGroupCleanerCallback)]
+            for callback in cleaners:  # alive before the group exists: then only microseconds
+                _cleaner_call(callback, "start_monitoring")  # remain between creating and telling
+            handle = create(self, *args, **kwargs)
+            for callback in cleaners:
+                _cleaner_call(callback, "register_placement_group", handle.placement_group)
+            return handle
+
+        create_and_register._registers_early = True
+        WorkerGroup._create_placement_group = create_and_register
+        return True
+
+
+def install_placement_group_fix() -> None:
+    """`register_worker_group_placement_groups`, warning (not failing) where the installed Ray
+    moved what it patches: runs then behave as on plain Ray."""
+    try:
+        register_worker_group_placement_groups()
+    except CompatError as exc:
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+
+
+def _cleaner_call(callback: Any, method: str, *args: Any) -> None:
+    """Call `method` of the callback's cleaner actor and wait for it (`start_monitoring` is
+    idempotent; `register_placement_group` is the call Ray makes after the workers start, and
+    registering again later only repeats it)."""
+    import ray
+
+    cleaner = getattr(callback, "_cleaner", None)
+    if cleaner is None:  # Ray could not start the cleaner: it warned about it already
+        return
+    try:
+        ray.get(getattr(cleaner, method).remote(*args), timeout=CLEANER_CALL_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - as Ray's own registration: warn, never fail the run
+        logging.getLogger(__name__).warning("Ray Train's placement-group cleaner did not answer %s within %s s: %s",
+                                            method, CLEANER_CALL_TIMEOUT_S, exc)
+
+
+CLEANER_CALL_TIMEOUT_S = 60.0
+"""How long a controller waits for its placement-group cleaner actor to start or to answer."""
+
+
+# -- Ray Train's worker-group start timeout ------------------------------------------------------
+# Why private: Ray 2.60 raises `WorkerGroupStartupTimeoutError` (ray/train/v2/_internal/exceptions.py)
+# inside the public `ray.train.ControllerError` when no room was found for a worker group; the
+# class itself is not exported, and no public attribute says why a controller failed.
+
+def is_worker_group_start_timeout(error: BaseException | None) -> bool:
+    """Whether `error` (a `ControllerError.controller_failure`) is Ray Train's timeout waiting for
+    room for a worker group."""
+    with _private("is_worker_group_start_timeout"):
+        from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+        return isinstance(error, WorkerGroupStartupTimeoutError)
+
+
+# -- Ray's token authentication, as Ray's own CLI uses it ------------------------------------
+# Why private: `ray start`, `ray status` and the other CLI commands switch token authentication on
+# when RAY_AUTH_MODE is unset and a token is available (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+# ~/.ray/auth_token), through `maybe_enable_token_auth_if_token_available` in
+# ray/_private/authentication/authentication_token_setup.py; `ray.init(address=...)` with an
+# explicit address does not, and a cluster that wants the token then refuses the connection. No
+# public function does what the CLI does.
+
+def use_cluster_token() -> bool:
+    """As Ray's CLI: with RAY_AUTH_MODE unset and a token available, switch this process (and
+    what it starts) to token authentication. True when token authentication is on."""
+    with _private("use_cluster_token"):
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 # --- a run's folder (also each trial's folder in a sweep) -------------------------------------
 
+
+def run_dir_of(output_dir, name: str):
+    """A run's folder, ``output.dir/<name>``. `output_dir` is the folder object the caller works
+    with (a `scaling_study.storage.Loc`, a `pathlib.Path`): anything with ``/``; the result is
+    of its type. This module imports nothing, so the caller builds it."""
+    return output_dir / name
+
+
 RECORDS = "records.csv"
 """One row per evaluation (the columns of `scaling_study.contract`), appended as the run trains:
 the run's durable store."""

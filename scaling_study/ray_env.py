@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from scaling_study.errors import UserError
+from scaling_study.train.placement import START_TIMEOUT_ENV
 
 # Workers build tokenizers in each process; their thread pool would warn after fork.
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false"}
@@ -36,6 +37,8 @@ LOCAL_HEALTH_CHECK_INTERVAL_S = "0.2"
 # a second per run), the log monitor (it carries the workers' output to this console), and
 # Ray's event and task reporting (the state API answers from them).
 LEAN_LOCAL_RAY = {"RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+TOKEN_SOURCES = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+"""Where Ray (and so this project) looks for a cluster's token, in this order."""
 # `ray.init(address=...)` retries a GCS that is not there for more than five minutes; a plain TCP
 # connect to the address answers within this many seconds (at once when the port is closed).
 PROBE_TIMEOUT_S = 10.0
@@ -47,12 +50,18 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
     `lean`: that local Ray without the services nothing here reads (`LEAN_LOCAL_RAY`); False
     starts it with Ray's own defaults for them (what `bench train --compare-ray-quiet` compares)."""
     import ray
+    from ray.exceptions import AuthenticationError
+
+    from scaling_study import compat
 
     if ray.is_initialized():
         return
     where = f"--address {address}" if address else f"$RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}"
     address = address or os.environ.get("RAY_ADDRESS") or None
     env = dict(WORKER_ENV)
+    # Ray Train's controllers read their placement attempt's length from their own environment.
+    if START_TIMEOUT_ENV in os.environ:
+        env[START_TIMEOUT_ENV] = os.environ[START_TIMEOUT_ENV]
     if not address:
         # One local node is never drained, so Ray Train's preemption watcher (an actor per run,
         # polling every 5 s, which logs an error about its constructor arguments at start) has
@@ -69,11 +78,15 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
                   runtime_env={"env_vars": env})
     if address:
         _probe(address, where)
+        token = compat.use_cluster_token()  # as Ray's CLI: the cluster's token where one is given
         try:
             ray.init(address=address, **kwargs)
+        except AuthenticationError as exc:
+            raise UserError(f"{where}: {refused(token, exc)}") from None
         except (ConnectionError, RuntimeError) as exc:
-            raise UserError(f"{where}: cannot reach a Ray cluster there ({exc}); "
-                            "start one with `ray start --head` or leave --address out for a local Ray") from None
+            # Something listens there (the probe connected): a Ray that refused us, which with
+            # Ray 2.60's token authentication is a missing or wrong token.
+            raise UserError(f"{where}: {refused(token, exc)}") from None
     else:
         # The dashboard (on loopback) serves Ray's state API, which Ray Train's placement-group
         # cleaner polls; without it, that cleaner logs a warning every second. The node itself
@@ -83,6 +96,17 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, quiet
         with _environ(LEAN_LOCAL_RAY if lean else {}):
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                      dashboard_port=dashboard_port, **kwargs)
+
+
+def refused(token: bool, exc: BaseException) -> str:
+    """Why a cluster that listens refused `ray.init`, for a user: which token to give."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if token:
+        return (f"the Ray cluster there refused the connection ({first}) although this process gave it a "
+                f"token ({TOKEN_SOURCES}): check that it is the cluster's token (`ray get-auth-token` on its head)")
+    return (f"the Ray cluster there refused the connection ({first}). Ray clusters use token authentication "
+            f"where the head has a token: give its token through {TOKEN_SOURCES} (`ray get-auth-token` on "
+            "the head prints it), as for Ray's own CLI; or start the head with RAY_AUTH_MODE=disabled")
 
 
 @contextmanager

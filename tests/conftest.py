@@ -34,14 +34,22 @@ def pytest_addoption(parser):
                      help="also run the long variants of end-to-end tests (marker `extended`)")
 
 
+RAY_GROUP = "ray"
+"""The xdist group of every test that starts Ray or trains through it: under `pytest -n N --dist
+loadgroup` (scripts/test.sh) they run one after another in one worker, while the other workers
+take the unit and browser tests. Two Rays training at once would only fight over the cores."""
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes."""
-    if config.getoption("--extended"):
-        return
+    """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes.
+    Ray's tests share one xdist group (`RAY_GROUP`)."""
+    extended = config.getoption("--extended")
     skip = pytest.mark.skip(reason="a long variant of an end-to-end test: run with --extended")
     for item in items:
-        if "extended" in item.keywords:
+        if "extended" in item.keywords and not extended:
             item.add_marker(skip)
+        if "ray" in item.keywords or "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
 
 
 @pytest.fixture(scope="module")

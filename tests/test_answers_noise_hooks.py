@@ -163,3 +163,42 @@ def test_micro_batch_hooks_give_each_micro_batch_and_their_mean():
     norms.remove()
     model(regression_data(0, 0)[0]).sum().backward()
     assert norms.sq == []
+
+
+def test_micro_batch_norms_take_many_tensors_per_launch(monkeypatch):
+    """40 parameters, 2 micro-batches: the norms come from a few torch._foreach_norm calls (at
+    most FLUSH tensors held), never one norm per parameter, and equal the hand-computed ones."""
+    import scaling_study.answers.noise_hooks as hooks
+
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(20)])
+    params = list(model.parameters())
+    xs = [torch.randn(3, 4) for _ in range(2)]
+    per_micro = []
+    for x in xs:  # by hand: each micro-batch's |g|²
+        model.zero_grad()
+        model(x).square().sum().backward()
+        per_micro.append(sum(float(p.grad.square().sum()) for p in params))
+    model.zero_grad()
+    calls = {"foreach": 0, "single": 0}
+    real_foreach, real_single = torch._foreach_norm, hooks.squared_norm
+
+    def foreach(*a, **k):
+        calls["foreach"] += 1
+        return real_foreach(*a, **k)
+
+    def single(t):
+        calls["single"] += 1
+        return real_single(t)
+
+    monkeypatch.setattr(torch, "_foreach_norm", foreach)
+    monkeypatch.setattr(hooks, "squared_norm", single)
+    norms = MicroBatchNorms(params)
+    for x in xs:
+        (model(x).square().sum() / 2).backward()
+    small, big = norms.step_norms(2).tolist()
+    norms.remove()
+    # 80 incoming gradients in batches of FLUSH (3 launches), the accumulated 40 in one
+    assert calls == {"foreach": 4, "single": 0}
+    assert abs(small - sum(per_micro) / 2) < 1e-6 * small
+    assert abs(big - sum(float(p.grad.square().sum()) for p in params)) < 1e-6 * big

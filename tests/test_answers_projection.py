@@ -1,6 +1,7 @@
 """The α-β all-reduce model and the step-time projection on hand-computed cases, and its checks."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,7 +13,7 @@ from scaling_study.answers.projection import (
 )
 from scaling_study.answers.tradeoff import TradeoffFit
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
+from scaling_study.results.records import assign_runs, normalize
 
 GB, US, MB = 1e9, 1e-6, 1e6
 
@@ -25,15 +26,16 @@ def test_ring_by_hand():
 
 def test_one_node_is_a_ring_over_its_link():
     nbytes = 2**30
-    expected = 8.4 * US + 14 * 3.4 * US + 1.75 * nbytes / (480 * GB)
+    expected = 8.4 * US + 14 * 3.4 * US + 1.75 * nbytes / (370 * GB)  # ring busbw, NVLS off
     assert allreduce_call_time(nbytes, 8, parse_cluster("nvlink4")) == pytest.approx(expected)
 
 
 def test_across_nodes_ring_and_hierarchical_by_hand():
     cluster = parse_cluster("pcie4+2xnet100")  # node network: 2 × 12 GB/s = 24 GB/s < PCIe's 25
     s, n = 400 * MB, 32  # 4 nodes of 8
-    ring = 8.4 * US + 2 * 31 / 32 * s / (24 * GB) + (62 - 6) * 5.7 * US + 6 * 9.6 * US
-    hier = 8.4 * US + (2 * 7 / 8 * s / (25 * GB) + 14 * 5.7 * US) + (2 * 3 / 4 * s / (24 * GB) + 6 * 9.6 * US)
+    # NCCL's ring latency: 2·nodes of the 2(N−1) steps cross the network (tuning.cc@b647562).
+    ring = 8.4 * US + 2 * 31 / 32 * s / (24 * GB) + (62 - 8) * 5.7 * US + 8 * 14.0 * US
+    hier = 8.4 * US + (2 * 7 / 8 * s / (25 * GB) + 14 * 5.7 * US) + (2 * 3 / 4 * s / (24 * GB) + 6 * 14.0 * US)
     assert allreduce_call_time(s, n, cluster, "ring") == pytest.approx(ring)
     assert allreduce_call_time(s, n, cluster, "hierarchical") == pytest.approx(hier)
     # At 1024 GPUs the ring's 2(N−1) latency steps make hierarchical faster on a small message.
@@ -82,7 +84,26 @@ def test_time_to_target_only_inside_the_measured_batch_range():
     assert out["in_range"].tolist() == [False, True, False]
     assert out.loc[1, "time_to_target_s"] == pytest.approx((100 + 12800 / 1024) * 0.5)
     assert out[["steps_to_target"]].iloc[[0, 2]].isna().all().all()
-    assert with_time_to_target(table, fit, extrapolate=True)["steps_to_target"].notna().all()
+    beyond = with_time_to_target(table, fit, extrapolate=True)
+    assert beyond["steps_to_target"].notna().all()
+    # Extrapolated S(B) stays above S_min, the samples above E_min.
+    assert (beyond["steps_to_target"] > fit.s_min).all() and (beyond["samples_to_target"] > fit.e_min).all()
+
+
+def test_time_to_target_carries_the_bootstrap_interval():
+    draws = np.array([[90.0, 12000.0], [100.0, 12800.0], [110.0, 13600.0]] * 10)
+    fit = TradeoffFit(100, 12800, 0, 1, (256.0, 4096.0), draws=draws)
+    out = with_time_to_target(pd.DataFrame({"global_batch": [1024], "step_time_s": [2.0]}), fit).iloc[0]
+    assert out["steps_lo"] == pytest.approx(90 + 12000 / 1024) and out["steps_hi"] == pytest.approx(110 + 13600 / 1024)
+    assert out["time_lo_s"] == pytest.approx(2 * out["steps_lo"]) and out["time_hi_s"] == pytest.approx(2 * out["steps_hi"])
+
+
+def test_per_worker_batches_halve_down_to_one():
+    profile = Profile(compute_s_per_sample=1e-3, grad_bytes=1e6, per_worker_batch=12)
+    assert profile.per_worker_batches() == (12, 6, 3, 1)
+    table = project(profile, parse_cluster("nvlink4+8xnet400"), workers=(64,), accums=(1,),
+                    per_worker_batches=profile.per_worker_batches())
+    assert table["global_batch"].tolist() == [64 * 12, 64 * 6, 64 * 3, 64]
 
 
 def test_cluster_names_are_checked():
@@ -95,14 +116,12 @@ def test_cluster_names_are_checked():
         allreduce_call_time(MB, 16, parse_cluster("nvlink4"))
 
 
-def test_published_all_reduce_points():
+def test_published_all_reduce_points_are_ring_measurements_with_a_commit():
     table = check_published()
-    h200 = table[table["ranks"] == 8].set_index("bytes")
-    # Bucket-sized and larger messages within 10 %; 1 MiB is far off (NCCL's low-latency protocols).
-    assert (h200.loc[h200.index >= 16 * 2**20, "rel_error"].abs() < 0.10).all()
-    assert h200.loc[2**20, "rel_error"] < -0.5
-    four_nodes = table[table["ranks"] == 32].set_index("algorithm")["rel_error"]
-    assert set(four_nodes.index) == {"ring", "hierarchical"} and (four_nodes.abs() < 0.15).all()
+    assert len(table) >= 1 and (table["algorithm"] == "ring").all()
+    assert table["source"].str.contains("@").all()  # repository/file@commit
+    # The large-message ring point checks β (α is < 0.1 % of it there): within 5 %.
+    assert (table["rel_error"].abs() < 0.05).all()
 
 
 def timing_records(compute_at_2=0.9):

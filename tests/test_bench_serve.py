@@ -16,10 +16,13 @@ from scaling_study.cli import main
 from scaling_study.errors import UserError
 from scaling_study.service import events
 from scaling_study.service.index import Index
+from scaling_study.service.study import CURVE_POINTS
 from scaling_study.service.roots import parse_roots
 from scaling_study.service.tail import FileCache, Stat
 from scaling_study.storage import Loc
 
+BIG_FIGURES = ("big run detail, cold", "big run detail, warm median", "studies list, 2 clients on big run, median",
+               "studies list, 2 clients on big run, p95")
 FIGURES = ("studies list, cold", "studies list, every study read", "studies list, warm median",
            "studies list, warm p95", "one study, cold", "one study, warm median", "one study, warm p95",
            "push, write -> client, p50", "push, write -> client, p95", "push, write -> client, max")
@@ -27,15 +30,22 @@ FIGURES = ("studies list, cold", "studies list, every study read", "studies list
 
 def test_the_bench_prints_every_figure_against_its_target(tmp_path, capsys):
     args = ["bench", "serve", "--studies", "3", "--trials", "2", "--evals", "3", "--clients", "2",
-            "--pushes", "2", "--interval", "0.1", "--repeats", "2", "--root", str(tmp_path / "root")]
+            "--pushes", "2", "--interval", "0.1", "--repeats", "2", "--root", str(tmp_path / "root"),
+            "--big-mb", "0.4", "--big-clients", "2"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "3 studies x 2 trials x 3 evaluations (18 rows" in out
     for figure in FIGURES:
         line = next(line for line in out.splitlines() if line.startswith(figure))
         assert re.search(r"\d+ ms|\d+\.\d s", line), line
+    for figure in BIG_FIGURES:
+        line = next(line for line in out.splitlines() if line.startswith(figure))
+        assert re.search(r"\d+ ms|\d+\.\d s", line), line
+    points = re.search(r"big run detail, cold \((\d+) of ([\d,]+) points\)", out)
+    assert int(points[1]) <= CURVE_POINTS < int(points[2].replace(",", ""))  # 0.4 MB: 2,000 rows, decimated
+    assert re.search(r"big run, service memory with 2 clients: [\d,]+ MiB", out)
     judged = [line for line in out.splitlines() if line.endswith("met")]
-    assert len(judged) == 7  # list cold, warm x2, study cold, warm x2, push p95
+    assert len(judged) == 13  # list cold, warm x2, study cold, warm x2, push p95; big: detail x3, list x2, memory
     assert "rows that never arrived: 0 of 4" in out  # both clients got both rows
     assert not (tmp_path / "root").exists()  # no --keep
 

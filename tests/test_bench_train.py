@@ -156,3 +156,35 @@ def test_compare_ray_quiet_refuses_a_cluster(args):
     args.compare_ray_quiet, args.address = True, "10.0.0.1:6379"
     with pytest.raises(UserError, match="--compare-ray-quiet with --address 10.0.0.1:6379: .*leave --address out"):
         bench.main(args)
+
+
+def test_no_ray_keeps_to_the_rows_without_ray_and_never_starts_ray(args, monkeypatch):
+    from scaling_study import ray_env
+
+    args.no_ray = True
+    monkeypatch.setattr(bench, "no_ray_rows", lambda a, f: [(bench.PLAIN, 1, 100.0, None)])
+    monkeypatch.setattr(ray_env, "ensure_ray", lambda *a, **k: pytest.fail("Ray started"))
+    assert bench.one_round(args, None, 0) == [(bench.PLAIN, 1, 100.0, None)]
+
+
+def test_precision_tokenizer_and_data_dir_reach_the_job(args):
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    job = bench._job(p.parse_args(["--job", args.job, "--precision", "bf16", "--tokenizer", "/tok",
+                                   "--data-dir", "/data"]), 1)
+    assert (job.train.precision, job.model.tokenizer, job.data.dir) == ("bf16", "/tok", "/data")
+
+
+def test_mfu_is_printed_for_named_sizes_on_a_gpu_with_a_known_peak(args, monkeypatch):
+    import torch
+
+    from scaling_study.bench.mfu import train_flops_per_sample
+
+    args.device, args.model, args.precision, args.seq_len = "cuda", "base", "bf16", 128
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
+    flops = train_flops_per_sample(layers=12, hidden=768, intermediate=3072, seq_len=128)
+    assert bench.model_flops_utilization(args, 1000.0) == pytest.approx(1000.0 * flops / 989e12)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Some Future GPU")
+    assert bench.model_flops_utilization(args, 1000.0) is None  # no peak: not guessed
+    args.device = "cpu"
+    assert bench.model_flops_utilization(args, 1000.0) is None

@@ -96,3 +96,26 @@ def test_rng_states_round_trip_and_a_gpu_worker_keeps_only_its_own_devices(monke
     gpu = torch.device("cuda", 1)
     checkpoint.restore_rng(checkpoint.capture_rng(gpu), gpu)
     assert calls == [("get", gpu), ("set", gpu)]
+
+
+def test_optimizer_state_is_loaded_on_the_cpu_whatever_the_device(tmp_path, monkeypatch):
+    """The optimizer moves its buffers to its parameters' device itself and keeps torch.optim's
+    step counts on the host; loading the optimizer state onto a GPU would leave those counts there,
+    and reading them would wait for the GPU at every step."""
+    first = toy_state(seed=0)
+    first.step(PHASE, batches(first))
+    first.settle()
+    checkpoint.write(tmp_path, first)
+    where_to = {}
+    real_load = torch.load
+
+    def load(f, **kw):
+        where_to[f.name] = kw.get("map_location")
+        return real_load(f, **kw)
+
+    monkeypatch.setattr(torch, "load", load)
+    second = toy_state(seed=1)
+    checkpoint.read(tmp_path, second)
+    assert where_to["optim.pt"] == "cpu" and where_to["model.pt"] == second.device
+    steps = [s["step"] for s in second.optimizer.state.values()]
+    assert steps and all(t.device.type == "cpu" and float(t) == 1 for t in steps)

@@ -144,3 +144,32 @@ def test_no_private_ray_or_torch_name_outside_compat():
             if parts[0] in ("ray", "torch") and private:
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} {name}")
     assert not offenders, "private Ray/torch names outside scaling_study/compat.py: " + ", ".join(offenders)
+
+
+def test_worker_groups_hand_their_placement_group_to_the_cleaner_when_they_create_it():
+    from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
+
+    with shim("register_worker_group_placement_groups"):
+        assert compat.register_worker_group_placement_groups()
+        patched = WorkerGroup._create_placement_group
+        assert patched._registers_early
+        compat.register_worker_group_placement_groups()  # idempotent: not wrapped twice
+        assert WorkerGroup._create_placement_group is patched
+
+
+def test_a_worker_group_start_timeout_is_recognised():
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+
+    with shim("is_worker_group_start_timeout"):
+        assert compat.is_worker_group_start_timeout(WorkerGroupStartupTimeoutError(num_workers=2))
+        assert not compat.is_worker_group_start_timeout(RuntimeError("other"))
+        assert not compat.is_worker_group_start_timeout(None)
+
+
+def test_the_cluster_token_is_used_as_rays_cli_uses_it(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # an explicit mode is respected, as by Ray's CLI
+    with shim("use_cluster_token"):
+        assert compat.use_cluster_token() is False
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with shim("use_cluster_token"):
+        assert compat.use_cluster_token() is True

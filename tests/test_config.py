@@ -212,3 +212,19 @@ def test_loading_a_job_imports_neither_torch_nor_ray():
             "assert not {'torch', 'ray'} & set(sys.modules), sorted({'torch', 'ray'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code, str(ROOT / "jobs" / "quickstart.yaml")], check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_gpu_keys_nccl_env_timeout_tf32_and_tokenizer(tmp_path):
+    from scaling_study.config import load_job
+
+    path = tmp_path / "job.yaml"
+    path.write_text("name: g\ndata: {synth: {}}\ntrain: {steps: 2}\n")
+    job = load_job(path, ["scaling.nccl_env={NCCL_SOCKET_IFNAME: eth0, NCCL_DEBUG: WARN}",
+                          "scaling.process_group_timeout_s=600", "train.tf32=false", "model.tokenizer=/tok"])
+    assert job.scaling.nccl_env == {"NCCL_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "WARN"}
+    assert (job.scaling.process_group_timeout_s, job.train.tf32, job.model.tokenizer) == (600, False, "/tok")
+    assert load_job(path).train.tf32 and load_job(path).scaling.process_group_timeout_s == 1800
+    with pytest.raises(ConfigError, match="scaling.nccl_env.GLOO_X: .*valid: NCCL_\\* variables"):
+        load_job(path, ["scaling.nccl_env={GLOO_X: a}"])
+    with pytest.raises(ConfigError, match="scaling.process_group_timeout_s"):
+        load_job(path, ["scaling.process_group_timeout_s=0"])

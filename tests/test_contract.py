@@ -7,8 +7,8 @@ import pytest
 from scaling_study import contract
 from scaling_study.config import job_from_dict
 from scaling_study.errors import UserError
-from scaling_study.reports import records as report_records
-from scaling_study.reports.targets import make_target
+from scaling_study.results import records as report_records
+from scaling_study.results.targets import make_target
 from scaling_study.train.gradient_noise import GradientNoise
 from scaling_study.train.records import make_row
 

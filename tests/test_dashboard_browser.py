@@ -22,8 +22,8 @@ from fixtures.reports.synthetic import strong_records, write_sweep
 from scaling_study.reports.build import build_report, write_report
 from scaling_study.reports.figures import figure_for
 from scaling_study.reports.dashboard import render_dashboard
-from scaling_study.reports.records import load_results
-from scaling_study.reports.targets import make_target
+from scaling_study.results.records import load_results
+from scaling_study.results.targets import make_target
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 pytestmark = [

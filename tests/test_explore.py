@@ -11,7 +11,7 @@ from scaling_study.reports import explore
 from scaling_study.reports.build import build_report
 from scaling_study.reports.dashboard import render_dashboard
 from scaling_study.reports.explore_figures import parallel_figure, slices_figure
-from scaling_study.reports.records import Results, assign_runs
+from scaling_study.results.records import Results, assign_runs
 
 KEYS = ("parallel", "importance", "history", "slices")
 

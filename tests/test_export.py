@@ -16,8 +16,8 @@ from scaling_study.config import dump_job, job_from_dict, load_job
 from scaling_study.errors import UserError
 from scaling_study.reports import cli as reports_cli
 from scaling_study.reports.export import export, rescale, select_trial
-from scaling_study.reports.records import load_results
-from scaling_study.reports.targets import make_target
+from scaling_study.results.records import load_results
+from scaling_study.results.targets import make_target
 from scaling_study.train.records import COLUMNS
 from scaling_study.tune.gather import gather_records
 

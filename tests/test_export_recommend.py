@@ -1,8 +1,8 @@
 """`export --recommend --workers N`: the recommendation for N workers as a job that runs.
 
-A LAMB batch sweep on 2 workers whose steps to F1 80 follow S(B) = 100 (1 + 32/B) exactly
-(batches 8, 16 and 128: 500, 300 and 125 steps), with 1 ms of compute per sample and the best LR
-growing as √B. Written the way `scaling-study sweep` leaves a sweep (trials/<id>/job.yaml,
+A LAMB batch sweep on 2 GPU workers whose steps to F1 80 follow S(B) = 100 (1 + 32/B) exactly
+(batches 8, 16 and 128: 500, 300 and 125 steps; evaluated every 25, so each crossing lies in the
+25 steps before), with 1 ms of compute per sample and the best LR growing as √B. Written the way `scaling-study sweep` leaves a sweep (trials/<id>/job.yaml,
 gathered records.csv with the swept values).
 """
 import json
@@ -33,7 +33,7 @@ def rows_of(job, reach: int) -> pd.DataFrame:
              "run_id": job.name, "trial_id": job.name, "task": "squad", "model": "tiny",
              "optimizer": "lamb", "peak_lr": job.optimizer.lr, "lr_rule": "none",
              "per_worker_batch": phase.per_worker_batch, "grad_accum": 1, "num_workers": 2,
-             "global_batch": phase.global_batch, "seed": 0, "device": "cpu", "phase": 1, "step": step,
+             "global_batch": phase.global_batch, "seed": 0, "device": "cuda", "phase": 1, "step": step,
              "samples": step * phase.global_batch, "train_time_s": step * step_s, "wall_time_s": step * step_s + 1,
              "f1": min(92.0, 80.0 * step / reach), "time_compute_s": step_s, "time_allreduce_s": 0.0,
              "time_optimizer_s": 0.0, "target_metric": "f1", "target_value": 80.0, "target_reached": step >= reach}
@@ -71,27 +71,31 @@ def test_measured_where_a_run_at_n_reached_the_target_exports_it_as_it_ran(sweep
 
 
 def test_projected_elsewhere_applies_the_recommendation_to_its_source_runs_job(sweep, tmp_path):
-    out = tmp_path / "rec8.yaml"
-    done = export_recommended(sweep, out, workers=8)
+    out = tmp_path / "rec32.yaml"
+    done = export_recommended(sweep, out, workers=32)
     job = load_job(out)
-    # 8 workers × 4 per worker: B = 32 (k=1, S = 200 steps) beats 64 (k=2) and 128 (k=4). Its LR
-    # comes from batch 16, the nearest measured, moved by √2 (the sweep's best LRs follow √B).
+    # Compute is all there is: the smallest batch of 32 workers wins, per-worker batch 1, B = 32.
+    # Its LR comes from batch 16, the nearest measured, moved by √2 (the sweep's best LRs follow √B).
     phase = job.phases()[0]
-    assert (job.scaling.num_workers, phase.per_worker_batch, phase.grad_accum, phase.global_batch) == (8, 4, 1, 32)
+    assert (job.scaling.num_workers, phase.per_worker_batch, phase.grad_accum, phase.global_batch) == (32, 1, 1, 32)
     assert job.optimizer.lr == pytest.approx(lr_of(16) * math.sqrt(2))
     assert job.schedule.lr_rule == "none" and job.peak_lr(phase) == job.optimizer.lr
-    # b16 reached F1 80 at step 300 of 600; the projection expects step 200: the run is 400 long.
-    assert job.train.steps == 400 and done.trial_id == "b16"
-    assert any(line.startswith("train.steps: 600 -> 400 (b16 reached f1 ≥ 80 at step 300") for line in done.changes)
+    # The fit to the crossings' midpoints is S = 87.5 + 3200/B: 187.5 steps at B = 32. b16 crossed
+    # F1 80 between steps 275 and 300 of 600 (midpoint 287.5): the run is 600 × 187.5/287.5 long.
+    assert job.train.steps == math.ceil(600 * 187.5 / 287.5) and done.trial_id == "b16"
+    assert any(line.startswith("train.steps: 600 -> 392 (b16 crossed f1 ≥ 80 between steps 275 and 300")
+               for line in done.changes)
     assert any("sqrt rule" in line for line in done.changes)
     assert any("nvlink4+8xnet400" in note and "'tiny'" in note for note in done.notes)
     assert load_job(out) == job  # what was written runs as it is
 
 
 def test_no_recommendation_says_why(sweep, tmp_path):
-    with pytest.raises(UserError, match="--recommend --workers 1024: no recommendation: .*batch range"):
-        export_recommended(sweep, tmp_path / "x.yaml", workers=1024)
     records = pd.read_csv(sweep / "records.csv")
+    records.assign(device="cpu").to_csv(sweep / "records.csv", index=False)
+    with pytest.raises(UserError, match="--recommend --workers 8: no recommendation: lamb: .*measured on cpu.*"
+                                        "--device-profile"):
+        export_recommended(sweep, tmp_path / "x.yaml", workers=8)
     records.assign(model="bert-base-uncased").to_csv(sweep / "records.csv", index=False)
     with pytest.raises(UserError, match="nothing can be projected: model 'bert-base-uncased'.*--grad-bytes"):
         export_recommended(sweep, tmp_path / "x.yaml", workers=8)
@@ -104,15 +108,15 @@ def test_a_phased_job_is_refused(sweep, tmp_path):
                            "phases": [{"steps": 300}, {"steps": 300}]})
     dump_job(job_from_dict(data), sweep / "trials" / "b16" / "job.yaml")
     with pytest.raises(UserError, match=r"b16 has 2 phases \(train.phases\)"):
-        export_recommended(sweep, tmp_path / "x.yaml", workers=8)
+        export_recommended(sweep, tmp_path / "x.yaml", workers=32)
 
 
 def test_cli_recommend_and_its_flag_errors(sweep, tmp_path, capsys):
     out = tmp_path / "rec.yaml"
-    assert run_cli(["export", str(sweep), "--recommend", "--workers", "8", "--out", str(out),
+    assert run_cli(["export", str(sweep), "--recommend", "--workers", "32", "--out", str(out),
                     "--grad-bytes", "1e3", "--cluster", "pcie4+net100"]) == 0
     printed = capsys.readouterr().out
-    assert "trial:   b16" in printed and "scaling.num_workers: 2 -> 8" in printed
+    assert "trial:   b16" in printed and "scaling.num_workers: 2 -> 32" in printed
     assert "note:    projected for pcie4+1xnet100 (8/node)" in printed and "--grad-bytes" in printed
     base = ["export", str(sweep), "--out", str(out)]
     for argv, message in (

@@ -44,20 +44,21 @@ def test_a_cuda_step_never_waits_for_the_gpu_and_times_itself_with_events(optimi
 
 def test_mlm_accuracy_and_evaluation_never_wait_for_the_gpu():
     from scaling_study.data.dataset import TensorDictDataset
-    from scaling_study.data.mlm import mlm_accuracy
+    from scaling_study.data.mlm import at_masked_positions, mlm_accuracy
     from scaling_study.train.evaluate import MlmEvaluator
 
     ids = torch.arange(40).view(10, 4)
     labels = torch.where(ids % 3 == 0, ids % 5, torch.full_like(ids, -100))
     mask = labels != -100
     logits = torch.randn(10, 4, 5)
-    at_masked = logits[mask]  # the [N, V] form of the product's MLM head
+    positions, at_labels = at_masked_positions(labels, 2)  # the product's fixed-width layout
+    at_masked = logits.gather(1, positions[..., None].expand(-1, -1, 5))
     evaluator = MlmEvaluator(TensorDictDataset({"input_ids": ids, "labels": labels}), batch_size=3)
     evaluator.totals(MeanModel(), CUDA, rank=0, world=1)  # pins its batches once
-    on_gpu = [x.to(CUDA) for x in (logits, at_masked, labels)]
+    on_gpu = [x.to(CUDA) for x in (logits, at_masked, labels, at_labels)]
     with no_host_sync():
         full = mlm_accuracy(on_gpu[0], on_gpu[2])
-        gathered = mlm_accuracy(on_gpu[1], on_gpu[2])
+        gathered = mlm_accuracy(on_gpu[1], on_gpu[3])
         totals = evaluator.totals(MeanModel(), CUDA, rank=0, world=1)
     expected = (int((logits.argmax(-1) == labels)[mask].sum()), int(mask.sum()))
     assert tuple(int(x) for x in full) == tuple(int(x) for x in gathered) == expected

@@ -143,3 +143,40 @@ def test_a_run_holds_its_workers_resources_with_a_gpu_each_by_default():
 ])
 def test_runs_that_fit_count_every_resource(cluster, runs, fit):
     assert runs_that_fit(cluster, runs) == fit
+
+
+def test_nccl_env_and_tf32_apply_to_gpu_workers_only(monkeypatch, tmp_path):
+    import os
+
+    import torch
+
+    from scaling_study.config import load_job
+    from scaling_study.train.setup import apply_nccl_env, set_matmul_precision
+
+    path = tmp_path / "job.yaml"
+    path.write_text("name: g\ndata: {synth: {}}\ntrain: {steps: 2}\n")
+    job = load_job(path, ["scaling.nccl_env={NCCL_SOCKET_IFNAME: ib0, NCCL_DEBUG: INFO}"])
+    environ = {}
+    monkeypatch.setattr(os, "environ", environ)
+    apply_nccl_env(job, torch.device("cpu"))
+    assert environ == {}
+    apply_nccl_env(job, torch.device("cuda", 0))
+    assert environ == {"NCCL_SOCKET_IFNAME": "ib0", "NCCL_DEBUG": "INFO"}
+    set_to = []
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", set_to.append)
+    set_matmul_precision(job, torch.device("cpu"))
+    set_matmul_precision(job, torch.device("cuda", 0))
+    set_matmul_precision(load_job(path, ["train.tf32=false"]), torch.device("cuda", 0))
+    assert set_to == ["high", "highest"]
+
+
+def test_the_process_group_timeout_reaches_ray_trains_torch_config(tmp_path):
+    from scaling_study.config import load_job
+    from scaling_study.train.driver import build_trainer
+    from scaling_study.train.tasks import DataFiles
+
+    path = tmp_path / "job.yaml"
+    path.write_text(f"name: g\ndata: {{synth: {{}}}}\ntrain: {{steps: 2}}\noutput: {{dir: {tmp_path}}}\n")
+    trainer = build_trainer(load_job(path, ["scaling.process_group_timeout_s=77"]),
+                            DataFiles([tmp_path / "t"], [tmp_path / "d"]))
+    assert trainer.backend_config.timeout_s == 77

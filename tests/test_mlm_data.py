@@ -52,31 +52,48 @@ def test_too_little_text_and_missing_files_are_user_errors(tmp_path, tokenizer):
 
 
 def _batch(blocks, collate, n=64):
-    return collate([blocks[i] for i in range(n)])
+    """A collated batch, with its labels spread back over the tokens (-100 where not masked)."""
+    batch = collate([blocks[i] for i in range(n)])
+    per_token = torch.full_like(batch["input_ids"], -100)
+    batch["token_labels"] = per_token.scatter_(1, batch["masked_positions"], batch["labels"])
+    return batch
 
 
 def test_masking_rate_and_labels(blocks, tokenizer):
     torch.manual_seed(0)
     batch = _batch(blocks, mlm_collator(tokenizer, max_predictions=None))
     original = blocks.tensors["input_ids"][:64]
-    masked = batch["labels"] != -100
+    masked = batch["token_labels"] != -100
     maskable = ~blocks.tensors["special_tokens_mask"][:64].bool()
     rate = masked.sum() / maskable.sum()
     assert 0.13 < rate < 0.17                                    # 15 % (8000 tokens: sd 0.4 %)
     assert not (masked & ~maskable).any()                        # never [CLS]/[SEP]
-    assert torch.equal(batch["labels"][masked], original[masked])
+    assert torch.equal(batch["token_labels"][masked], original[masked])
     assert torch.equal(batch["input_ids"][~masked], original[~masked])
     as_mask_token = (batch["input_ids"][masked] == tokenizer.mask_token_id).float().mean()
     assert 0.74 < as_mask_token < 0.86                           # 80 % [MASK] (sd ~1 %)
-    assert batch["attention_mask"].all()
+    assert "attention_mask" not in batch                        # never padded: no mask to check
 
+
+def test_a_batch_holds_a_fixed_number_of_masked_positions_per_sequence(blocks, tokenizer):
+    """NVIDIA BERT's layout: W = max_predictions positions per row, masked ones first in order,
+    then position 0 with label -100; the width does not depend on how many were masked."""
+    batch = _batch(blocks, mlm_collator(tokenizer, max_predictions=20, seed=2), n=8)
+    positions, labels = batch["masked_positions"], batch["labels"]
+    assert positions.shape == labels.shape == (8, 20)
+    for row_pos, row_lab, row_tok in zip(positions, labels, batch["token_labels"]):
+        n = int((row_lab != -100).sum())
+        assert 0 < n and (row_lab[n:] == -100).all() and (row_pos[n:] == 0).all()
+        assert row_pos[:n].tolist() == sorted(row_pos[:n].tolist())
+        assert row_pos[:n].tolist() == torch.nonzero(row_tok != -100).flatten().tolist()
 
 def test_max_predictions_per_sequence_is_honoured(blocks, tokenizer):
     batch = _batch(blocks, mlm_collator(tokenizer, max_predictions=5, seed=1))
     original = blocks.tensors["input_ids"][:64]
     per_row = (batch["labels"] != -100).sum(dim=1)
+    assert batch["labels"].shape == (64, 5)
     assert per_row.max() == 5 and per_row.float().mean() > 4.5   # ~19 drawn, capped at 5
-    unmasked = batch["labels"] == -100
+    unmasked = batch["token_labels"] == -100
     assert torch.equal(batch["input_ids"][unmasked], original[unmasked])  # dropped ones restored
 
 
@@ -95,3 +112,4 @@ def test_mlm_accuracy_counts_only_masked_positions():
     logits = torch.nn.functional.one_hot(predicted, num_classes=4).float()
     assert mlm_accuracy(logits, labels) == (3, 4)
     assert mlm_accuracy(logits, torch.full_like(labels, -100)) == (0, 0)
+    assert mlm_accuracy(logits[:, :3], labels[:, :3]) == (2, 3)  # a gathered [B, W, V] form

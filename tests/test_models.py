@@ -44,8 +44,8 @@ def test_mlm_model_trains_on_masked_labels(tokenizer):
     ids = torch.randint(1000, 2000, (2, 16))
     labels = torch.full_like(ids, -100)
     labels[:, 3] = ids[:, 3]
-    out = model(input_ids=ids, labels=labels)
-    assert out.logits.shape == (2, 30522) and torch.isfinite(out.loss)  # the 2 masked positions
+    out = model(input_ids=ids, masked_positions=torch.tensor([[3, 0], [3, 0]]), labels=labels[:, [3, 0]])
+    assert out.logits.shape == (2, 2, 30522) and torch.isfinite(out.loss)  # 2 positions per row
     out.loss.backward()
     assert model.cls.predictions.decoder.weight.grad is not None
 
@@ -83,7 +83,7 @@ def test_unknown_task_lists_the_valid_ones(tokenizer):
 def test_mlm_head_at_masked_positions_equals_the_full_head(tokenizer):
     from transformers import BertForMaskedLM
 
-    from scaling_study.data.mlm import mlm_accuracy
+    from scaling_study.data.mlm import at_masked_positions, mlm_accuracy
 
     model = build_model("tiny", "mlm", tokenizer, seed=0).eval()
     full = BertForMaskedLM(model.config).eval()
@@ -92,10 +92,34 @@ def test_mlm_head_at_masked_positions_equals_the_full_head(tokenizer):
     ids = torch.randint(1000, 5000, (3, 24), generator=g)
     labels = torch.full_like(ids, -100)
     pick = torch.rand(ids.shape, generator=g) < 0.2
+    pick[:, 0] = False  # position 0 ([CLS]) is never masked: the padding points at it
     labels[pick] = ids[pick]
-    ours, ref = model(input_ids=ids, labels=labels), full(input_ids=ids, labels=labels)
-    assert ours.logits.shape == (int(pick.sum()), model.config.vocab_size)
+    positions, gathered = at_masked_positions(labels, 10)
+    ours = model(input_ids=ids, masked_positions=positions, labels=gathered)
+    ref = full(input_ids=ids, labels=labels)
+    assert ours.logits.shape == (3, 10, model.config.vocab_size)
     torch.testing.assert_close(ours.loss, ref.loss)
-    torch.testing.assert_close(ours.logits, ref.logits[pick])
-    assert mlm_accuracy(ours.logits, labels) == mlm_accuracy(ref.logits, labels)
+    torch.testing.assert_close(ours.logits[gathered != -100], ref.logits[pick])
+    assert mlm_accuracy(ours.logits, gathered) == mlm_accuracy(ref.logits, labels)
+    every = model(input_ids=ids, labels=labels)  # per-token labels, no positions: every position
+    torch.testing.assert_close(every.loss, ref.loss)
     assert model(input_ids=ids).logits.shape == (3, 24, model.config.vocab_size)  # no labels: every position
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_qa_model_with_a_prebuilt_mask_equals_the_parent(tokenizer, implementation):
+    from transformers import BertForQuestionAnswering
+
+    from scaling_study.models.qa_head import PREBUILT_4D_MASKS, attention_mask_4d
+
+    model = build_model("tiny", "squad", tokenizer, seed=0).eval()
+    ref = BertForQuestionAnswering(model.config).eval()
+    ref.load_state_dict(model.state_dict())
+    model.config._attn_implementation = implementation  # shared config: both use it
+    ids = torch.randint(1000, 2000, (2, 16), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # a padded window
+    ours, theirs = model(input_ids=ids, attention_mask=mask), ref(input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(ours.start_logits, theirs.start_logits)
+    torch.testing.assert_close(ours.end_logits, theirs.end_logits)
+    assert attention_mask_4d(mask, implementation).dim() == (4 if PREBUILT_4D_MASKS else 2)

@@ -160,7 +160,7 @@ def test_local_mode_on_s3_keeps_its_latest_checkpoint_and_continues_from_it(s3, 
 
 @pytest.mark.ray
 def test_an_asha_sweep_on_s3_gathers_its_trials_there_and_resumes_from_there(s3, s3_ray, synth_dir, tmp_path, monkeypatch):
-    from scaling_study.reports.records import load_results
+    from scaling_study.results.records import load_results
     from scaling_study.tune.sweep import run_sweep
 
     base = tmp_path / "base.yaml"

@@ -63,3 +63,23 @@ def test_run_times_every_step_of_every_optimizer_and_tabulates_ratios(device):
     assert [r["optimizer"] for r in rows] == specs
     assert rows[0]["x_adamw:foreach"].startswith("1.00")
     assert "x_adamw:fused" not in rows[0]  # a baseline that did not run has no column
+
+
+def test_host_time_and_launches_are_cuda_columns(monkeypatch):
+    """On the CPU the host's time is the step and nothing is launched: both columns say '-'."""
+    params = [torch.nn.Parameter(torch.randn(16, 8))]
+    params[0].grad = torch.randn_like(params[0])
+    timings = bench.run(["adamw:foreach", "lamb:foreach"], params, steps=2, warmup=1, rounds=1)
+    assert all(t.launches is None and len(t.host_ms) == 2 for t in timings.values())
+    rows = bench.table(timings, bound_ms=1.0)
+    assert [(r["host_ms"], r["launches"]) for r in rows] == [("-", "-"), ("-", "-")]
+    assert bench.count_launches(lambda: None, "cpu") is None
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_on_cuda_a_fused_lamb_step_is_a_few_launches_whatever_the_tensor_count():
+    params = [torch.nn.Parameter(torch.randn(8, 8, device="cuda")) for _ in range(50)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    timings = bench.run(["lamb"], params, steps=2, warmup=1, rounds=1, device="cuda")
+    assert timings["lamb"].launches <= 20 and len(timings["lamb"].host_ms) == 2

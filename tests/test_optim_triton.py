@@ -81,9 +81,7 @@ def _run_both(update_name: str, n_state: int, steps: int = 2, **kwargs):
             assert params[-1].data_ptr() % 16 != 0
         states = [[torch.zeros_like(p) for p in params] for _ in range(n_state)]
         for step in range(steps):
-            # tensors at different step counts: bias corrections are per tensor
-            counts = [float(step + 1 + i % 3) for i in range(len(params))]
-            extra = (counts,) if n_state == 2 else ()
+            extra = (step + 1,) if n_state == 2 else ()  # the group's step count
             getattr(ops, update_name)(params, _grads(step, params), *states, *extra, **kwargs)
         runs.append(params)
     return runs
@@ -175,6 +173,7 @@ def test_layout_cuts_tensors_into_chunks_that_never_cross_a_tensor():
 def test_without_triton_auto_warns_once_and_falls_back_to_foreach(monkeypatch):
     monkeypatch.setattr(_triton, "KERNELS", "scaling_study.optim._no_such_kernels")
     _triton.kernels.cache_clear()
+    _triton.available.cache_clear()
     monkeypatch.setattr(_triton, "supports", functools.partial(_triton.supports,
                                                                device_type="cpu"))
     monkeypatch.setitem(base.FUSED, "cpu", _triton)
@@ -189,6 +188,7 @@ def test_without_triton_auto_warns_once_and_falls_back_to_foreach(monkeypatch):
             _optimizer_run(Lamb, "fused")
     finally:
         _triton.kernels.cache_clear()
+        _triton.available.cache_clear()
 
 
 # Compiles every kernel for sm_90 and prints one line per kernel and variant: name, dtype, whether
@@ -203,13 +203,14 @@ import scaling_study.optim._triton_kernels as K
 TYPES = {"ptrs": "*i64", "chunk_tensor": "*i64", "chunk_start": "*i64", "numel": "*i64",
          "first_chunk": "*i64", "n": "i32", "n_chunks": "i32", "beta1": "fp32",
          "one_minus_beta1": "fp32", "beta2": "fp32", "one_minus_beta2": "fp32", "eps": "fp32",
-         "wd": "fp32", "momentum": "fp32"}  # the rest: float32 arrays
+         "wd": "fp32", "momentum": "fp32", "c1": "fp32", "c2": "fp32", "factor1": "fp32",
+         "factor2": "fp32", "lower": "fp32", "upper": "fp32"}  # the rest: float32 arrays
 for name in ["sumsq", "segment_norms", "lamb_phase1", "lamb_phase2", "lans_phase1",
-             "lans_phase2", "lars_apply"]:
+             "lans_phase2", "lars_apply", "trust_scales"]:
     fn = getattr(K, name)
     for dtype, aligned in [(torch.float32, True), (torch.bfloat16, False)]:
         consts = dict(DTYPE=K.DTYPES[dtype], CHUNK=_triton.CHUNK, BLOCK=_triton.BLOCK,
-                      ALIGNED=aligned, LIST=1, SBLOCK=_triton.SBLOCK)
+                      ALIGNED=aligned, LIST=1, SBLOCK=_triton.SBLOCK, K=2, BOUNDED=aligned, CLIP=aligned)
         consts = {k: v for k, v in consts.items() if k in fn.arg_names}
         sig = {a: "constexpr" if a in consts else TYPES.get(a, "*fp32") for a in fn.arg_names}
         out = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", 90, 32))
@@ -228,8 +229,8 @@ def test_kernels_compile_for_a_hopper_gpu_with_vector_loads():
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line.split() for line in proc.stdout.splitlines()]
-    assert len(lines) == 14
+    assert len(lines) == 16
     for name, dtype, aligned, cubin, vector in lines:
         assert cubin == "True", (name, dtype)
-        if aligned == "True" and name != "segment_norms":
+        if aligned == "True" and name not in ("segment_norms", "trust_scales"):
             assert vector == "True", (name, dtype)

@@ -8,8 +8,8 @@ import pytest
 from fixtures.reports.synthetic import strong_records, write_sweep
 from scaling_study.errors import UserError
 from scaling_study.reports import build, cli
-from scaling_study.reports.records import load_results
-from scaling_study.reports.scaling import weak_scaling
+from scaling_study.results.records import load_results
+from scaling_study.results.scaling import weak_scaling
 
 
 def report(*argv):
@@ -35,11 +35,12 @@ def test_report_writes_a_dashboard_and_the_table_behind_every_chart(study, capsy
     assert report(sweep, strong, "--out", out, "--target-metric", "f1", "--target", 85) == 0
     tables = {p.stem for p in (out / "tables").glob("*.csv")}
     assert tables == {"weak_scaling", "strong_scaling", "time_to_target", "target_scaling_weak",
-                      "target_scaling_strong", "steps_to_target", "tradeoff_fit", "recommendation",
+                      "target_scaling_strong", "steps_to_target", "tradeoff_fit", "tradeoff_holdout",
+                      "tradeoff_curve", "recommendation",
                       "metric_curves", "final_metric_grid", "trial_lifetimes", "trials",
                       "trial_outcomes", "param_importance", "best_so_far"}  # reports/explore.py
     printed = capsys.readouterr().out
-    assert f"dashboard: {out / 'dashboard.html'}" in printed and "15 CSV files" in printed
+    assert f"dashboard: {out / 'dashboard.html'}" in printed and "17 CSV files" in printed
     # The synthetic model "bert-tiny" has no size to count: the projection says which flag to give.
     assert "skipped:   Projected scaling to many GPUs: model 'bert-tiny'" in printed and "--grad-bytes" in printed
     # The CSV is the table the pure function computes from the same records.

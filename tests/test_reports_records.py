@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs, load_results
+from scaling_study.results.records import Needs, load_results
 
 
 def write(path, rows):

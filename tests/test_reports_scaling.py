@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
-from scaling_study.reports.runs import run_summary, steady_throughput
-from scaling_study.reports.scaling import baseline_notes, strong_scaling, train_time_at, weak_scaling, WEAK_KEYS
+from scaling_study.results.records import assign_runs, normalize
+from scaling_study.results.runs import run_summary, steady_throughput
+from scaling_study.results.scaling import baseline_notes, strong_scaling, train_time_at, weak_scaling, WEAK_KEYS
 
 
 def records(rows, source="hand.csv"):

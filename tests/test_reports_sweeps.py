@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
-from scaling_study.reports.sweeps import (
+from scaling_study.results.records import assign_runs, normalize
+from scaling_study.results.sweeps import (
     final_metric_grid, metric_curves, primary_metric, trial_lifetimes, trials_table,
 )
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from scaling_study.errors import UserError
-from scaling_study.reports.records import assign_runs, normalize
-from scaling_study.reports.targets import (
+from scaling_study.results.records import assign_runs, normalize
+from scaling_study.results.targets import (
     Target, best_trial, make_target, rank_by_time_to_target, resolve_target, target_scaling, time_to_target,
 )
 

@@ -28,7 +28,8 @@ class FakeLauncher(Launcher):
 
     def submit(self, checked, root):
         self.submitted.append((checked.name, checked.overrides, str(root.loc)))
-        launch.discard(checked.path)
+        with launch.working_dir(checked) as (project, path):  # what Ray would ship
+            self.shipped = (project, path, path.read_text())
         record = {"job_id": "job-1", "kind": "sweep", "space": checked.shown_as, "name": checked.name}
         (root.loc / checked.name / "submission.json").write_text(json.dumps(record))
         return record
@@ -215,7 +216,7 @@ def _parsed(text: str) -> tuple[str, dict]:
 
 def test_a_job_log_stream_sends_each_new_chunk_once_then_the_end(monkeypatch):
     fake, launcher = FakeJobClient(), FakeLauncher()
-    monkeypatch.setattr(launcher, "client", lambda: fake)
+    monkeypatch.setattr(launcher, "client", lambda **_: fake)
 
     async def connected():
         return False
@@ -231,7 +232,7 @@ def test_a_job_log_stream_sends_each_new_chunk_once_then_the_end(monkeypatch):
 
 def test_a_page_that_leaves_closes_the_job_log_stream(monkeypatch):
     fake, launcher = FakeJobClient(), FakeLauncher()
-    monkeypatch.setattr(launcher, "client", lambda: fake)
+    monkeypatch.setattr(launcher, "client", lambda **_: fake)
     gone = iter([False, True])
 
     async def disconnected():
@@ -334,3 +335,55 @@ def test_uploads_are_size_limited(client, launcher):
     assert huge.status_code == 422
     assert launcher.submitted == [] and _no_uploads_left()
     assert client.post("/api/submit", json={"space": "weak_scaling_small.yaml"}).status_code == 403  # no CSRF header
+
+
+class FakeLocalRay:
+    """A local Ray that `die()`s on demand; counts starts and stops."""
+    started = 0
+
+    def __init__(self):
+        self.alive, self.stopped = True, False
+        FakeLocalRay.started += 1
+        self.url = f"http://127.0.0.1:{9000 + FakeLocalRay.started}"
+
+    def start(self):
+        return self
+
+    def running(self):
+        return self.alive
+
+    def stop(self):
+        self.alive, self.stopped = False, True
+        return []
+
+
+def test_the_service_outlives_its_local_ray_and_starts_a_fresh_one_for_the_next_submission(monkeypatch):
+    from scaling_study.service import local_ray
+
+    FakeLocalRay.started = 0
+    monkeypatch.setattr(local_ray, "LocalRay", FakeLocalRay)
+    launcher = Launcher(None)
+    assert launcher.job({"job_id": "j"})["status"] == launch.RAY_STOPPED  # nothing started for a status
+    assert FakeLocalRay.started == 0
+    first = launcher.job_address()
+    assert first == "http://127.0.0.1:9001" and not launcher.ray_stopped()
+    launcher._local.alive = False  # the Ray dies under the service
+    assert launcher.ray_stopped()
+    status = launcher.job({"job_id": "j"})
+    assert status["status"] == launch.RAY_STOPPED and status["message"].startswith("Ray stopped")
+    assert launcher.job_address() == "http://127.0.0.1:9002"  # the next submission: a fresh Ray
+    fresh = launcher._local
+    launcher.close()
+    assert fresh.stopped and launcher.job_address(start=False) is None
+
+
+def test_the_app_stops_its_local_ray_when_it_shuts_down(live_root):
+    closed = []
+
+    class Closing(FakeLauncher):
+        def close(self):
+            closed.append(True)
+
+    with TestClient(create_app([str(live_root)], launcher=Closing())):
+        pass
+    assert closed == [True]

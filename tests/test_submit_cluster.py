@@ -15,9 +15,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import yaml
 
 from scaling_study.cli import main
 from scaling_study.storage import Loc, read_csv
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]  # a hung job fails the
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MARKER = "SCALING_STUDY_TEST_CLUSTER"
+TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 TINY = ["scaling.num_workers=1", "train.global_batch=16", "train.steps=4", "eval.every_steps=2",
         "data.synth.train=200", "data.synth.dev=20", "data.max_eval_examples=20"]
 
@@ -65,30 +68,73 @@ def _kill(marker: str, grace_s: float = 5.0) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3):
-    """A 2-CPU head node on loopback with the dashboard (Job Submission API); its address. Its
-    nodes hold the S3 server's endpoint and keys (`s3`), as a cluster writing to a bucket would."""
+def head(s3):
+    """A 2-CPU head node on loopback with the dashboard (Job Submission API) and Ray's token
+    authentication on, with this machine's default token (~/.ray/auth_token, made if missing, the
+    token Ray gives every local cluster here): its GCS address and dashboard URL. Its nodes hold
+    the S3 server's endpoint and keys (`s3`), as a cluster writing to a bucket would."""
     marker = uuid.uuid4().hex
     temp = tempfile.mkdtemp(prefix="ssray")  # short: Ray's socket paths live under it
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    # `python` in the job's entrypoint must be this environment's; a throwaway loopback cluster
-    # needs no token (Ray enables token auth by default when a token exists in ~/.ray).
-    env.update({MARKER: marker, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "disabled"})
-    dashboard = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", *TOKEN_ENV)}
+    # `python` in the job's entrypoint must be this environment's.
+    env.update({MARKER: marker, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "token"})
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, timeout=60,
+                   check=True)
+    dashboard, gcs = _free_port(), _free_port()
     # Every port chosen here: a fixed default (the job agent's 52365) may be held by another Ray
     # on this machine, and then the Job Submission API answers "No available agent".
-    cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+    cmd = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
            "--dashboard-agent-listen-port", str(_free_port()), "--num-cpus", "2", "--disable-usage-stats",
            "--temp-dir", temp]
     try:
         started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
-        yield f"http://127.0.0.1:{dashboard}"
+        yield SimpleNamespace(dashboard=f"http://127.0.0.1:{dashboard}", gcs=f"127.0.0.1:{gcs}")
     finally:
         survivors = _kill(marker)
         shutil.rmtree(temp, ignore_errors=True)
         assert not survivors, f"cluster processes still running: {survivors}"
+
+
+@pytest.fixture(scope="module")
+def cluster(head):
+    """The head's Job Submission API address."""
+    return head.dashboard
+
+
+def _cli(args, env_update=None, *, cwd, timeout):
+    """`scaling-study ARGS` in a subprocess (its own Ray client state), with this test's environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", *TOKEN_ENV)}
+    env.update(env_update or {})
+    return subprocess.run([sys.executable, "-m", "scaling_study.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_sweep_runs_against_a_token_authenticated_head_with_the_token_found_as_ray_finds_it(head, tmp_path):
+    """Neither RAY_AUTH_MODE nor a token variable set: the token comes from ~/.ray/auth_token, as
+    for `ray status --address`."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "name": "token_sweep", "base": str(ROOT / "jobs" / "sweep_base_tiny.yaml"),
+        "output": {"dir": str(tmp_path / "sweeps")}, "search": {"algorithm": "grid"},
+        "parameters": {"optimizer.lr": {"distribution": "grid", "values": [0.004]}}}))
+    overrides = sum((["--set", f"set.{item}"] for item in TINY), [])
+    done = _cli(["sweep", str(space), "--address", head.gcs, *overrides], cwd=tmp_path, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "sweeps" / "token_sweep" / "trials.csv")
+    assert list(trials["status"]) == ["DONE"]
+
+
+def test_without_the_cluster_token_the_error_names_where_to_give_it(head, tmp_path):
+    home = tmp_path / "home"  # no ~/.ray/auth_token there, and no token variable
+    home.mkdir()
+    done = _cli(["run", str(ROOT / "jobs" / "sweep_base_tiny.yaml"), "--address", head.gcs, *sum((["--set", t] for t in TINY), [])],
+                {"HOME": str(home)}, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"--address {head.gcs}: the Ray cluster there refused the connection" in done.stderr
+    assert "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token" in done.stderr
+    assert "cannot reach" not in done.stderr
 
 
 def _wait_status(client, job_id: str, wanted: str, timeout_s: float) -> str:

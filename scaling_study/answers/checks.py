@@ -9,8 +9,9 @@ Two checks, each testing a different part of the model (docs/answers.md, "How go
   N = 1 compute time; `predicted_own_compute` the N = 2 run's own compute and optimizer
   times, so that the gap between the two is computation slowed by sharing the machine, which no communication
   model predicts.
-- `check_published`: the α-β all-reduce model against published all-reduce measurements whose
-  inputs (link, ranks, nodes, bytes) are known.
+- `check_published`: the α-β all-reduce model against published ring all-reduce measurements
+  whose inputs (link, ranks, nodes, bytes) are known and whose source names a repository, a file
+  and a commit.
 
 The LAMB paper's 76.7 % (49× faster on 64× the TPU v3 chips) cannot check the model: it is a
 time-to-train ratio across different batch sizes, step counts and two phases, and the per-step
@@ -18,19 +19,20 @@ compute and all-reduce times on the TPU torus are not published.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from scaling_study.answers.links import GB, LINKS, US, Cluster, Link
-from scaling_study.answers.projection import Profile, allreduce_call_time, bus_bandwidth
+from scaling_study.answers.links import GB, LINKS, Cluster
+from scaling_study.answers.projection import GRAD_ELEMENT_BYTES, Profile, allreduce_call_time, bus_bandwidth
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.scaling import WEAK_KEYS, present, weak_scaling
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.scaling import WEAK_KEYS, present, weak_scaling
 
 MIB, GIB = 2**20, 2**30
 PROFILE = Needs("projection inputs", ("time_compute_s", "per_worker_batch", "grad_accum", "num_workers"))
+DEVICE_PROFILE = Needs("projection with a device profile", ("task", "model", "seq_len", "per_worker_batch"))
 MODEL_CHECK = Needs("1 → 2 worker model check",
                     ("time_compute_s", "time_allreduce_s", "num_workers", "per_worker_batch"))
 
@@ -61,6 +63,60 @@ def profile_from_records(records: pd.DataFrame, grad_bytes: float, optimizer: st
     return Profile(compute_s_per_sample=float(per_sample.median()), grad_bytes=float(grad_bytes),
                    per_worker_batch=int(rows["per_worker_batch"].mode().iloc[0]),
                    optimizer_s=0.0 if np.isnan(opt) else float(opt), overlap=overlap)
+
+
+def profile_for(records: pd.DataFrame, plan, optimizer: str | None = None) -> Profile:
+    """The projection's inputs for `optimizer` on `plan`'s device.
+
+    With a device profile (`plan.device`): its compute per sample and optimizer step for the
+    records' model and sequence length, the records' per-worker batch (a measured profile: its
+    own). Without one: the records' own timings (`profile_from_records`), only where every run was
+    measured on a GPU; CPU records would put CPU compute next to GPU links, so UserError says
+    what to give instead.
+    """
+    rows = records if optimizer is None else records[records["optimizer"] == optimizer]
+    if plan.device is None:
+        require_gpu_records(rows)
+        profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
+        return replace(profile, device="records (GPU)")
+    DEVICE_PROFILE.check(rows)
+    task, model, seq_len = _one_value(rows, "task"), _one_value(rows, "model"), int(_one_value(rows, "seq_len"))
+    if hasattr(plan.device, "entry"):  # measured on the device
+        if plan.device.accelerator != "cuda":
+            raise UserError(f"--device-profile {plan.device.path}: measured on {plan.device.device} "
+                            f"(accelerator: {plan.device.accelerator}), not on the GPUs whose links the projection "
+                            "models: profile a GPU (scaling-study bench profile --device cuda)")
+        entry = plan.device.entry(model, task, seq_len)
+        return Profile(1.0 / entry.samples_per_s, plan.grad_bytes, entry.batch, entry.optimizer_step_s,
+                       plan.overlap, plan.device.label())
+    if plan.model_config is None:
+        raise UserError(f"--device-profile {plan.device.name}: model {model!r}'s configuration cannot be read "
+                        "here, so its FLOPs per sample are unknown: measure it (scaling-study bench profile)")
+    pwb = int(rows["per_worker_batch"].dropna().mode().iloc[0])
+    return Profile(plan.device.compute_s_per_sample(plan.model_config, seq_len, task), plan.grad_bytes, pwb,
+                   plan.device.optimizer_s(int(plan.grad_bytes // GRAD_ELEMENT_BYTES)), plan.overlap, plan.device.label())
+
+
+def require_gpu_records(records: pd.DataFrame) -> None:
+    """UserError unless every row's `device` is a GPU (cuda…): the records' compute may then go
+    next to GPU links. The message says what to give instead."""
+    devices = sorted(set(records["device"].dropna().astype(str))) if "device" in records.columns else []
+    if devices and all(d.startswith("cuda") for d in devices):
+        return
+    from scaling_study.answers.device import NAMED
+
+    found = ", ".join(devices) if devices else "no device column"
+    raise UserError(f"the records' compute was measured on {found}, not on the GPUs whose links the projection "
+                    "models: give --device-profile FILE (measured on the GPU by `scaling-study bench profile "
+                    f"--out FILE`) or NAME (derived from FLOPs per sample: {', '.join(NAMED)})")
+
+
+def _one_value(rows: pd.DataFrame, col: str):
+    values = rows[col].dropna().unique() if col in rows.columns else []
+    if len(values) != 1:
+        raise UserError(f"a device profile projects one model at one sequence length: the records hold "
+                        f"{len(values)} values of {col!r} ({', '.join(map(str, values[:5]))})")
+    return values[0]
 
 
 def check_model(records: pd.DataFrame) -> pd.DataFrame:
@@ -112,17 +168,15 @@ class PublishedAllReduce:
     """The measured bus bandwidth (bytes/s)."""
 
 
-_H200 = "stas00/ml-engineering network/benchmarks/README.md: 8x H200, NCCL 2.30.7, default timing"
-_B200_4N = ("stas00/ml-engineering network/benchmarks/README.md: 4 nodes x 8 B200 (32 ranks); "
-            "intra busbw = the same node's measured 838.97 GB/s; 400 GB/s of network per node")
-_B200 = Cluster(Link("b200-measured", 838.97 * GB, 3.4 * US, _B200_4N),
-                Link("node-400GBps", 400 * GB, 9.6 * US, _B200_4N), gpus_per_node=8, nics=1)
+# Only measurements whose source names a repository, a file and a commit, with a ring all-reduce
+# (NVLS off): NCCL picks NVLS on H100/H200 nodes from 2 MiB up and LL below 1 MiB, neither of which
+# the model describes.
+_H200_RING = ("stas00/ml-engineering network/benchmarks/results/all-reduce-8xH200.md@c53741b: 8x H200 SXM, "
+              "NCCL 2.27.7, measured 2026-08-04, 'SHARP disabled' (ring): 367.61 GB/s; its payload is not "
+              "stated there, the sweep's largest (16 GiB) is assumed (the model's α terms are < 0.1 % above 1 GiB)")
 
 PUBLISHED_ALLREDUCE: tuple[PublishedAllReduce, ...] = (
-    *(PublishedAllReduce(_H200, Cluster(LINKS["nvlink4"]), 8, size, bw * GB) for size, bw in (
-        (1 * MIB, 74.57), (16 * MIB, 255.90), (32 * MIB, 301.25),
-        (256 * MIB, 441.87), (1 * GIB, 465.91), (16 * GIB, 482.25))),
-    PublishedAllReduce(_B200_4N, _B200, 32, 16 * GIB, 376.71 * GB),
+    PublishedAllReduce(_H200_RING, Cluster(LINKS["nvlink4"]), 8, 16 * GIB, 367.61 * GB),
 )
 
 

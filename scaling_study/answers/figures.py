@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from scaling_study.answers.tradeoff import tradeoff_curve
 
 _COLORS = qualitative.Plotly
 _HEIGHT = 420
@@ -39,22 +38,29 @@ def noise_figure(tables, report=None) -> go.Figure:
 
 
 def tradeoff_figure(tables, report=None) -> go.Figure:
-    """Steps to target against batch per optimizer: measured best settings, the fitted curve with
-    B_crit and the measured B_noise marked, perfect scaling (steps ∝ 1/B from the smallest batch
-    that reached the target), and the batches no setting took to the target (× along the top)."""
+    """Steps to target against batch per optimizer: measured best settings (bars: the interval in
+    which the runs crossed the target; hollow where the best LR lies on its grid's edge), the fitted curve with its 95 % band (dashed beyond the
+    measured batches), B_crit and the measured B_noise marked, perfect scaling (steps ∝ 1/B from
+    the smallest batch that reached the target), and censored batches (× along the top)."""
     points, fits = tables["steps_to_target"], tables["tradeoff_fit"]
+    curve = tables.get("tradeoff_curve")
     reached = points.dropna(subset=["steps"])
-    top = float(reached["steps"].max()) * 1.6 if not reached.empty else 1.0
+    top = float(reached["steps_hi"].max()) * 1.6 if not reached.empty else 1.0
     fig = go.Figure()
     for i, (optimizer, part) in enumerate(points.groupby("optimizer", sort=True)):
         color, done = _COLORS[i % len(_COLORS)], part.dropna(subset=["steps"])
-        fig.add_trace(go.Scatter(x=done["global_batch"], y=done["steps"], mode="markers", name=optimizer,
-                                 marker=dict(color=color, size=9), legendgroup=optimizer,
-                                 hovertemplate="B=%{x}: %{y:.4g} steps<extra>" + optimizer + "</extra>"))
+        edge = done["lr_edge"].fillna("").ne("") if "lr_edge" in done.columns else pd.Series(False, index=done.index)
+        fig.add_trace(go.Scatter(
+            x=done["global_batch"], y=done["steps"], mode="markers", name=optimizer, legendgroup=optimizer,
+            # hollow: the best LR was on its grid's edge, so the point may lie above what a wider grid gives
+            marker=dict(color=color, size=9, symbol=["circle-open" if e else "circle" for e in edge]),
+            error_y=dict(type="data", symmetric=False, array=done["steps_hi"] - done["steps"],
+                         arrayminus=done["steps"] - done["steps_lo"], color=color, thickness=1),
+            hovertemplate="B=%{x}: %{y:.4g} steps<extra>" + optimizer + "</extra>"))
         missed = part[part["steps"].isna()]
         if not missed.empty:
             fig.add_trace(go.Scatter(x=missed["global_batch"], y=[top] * len(missed), mode="markers",
-                                     name=f"{optimizer}: target not reached", legendgroup=optimizer,
+                                     name=f"{optimizer}: not reached (censored)", legendgroup=optimizer,
                                      marker=dict(color=color, size=11, symbol="x-thin-open", line=dict(width=2)),
                                      hovertemplate="B=%{x}: no setting reached the target<extra>"
                                                    + optimizer + "</extra>"))
@@ -66,9 +72,11 @@ def tradeoff_figure(tables, report=None) -> go.Figure:
                 name=f"{optimizer}: perfect scaling", legendgroup=optimizer,
                 line=dict(color=color, dash="dot", width=1), hoverinfo="skip"))
         fit = fits[(fits["optimizer"] == optimizer) & fits["s_min"].notna()]
-        if not fit.empty:
-            _fit_trace(fig, fit.iloc[0], optimizer, color, row_index=i)
+        if not fit.empty and curve is not None:
+            _fit_traces(fig, fit.iloc[0], curve[curve["optimizer"] == optimizer], optimizer, color, i)
     batches = sorted(points["global_batch"].unique())
+    if len(batches) > 8:  # a published table's many batches: 1-2-5 ticks, not one per batch
+        batches = _ticks_125(min(batches), max(batches) * 4)
     fig.update_xaxes(type="log", title="global batch B", tickvals=batches, ticktext=[f"{b:g}" for b in batches])
     drawn = [y for trace in fig.data if trace.y is not None for y in trace.y if y > 0]
     ticks = _ticks_125(min(drawn, default=1.0) / 1.3, top)
@@ -85,11 +93,33 @@ def _ticks_125(low: float, high: float) -> list[float]:
     return ticks
 
 
-def _fit_trace(fig: go.Figure, row: pd.Series, optimizer: str, color: str, row_index: int = 0) -> None:
-    curve = tradeoff_curve(row)
-    fig.add_trace(go.Scatter(x=curve["global_batch"], y=curve["steps"], mode="lines", legendgroup=optimizer,
-                             name=f"{optimizer}: S_min={row['s_min']:.3g}, B_crit={row['b_crit']:.3g}",
-                             line=dict(color=color)))
+def _band(fig: go.Figure, x, lo, hi, color: str, group: str, row=None, col=None) -> None:
+    """A shaded interval between `lo` and `hi` (two traces, the second filled to the first)."""
+    kw = dict(row=row, col=col) if row else {}
+    fig.add_trace(go.Scatter(x=list(x), y=list(hi), mode="lines", line=dict(width=0), legendgroup=group,
+                             showlegend=False, hoverinfo="skip"), **kw)
+    fig.add_trace(go.Scatter(x=list(x), y=list(lo), mode="lines", line=dict(width=0), fill="tonexty",
+                             fillcolor=_translucent(color), legendgroup=group, showlegend=False,
+                             hoverinfo="skip"), **kw)
+
+
+def _translucent(color: str) -> str:
+    r, g, b = (int(color.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},0.15)"
+
+
+def _fit_traces(fig: go.Figure, row: pd.Series, curve: pd.DataFrame, optimizer: str, color: str,
+                row_index: int = 0) -> None:
+    _band(fig, curve["global_batch"], curve["steps_lo"], curve["steps_hi"], color, optimizer)
+    for inside, dash in ((True, "solid"), (False, "dash")):
+        part = curve[curve["in_range"] == inside]
+        if inside is False:  # join the extrapolated part to the measured one
+            part = pd.concat([curve[curve["in_range"]].tail(1), part])
+        fig.add_trace(go.Scatter(
+            x=part["global_batch"], y=part["steps"], mode="lines", legendgroup=optimizer,
+            showlegend=inside, line=dict(color=color, dash=dash),
+            name=f"{optimizer}: S_min={row['s_min']:.3g}, B_crit={row['b_crit']:.3g} "
+                 f"[{row.get('b_crit_lo', math.nan):.3g}, {row.get('b_crit_hi', math.nan):.3g}]"))
     marks = ((row["b_crit"], "dash", "B_crit"), (row.get("b_noise_at_target"), "dot", "B_noise"))
     for j, (value, dash, label) in enumerate(marks):
         if value is not None and pd.notna(value) and 0 < value < float("inf"):
@@ -102,8 +132,8 @@ def _fit_trace(fig: go.Figure, row: pd.Series, optimizer: str, color: str, row_i
 
 
 def projection_figure(tables, report=None) -> go.Figure:
-    """Projected weak-scaling efficiency and (where fitted) time to target against N, per
-    optimizer and accumulation."""
+    """Projected weak-scaling efficiency and (where fitted) time to target against N with its 95 %
+    band, per optimizer and accumulation; dashed where the batch lies beyond the measured ones."""
     table = tables["projection"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Projected weak-scaling efficiency",
                                                         "Projected train time to target (s)"))
@@ -112,9 +142,12 @@ def projection_figure(tables, report=None) -> go.Figure:
         fig.add_trace(go.Scatter(x=part["num_workers"], y=part["efficiency"], mode="lines+markers", name=name,
                                  legendgroup=name, line=dict(color=color)), row=1, col=1)
         if "time_to_target_s" in part.columns and part["time_to_target_s"].notna().any():
-            fig.add_trace(go.Scatter(x=part["num_workers"], y=part["time_to_target_s"], mode="lines+markers",
-                                     name=name, legendgroup=name, showlegend=False, line=dict(color=color)),
-                          row=1, col=2)
+            _band(fig, part["num_workers"], part["time_lo_s"], part["time_hi_s"], color, name, row=1, col=2)
+            for inside, dash in ((True, "solid"), (False, "dash")):
+                shown = part[part["in_range"] == inside]
+                fig.add_trace(go.Scatter(x=shown["num_workers"], y=shown["time_to_target_s"], mode="lines+markers",
+                                         name=name + ("" if inside else " (extrapolated)"), legendgroup=name,
+                                         showlegend=False, line=dict(color=color, dash=dash)), row=1, col=2)
     ticks = sorted(table["num_workers"].unique())
     fig.update_xaxes(type="log", title="GPUs N", tickvals=ticks, ticktext=[f"{n:g}" for n in ticks])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)

@@ -15,8 +15,8 @@ from scaling_study.errors import UserError
 GB = 1e9
 US = 1e-6
 ALGORITHMS = ("ring", "hierarchical")
-# Against the one published multi-node point (docs/answers.md) the two bracket the measurement:
-# ring +6 %, hierarchical −12 % in bus bandwidth; hierarchical is the conservative choice.
+# No traceable multi-node measurement checks either algorithm (docs/answers.md); hierarchical
+# predicts the lower bus bandwidth across nodes, the conservative choice.
 DEFAULT_ALGORITHM = "hierarchical"
 # What a report projects to unless told otherwise (`--cluster`): a DGX H100/H200 node, eight
 # GPUs on NVLink 4 with eight 400 Gb/s NICs, the usual building block of large BERT runs.
@@ -33,19 +33,24 @@ class Link:
     source: str
 
 
+# α: NCCL's Ring/Simple hardware latency per step (hwLat in src/graph/tuning.cc of NVIDIA/nccl at
+# commit b647562, NCCL 2.20.3 by its makefiles/version.mk, a 2024 release: NVLink 3.4 µs, PCI
+# 5.7 µs, NET 14.0 µs — the 2020 file at 01afd20 had NET 9.6 µs). β: ring all-reduce bus bandwidth
+# (nccl-tests' busbw) with NVLink SHARP (NVLS) off — NVLS reduces inside the switch and is not a
+# ring; it is not modelled.
+_TUNING = "α: NVIDIA/nccl src/graph/tuning.cc@b647562 (NCCL 2.20.3) hwLat Ring/Simple"
 LINKS: dict[str, Link] = {link.name: link for link in (
-    Link("pcie4", 25 * GB, 5.7 * US, "PCIe 4.0 x16: 31.5 GB/s per direction (PCI-SIG), ~80 % effective "
-         "as NVLink measures (assumed); α: NCCL tuning.cc hwLat PCI Ring/Simple"),
-    Link("nvlink3", 235 * GB, 3.4 * US, "A100 SXM + NVSwitch: 300 GB/s per direction; NCCL caps A100 "
-         "busbw at 235 GB/s (tuning.cc), as measured; α: hwLat NVLink Ring/Simple"),
-    Link("nvlink4", 480 * GB, 3.4 * US, "H100/H200 SXM + NVSwitch: 450 GB/s per direction; all-reduce "
-         "busbw ~480 GB/s with NVLink SHARP (NCCL maintainers, nccl-tests#212); α: hwLat NVLink"),
-    Link("nvlink4-ring", 370 * GB, 3.4 * US, "as nvlink4 without NVLink SHARP (NCCL_ALGO=Ring): "
-         "~370 GB/s after ~20 % protocol overhead (nccl-tests#212)"),
-    Link("net100", 12 * GB, 9.6 * US, "100 Gb/s NIC (12.5 GB/s line), ~96 % reached by RDMA; "
-         "α: hwLat NET Ring/Simple"),
-    Link("net400", 48 * GB, 9.6 * US, "400 Gb/s NIC (50 GB/s line), ~96 % reached by RDMA; "
-         "α: hwLat NET Ring/Simple"),
+    Link("pcie4", 25 * GB, 5.7 * US, "PCIe 4.0 x16: 31.5 GB/s per direction (PCI-SIG); 80 % of it assumed "
+         f"(no published ring busbw found); {_TUNING} PCI"),
+    Link("nvlink3", 235 * GB, 3.4 * US, "A100 SXM + NVSwitch: 300 GB/s per direction; NCCL's model caps A100 "
+         f"busbw at 235 GB/s (tuning.cc@01afd20, compCap80); {_TUNING} NVLink"),
+    Link("nvlink4", 370 * GB, 3.4 * US, "H100/H200 SXM + NVSwitch, ring (NCCL_ALGO=Ring): 370 GB/s, 450 GB/s "
+         "line rate less ~20 % protocol overhead (NCCL maintainer, NVIDIA/nccl-tests#212, 2024-05-06; "
+         f"365-370 GB/s on 2-8 H100s, NVIDIA/nccl#1455, 2024-09-19); {_TUNING} NVLink"),
+    Link("net100", 12 * GB, 14.0 * US, "100 Gb/s NIC (12.5 GB/s line), ~96 % reached by RDMA; "
+         f"{_TUNING} NET"),
+    Link("net400", 48 * GB, 14.0 * US, "400 Gb/s NIC (50 GB/s line), ~96 % reached by RDMA; "
+         f"{_TUNING} NET"),
 )}
 
 

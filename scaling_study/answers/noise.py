@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from scaling_study.reports.records import Needs, ordered
+from scaling_study.results.records import Needs, ordered
 
 # Weight of the past in the moving averages. 0.95 averages over ~20 steps, the default
 # evaluation interval (`eval.every_steps`), so each record summarises about its own window.

@@ -17,7 +17,9 @@ over workers.
 
 One worker: `MicroBatchNorms` hooks each parameter's incoming gradient (before it is added into
 `.grad`), so each micro-batch's gradient norm is had without a copy; the accumulated gradient's
-norm is taken once at the end of the step.
+norm is taken once at the end of the step. Norms of many tensors are taken with one
+`torch._foreach_norm` launch, not one launch per parameter: the hooks hold up to `FLUSH` incoming
+gradients (a bounded share of a gradient's memory) and take their norms together.
 
 Both collectors give a step's norms the same way, `step_norms(accum, grad_scale)`: a float64
 device tensor (|G_small|², |G_big|²), divided by the fp16 loss scale squared (`grad_scale`, a
@@ -38,6 +40,17 @@ def squared_norm(t: torch.Tensor) -> torch.Tensor:
         t = t.coalesce().values()
     dtype = torch.promote_types(t.dtype, torch.float32)
     return torch.linalg.vector_norm(t.detach(), dtype=dtype).square()
+
+
+def sum_of_squared_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Σ |t|² over `tensors` as a 0-d float64 tensor on their device: one `torch._foreach_norm`
+    launch for the dense ones (in float32 or wider), `squared_norm` for any sparse one."""
+    dense = [t.detach() for t in tensors if not t.is_sparse]
+    parts = [squared_norm(t).double() for t in tensors if t.is_sparse]
+    if dense:
+        dtype = torch.promote_types(dense[0].dtype, torch.float32)
+        parts.append(torch.stack(torch._foreach_norm(dense, 2, dtype=dtype)).double().square().sum())
+    return torch.stack(parts).sum()
 
 
 class NormState:
@@ -99,28 +112,40 @@ class MicroBatchNorms:
     the training loop; `step_norms(accum)` undoes that scaling. Call `remove()` to unhook.
     """
 
+    FLUSH = 32
+    """Incoming gradients held before their norms are taken in one launch."""
+
     def __init__(self, params: list[torch.nn.Parameter]):
         self.params = [p for p in params if p.requires_grad]
         self.sq: list[torch.Tensor] = []
+        self.held: list[torch.Tensor] = []
         self.active = True
         """Off in a phase without accumulation, which has nothing to compare: the hooks do nothing."""
         self.handles = [p.register_hook(self._hook) for p in self.params]
 
     def _hook(self, grad: torch.Tensor) -> None:
         if self.active:
-            self.sq.append(squared_norm(grad))
+            self.held.append(grad)
+            if len(self.held) >= self.FLUSH:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.held:
+            self.sq.append(sum_of_squared_norms(self.held))
+            self.held = []
 
     def step_norms(self, accum: int, grad_scale: torch.Tensor | None = None) -> torch.Tensor | None:
         """(mean over micro-batches of |g_i|², |Σ g_i / accum|²) for the step just done, on the
         device (see the module); None without accumulation or when no gradient arrived. Call it
         before the optimizer step, which clips and zeroes the accumulated gradient."""
+        self._flush()
         sq, self.sq = self.sq, []
         grads = [p.grad for p in self.params if p.grad is not None]
         if accum < 2 or not sq or not grads:
             return None
         # Each hook saw g_i / accum: Σ_i |g_i|² / accum = accum · Σ(hooked squared norms).
         hooked = torch.stack(sq).sum(dtype=torch.float64) * accum
-        accumulated = torch.stack([squared_norm(g) for g in grads]).sum(dtype=torch.float64)
+        accumulated = sum_of_squared_norms(grads)
         return _unscaled((hooked, accumulated), grad_scale)
 
     def remove(self) -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from scaling_study.answers.device import NamedDevice, load_device_profile
 from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_CLUSTER, parse_cluster
+from scaling_study.answers.projection import GRAD_ELEMENT_BYTES
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
 
-GRAD_ELEMENT_BYTES = 4  # fp32 gradients
 # What `models.size_config` gives every named size besides `MODEL_SIZES` (checked against a
 # real model in tests/test_answers_plan.py).
 _SIZE_DEFAULTS = {"max_position_embeddings": 512, "type_vocab_size": 2}
@@ -38,9 +39,14 @@ class PlanOptions:
     algorithm: str = DEFAULT_ALGORITHM
     overlap: float = 0.0
     """Fraction of the all-reduce hidden behind backward (0: none, the conservative default)."""
+    device_profile: str | None = None
+    """A device profile file or name (`answers.device`): the compute of the device projected.
+    None: the records' own timings, which must then come from GPUs."""
 
     def __post_init__(self) -> None:
         parse_cluster(self.cluster)
+        if self.device_profile is not None:
+            load_device_profile(self.device_profile)  # a bad file or name fails before records are read
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"--algorithm {self.algorithm!r}: valid algorithms are {', '.join(ALGORITHMS)}")
         if not (isinstance(self.overlap, (int, float)) and 0.0 <= self.overlap <= 1.0):
@@ -52,17 +58,31 @@ class PlanOptions:
     def resolve(self, records: pd.DataFrame) -> tuple[Plan, str]:
         """(the plan, a sentence saying what it assumes). UserError naming --grad-bytes when
         the gradient bytes are not given and cannot be counted from the records' model."""
+        device = load_device_profile(self.device_profile) if self.device_profile else None
         if self.grad_bytes is not None:
             nbytes, origin = float(self.grad_bytes), "--grad-bytes"
         else:
             (task, model), params = model_parameters(records)
             nbytes = float(params * GRAD_ELEMENT_BYTES)
             origin = f"{task} model {model!r}: {params / 1e6:.3g} M parameters × {GRAD_ELEMENT_BYTES} bytes"
-        plan = Plan(parse_cluster(self.cluster), nbytes, self.algorithm, self.overlap)
+        config = _config_or_none(records) if isinstance(device, NamedDevice) else None
+        plan = Plan(parse_cluster(self.cluster), nbytes, self.algorithm, self.overlap, device=device,
+                    model_config=config)
+        compute = device.describe() if device else "the records' own timings (GPU records only)"
         text = (f"projected for {plan.cluster} with a {plan.algorithm} all-reduce of "
                 f"{nbytes / 1e6:.4g} MB per step ({origin}), {self.overlap:.0%} of it hidden behind "
-                "backward; --cluster, --algorithm, --grad-bytes and --overlap change these")
+                f"backward; compute from {compute}; --cluster, --algorithm, --grad-bytes, --overlap and "
+                "--device-profile change these")
         return plan, text
+
+
+def _config_or_none(records: pd.DataFrame) -> dict | None:
+    """The records' one model's BertConfig values, or None where they cannot be read here."""
+    try:
+        (_, model), _ = model_parameters(records)
+        return bert_config(model)
+    except UserError:
+        return None
 
 
 def model_parameters(records: pd.DataFrame) -> tuple[tuple[str, str], int]:

@@ -2,13 +2,22 @@
 target?": one recommendation per worker count, with its basis.
 
 - **measured**: some run at N workers reached the target; the recommendation is the fastest of
-  them (least train time to the target, `reports.targets.time_to_target`), as it ran.
+  them (least train time to the target, `results.targets.time_to_target`), as it ran.
 - **projected**: no run at N reached it. For each optimizer with a tradeoff fit (`tradeoff.py`),
-  every global batch B = N × per-worker batch × k (k the accumulation) inside the fit's measured
-  batch range is scored as S(B) × projected step time (`projection.py`); the least time wins.
-  Its peak LR is the best LR of the nearest measured batch, moved to B by the LR rule that the
+  every global batch B = N × per-worker batch × k (k the accumulation; per-worker batches from the
+  profile's down to 1) inside the fit's measured batch range is scored as S(B) × projected step
+  time (`projection.py`, on the plan's device: `checks.profile_for`); the least time wins. Its
+  peak LR is the best LR of the nearest measured batch, moved to B by the LR rule that the
   sweep's best LRs follow (`lr_rule_of_sweep`).
-- **none**: neither is possible; `detail` says why.
+- **extrapolated**: as projected, where no batch of N workers lies inside the measured range:
+  at N's smallest batch (per-worker batch 1, no accumulation: the nearest to what was measured),
+  S(B) from the fit beyond its range, bounded below by S_min steps and E_min samples (the detail
+  says so), with its bootstrap interval.
+- **none**: neither is possible; `detail` says why and what would give one.
+
+Every row carries an interval: steps_lo/steps_hi and time_lo_s/time_hi_s (a measured run: the
+crossing lies between its last evaluation below the target and its first at it; projected and
+extrapolated: the bootstrap interval of S(B), `intervals.py`).
 
 References: McCandlish et al. 2018 (the tradeoff S(B)); You et al. 2019 (LAMB: the √ rule);
 Goyal et al. 2017 (the linear rule).
@@ -21,20 +30,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scaling_study.answers.checks import profile_from_records
+from scaling_study.answers.checks import profile_for
 from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, Cluster
 from scaling_study.answers.projection import project, with_time_to_target
-from scaling_study.answers.tradeoff import (
-    GROUP_KEYS, TradeoffFit, setting_columns, steps_to_target, tradeoff_table,
-)
+from scaling_study.answers.tradeoff import GROUP_KEYS, best_settings, fit_table, setting_columns
 from scaling_study.errors import UserError
 from scaling_study.optim.scaling import scale_lr
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.targets import Target, time_to_target
 
 # `run`: the run a measured row is, or the run whose job a projected row starts from (the fastest
 # of the best setting at the nearest measured batch: its other hyperparameters come along).
 COLUMNS = ("num_workers", "basis", "optimizer", "global_batch", "per_worker_batch", "grad_accum",
-           "peak_lr", "lr_rule", "steps_to_target", "time_to_target_s", "run", "detail")
+           "peak_lr", "lr_rule", "steps_to_target", "steps_lo", "steps_hi", "time_to_target_s", "time_lo_s",
+           "time_hi_s", "device", "run", "detail")
 # The exponent p of lr ∝ B^p that each rule stands for.
 _RULE_EXPONENT = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
 
@@ -48,6 +56,11 @@ class Plan:
     algorithm: str = DEFAULT_ALGORITHM
     overlap: float = 0.0
     accums: tuple[int, ...] = (1, 2, 4, 8)
+    device: object = None
+    """A device profile (`device.NamedDevice` or `device.MeasuredDevice`); None: the records' own
+    timings, which must then come from GPUs (`checks.require_gpu_records`)."""
+    model_config: dict | None = None
+    """The records' model's BertConfig values (a named device profile counts its FLOPs)."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -74,66 +87,89 @@ def recommend(records: pd.DataFrame, target: Target, workers, plan: Plan | None 
 
 def _measured(n: int, runs: pd.DataFrame) -> dict:
     best = runs.sort_values("train_time_s", kind="stable").iloc[0]
+    step, before = best.get("step"), best.get("step_before", best.get("step"))
+    share = before / step if step and pd.notna(before) else 1.0  # train time at the last evaluation below
     return {"num_workers": n, "basis": "measured", "optimizer": best.get("optimizer", ""),
             "global_batch": best.get("global_batch"), "per_worker_batch": best.get("per_worker_batch"),
             "grad_accum": best.get("grad_accum"), "peak_lr": best.get("peak_lr"),
-            "lr_rule": best.get("lr_rule", ""), "steps_to_target": best.get("step"),
-            "time_to_target_s": best["train_time_s"], "detail": f"run {best['run']}", "run": best["run"]}
+            "lr_rule": best.get("lr_rule", ""), "steps_to_target": step, "steps_lo": before, "steps_hi": step,
+            "time_to_target_s": best["train_time_s"], "time_lo_s": best["train_time_s"] * share,
+            "time_hi_s": best["train_time_s"], "device": best.get("device", ""),
+            "detail": f"run {best['run']}", "run": best["run"]}
 
 
 def _none(n: int, why: str) -> dict:
-    return {**dict.fromkeys(COLUMNS, math.nan), "num_workers": n, "basis": "none", "detail": why, "run": ""}
+    return {**dict.fromkeys(COLUMNS, math.nan), "num_workers": n, "basis": "none", "detail": why, "run": "",
+            "device": ""}
 
 
 def _fits(records: pd.DataFrame, target: Target, plan: Plan) -> dict[str, tuple]:
     """Per optimizer: its tradeoff fit, its best settings by batch (first group if several) and
-    its measured profile, or why it has none (its runs lack the step timings)."""
-    best = steps_to_target(records, target)
-    table = tradeoff_table(records, target, best)
+    its profile on the plan's device, or why it has none."""
+    best, runs = best_settings(records, target)
+    keys = [k for k in GROUP_KEYS if k in best.columns]
+    _, fits = fit_table(best, runs, keys)
     out = {}
-    for _, row in table.dropna(subset=["s_min"]).iterrows():
-        optimizer = row["optimizer"]
+    for key, fit in fits.items():
+        optimizer = dict(zip(keys, key)).get("optimizer", "")
         if optimizer in out:
             continue
         settings = best[(best["optimizer"] == optimizer) & best["steps"].notna()]
         try:
-            profile = profile_from_records(records, plan.grad_bytes, optimizer, plan.overlap)
+            profile = profile_for(records, plan, optimizer)
         except UserError as exc:
             profile = str(exc)
-        out[optimizer] = (TradeoffFit.from_row(row), settings, profile)
+        out[optimizer] = (fit, settings, profile)
     return out
 
 
-def _projected(n: int, fits: dict, plan: Plan, target: Target, reached: pd.DataFrame) -> dict:
-    candidates, why, projected = [], [], False
+def _candidates(n: int, fits: dict, plan: Plan) -> tuple[list, list[str]]:
+    """(optimizer, settings, profile, fit, best row of the projection at n), and why others have none."""
+    found, why = [], []
     for optimizer, (fit, settings, profile) in fits.items():
-        if isinstance(profile, str):  # why this optimizer's runs give no profile
+        if isinstance(profile, str):  # why this optimizer's runs give no profile on this device
             why.append(f"{optimizer}: {profile}")
             continue
         try:
-            table = project(profile, plan.cluster, plan.algorithm, workers=(n,), accums=plan.accums)
+            table = project(profile, plan.cluster, plan.algorithm, workers=(n,), accums=plan.accums,
+                            per_worker_batches=profile.per_worker_batches())
         except UserError as exc:  # more GPUs than one node, and the cluster has no network
             why.append(f"{optimizer}: {exc}")
             continue
-        projected = True
-        table = with_time_to_target(table, fit).dropna(subset=["time_to_target_s"])
-        if not table.empty:
-            candidates.append((optimizer, settings, profile, table.nsmallest(1, "time_to_target_s").iloc[0]))
+        table = with_time_to_target(table, fit, extrapolate=True)
+        inside = table[table["in_range"]]
+        # Beyond the measured batches, the nearest: N workers' smallest batch (the fit says larger
+        # ones save at most S(B) − S_min steps, and trusts it less the farther it goes).
+        pick = inside.nsmallest(1, "time_to_target_s").iloc[0] if not inside.empty else \
+            table.sort_values(["global_batch", "time_to_target_s"], kind="stable").iloc[0]
+        found.append((optimizer, settings, profile, fit, pick))
+    return found, why
+
+
+def _projected(n: int, fits: dict, plan: Plan, target: Target, reached: pd.DataFrame) -> dict:
+    candidates, why = _candidates(n, fits, plan)
     if not candidates:
-        if projected or not why:
-            why.append(f"no optimizer's measured batch range holds a batch of {n} workers "
-                       f"(per-worker batch × accumulation {plan.accums}) that reached {target}")
+        if not why:
+            why.append(f"no optimizer reached {target} at two batch sizes, so there is no fit of steps against "
+                       "batch: run two or more batches (e.g. 2× apart) to the target")
         return _none(n, "; ".join(why))
-    optimizer, settings, profile, best = min(candidates, key=lambda c: c[3]["time_to_target_s"])
+    # Inside a measured batch range before beyond it; then the least time.
+    optimizer, settings, profile, fit, best = min(
+        candidates, key=lambda c: (not c[4]["in_range"], c[4]["time_to_target_s"]))
     batch = int(best["global_batch"])
     lr, rule = lr_at(settings, batch)
-    return {"num_workers": n, "basis": "projected", "optimizer": optimizer, "global_batch": batch,
-            "per_worker_batch": profile.per_worker_batch, "grad_accum": int(best["grad_accum"]),
-            "peak_lr": lr, "lr_rule": rule, "steps_to_target": best["steps_to_target"],
-            "time_to_target_s": best["time_to_target_s"],
-            "detail": f"S(B) from the {optimizer} tradeoff fit; step {best['step_time_s']:.4g} s on "
-                      f"{plan.cluster}, {plan.algorithm} all-reduce",
-            "run": source_run(reached, nearest_setting(settings, batch))}
+    basis = "projected" if best["in_range"] else "extrapolated"
+    detail = (f"S(B) from the {optimizer} tradeoff fit; step {best['step_time_s']:.4g} s on {plan.cluster}, "
+              f"{plan.algorithm} all-reduce, compute from {profile.device}")
+    if basis == "extrapolated":
+        detail = (f"S(B) extrapolated beyond the measured batches ({min(fit.batches):g}–{max(fit.batches):g}): "
+                  f"at least S_min = {fit.s_min:.4g} steps and E_min = {fit.e_min:.4g} samples "
+                  f"(here {best['samples_to_target']:.4g}); " + detail)
+    return {"num_workers": n, "basis": basis, "optimizer": optimizer, "global_batch": batch,
+            "per_worker_batch": int(best["per_worker_batch"]), "grad_accum": int(best["grad_accum"]),
+            "peak_lr": lr, "lr_rule": rule, **{c: best[c] for c in ("steps_to_target", "steps_lo", "steps_hi",
+                                                                    "time_to_target_s", "time_lo_s", "time_hi_s")},
+            "device": profile.device, "detail": detail, "run": source_run(reached, nearest_setting(settings, batch))}
 
 
 def lr_rule_of_sweep(batches, lrs) -> str:

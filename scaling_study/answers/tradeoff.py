@@ -11,29 +11,36 @@ below it more data parallelism buys nearly proportionally fewer steps, above it 
 The paper predicts B_crit ≈ B_noise (the gradient noise scale, `noise.py`), which is set beside it.
 
 Definitions:
-- A run's steps and samples to the target are those of `reports.targets.time_to_target` (its first
-  evaluation at or past the target; an upper bound by at most one evaluation interval).
+- A run crossed the target somewhere in (steps_lo, steps_hi]: its last evaluation below the
+  target and its first at it (`results.targets.time_to_target`). A batch's steps are the mean over
+  its best setting's runs of the interval midpoints; `steps_lo`/`steps_hi` the means of the
+  bounds. A batch that no run took to the target is *censored*: it needs more steps than any of
+  its runs trained (`censored_at`), which is a bound, not a miss.
 - At each (task, model, optimizer, global batch) a *setting* is one choice of the learning rate
   (`hp.optimizer.lr` where the records were swept, else `peak_lr`) and of every other swept
   hyperparameter except seed, worker count and accumulation (which do not change the steps at a
   fixed global batch); its runs are repeats. The best setting at a batch is the one whose runs
   reached the target most often, then in the fewest mean steps.
 - S = S_min + E_min/B is linear in (S_min, E_min): the fit is non-negative least squares (numpy;
-  two unknowns need no solver) on the relative residuals (S_i − S(B_i))/S_i, so that a batch with few steps weighs as much as one with
-  many. Goodness of fit: the RMS relative residual and R² of log S.
+  two unknowns need no solver) on the relative residuals (S_i − S(B_i))/S_i, so that a batch with
+  few steps weighs as much as one with many. Goodness of fit: the RMS relative residual and R² of
+  log S. Intervals: a bootstrap over batches, runs and the crossing within each run's interval
+  (`intervals.py`).
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from scaling_study.answers import intervals
 from scaling_study.contract import HP_PREFIX
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.sweeps import grid_lr_column
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.sweeps import grid_lr_column
+from scaling_study.results.targets import Target, time_to_target
 
 GROUP_KEYS = ("task", "model", "optimizer")
 # Swept keys that do not define a setting: repeats, or the same global batch reached otherwise.
@@ -43,7 +50,7 @@ TRADEOFF = Needs("steps to target against batch size", ("optimizer", "global_bat
 
 @dataclass(frozen=True)
 class TradeoffFit:
-    """S(B) = S_min (1 + B_crit/B) fitted to (batch, steps) points."""
+    """S(B) = S_min (1 + B_crit/B) fitted to (batch, steps) points, with its bootstrap replicates."""
 
     s_min: float
     e_min: float
@@ -52,6 +59,8 @@ class TradeoffFit:
     r2_log: float
     """R² of log S against log S(B); NaN with only two batches."""
     batches: tuple[float, ...]
+    draws: np.ndarray = field(default_factory=lambda: np.empty((0, 2)), compare=False, repr=False)
+    """(S_min, E_min) per bootstrap replicate (`intervals.bootstrap_draws`); empty: no interval."""
 
     @property
     def b_crit(self) -> float:
@@ -60,12 +69,6 @@ class TradeoffFit:
             return self.e_min / self.s_min
         return math.inf if self.e_min > 0 else math.nan
 
-    @classmethod
-    def from_row(cls, row: pd.Series) -> TradeoffFit:
-        """The fit of one `tradeoff_table` row (which must have one: s_min not NaN)."""
-        batches = tuple(float(b) for b in str(row["batches"]).split(","))
-        return cls(row["s_min"], row["e_min"], row["rms_rel_error"], row["r2_log"], batches)
-
     def steps(self, batch) -> np.ndarray | float:
         """Predicted optimizer steps to the target at global batch `batch`."""
         return self.s_min + self.e_min / np.asarray(batch, dtype=float)
@@ -73,6 +76,23 @@ class TradeoffFit:
     def samples(self, batch) -> np.ndarray | float:
         """Predicted samples to the target, E = B·S = E_min + S_min·B."""
         return self.e_min + self.s_min * np.asarray(batch, dtype=float)
+
+    def steps_interval(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        """The bootstrap interval of S(B) at each of `batch` (NaN without replicates)."""
+        return intervals.steps_band(self.draws, batch)
+
+    def in_range(self, batch) -> np.ndarray:
+        """Whether each of `batch` lies within the batches the fit was measured on."""
+        b = np.asarray(batch, dtype=float)
+        return (b >= min(self.batches)) & (b <= max(self.batches))
+
+    def interval_columns(self) -> dict[str, float]:
+        """s_min_lo/_hi, e_min_lo/_hi, b_crit_lo/_hi and n_boot: the table's interval columns."""
+        out = {"n_boot": len(self.draws)}
+        for name, values in (("s_min", self.draws[:, 0]), ("e_min", self.draws[:, 1]),
+                             ("b_crit", intervals.b_crit_of(self.draws))):
+            out[f"{name}_lo"], out[f"{name}_hi"] = intervals.interval(values)
+        return out
 
 
 def fit_tradeoff(batch, steps) -> TradeoffFit:
@@ -129,89 +149,194 @@ def steps_to_target(records: pd.DataFrame, target: Target) -> pd.DataFrame:
     """Per (task, model, optimizer, global batch): the best setting and its steps to `target`.
 
     Columns: the group keys present, global_batch, lr_column, lr (the best setting's), peak_lr and
-    lr_rule (as its runs ran), the other setting columns, n_runs, n_reached, steps, samples and
-    train_time_s (means over its runs that reached; NaN where none did), n_settings (tried at
-    that batch). Sorted by group and batch.
+    lr_rule (as its runs ran), the other setting columns, n_runs, n_reached, steps, steps_lo,
+    steps_hi (module docstring), samples (steps × batch) and train_time_s (means over its runs
+    that reached; NaN where none did), n_settings (tried at that batch), lr_edge ("low" or "high"
+    where the best LR is the lowest or highest tried at that batch, else ""), censored_at (where
+    no run at that batch reached the target: the most steps any of them trained) and vs_perfect
+    (`vs_perfect`). Sorted by group and batch.
     """
+    return best_settings(records, target)[0]
+
+
+def tradeoff_runs(records: pd.DataFrame, target: Target) -> pd.DataFrame:
+    """The runs of each batch's best setting (`steps_to_target`): the group keys, global_batch,
+    run, reached, steps_lo and steps_hi (the interval of its crossing; NaN where not reached)."""
+    return best_settings(records, target)[1]
+
+
+def best_settings(records: pd.DataFrame, target: Target) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`steps_to_target`, `tradeoff_runs`) computed together."""
     TRADEOFF.check(records)
-    per_run = time_to_target(records, target)
+    per_run = time_to_target(records, target).dropna(subset=["global_batch"])
+    per_run = per_run.assign(steps_lo=per_run.get("step_before", per_run["step"]), steps_hi=per_run["step"])
     keys = [k for k in GROUP_KEYS if k in per_run.columns]
     setting = setting_columns(per_run)
     cells = _setting_cells(per_run, [*keys, "global_batch", *setting])
-    cells["n_settings"] = cells.groupby([*keys, "global_batch"], dropna=False)["n_runs"].transform("size")
+    by_batch = cells.groupby([*keys, "global_batch"], dropna=False)
+    cells["n_settings"] = by_batch["n_runs"].transform("size")
+    cells["lr_edge"] = np.where(cells["n_settings"] < 2, "", np.where(
+        cells[setting[0]] == by_batch[setting[0]].transform("min"), "low",
+        np.where(cells[setting[0]] == by_batch[setting[0]].transform("max"), "high", "")))
     cells["reach_rate"] = cells["n_reached"] / cells["n_runs"]
     best = cells.sort_values(["reach_rate", "steps"], ascending=[False, True], na_position="last", kind="stable")
     best = best.drop_duplicates([*keys, "global_batch"]).drop(columns="reach_rate")
+    runs = per_run.merge(best[[*keys, "global_batch", *setting]], on=[*keys, "global_batch", *setting])
+    censored = per_run.groupby([*keys, "global_batch"], dropna=False)["last_step"].max().rename("censored_at") \
+        if "last_step" in per_run.columns else None
     best = best.rename(columns={setting[0]: "lr"})
     best.insert(len(keys) + 1, "lr_column", setting[0])
-    return best.sort_values([*keys, "global_batch"], kind="stable").reset_index(drop=True)
+    best = best.sort_values([*keys, "global_batch"], kind="stable").reset_index(drop=True)
+    if censored is not None:
+        best = best.merge(censored.reset_index(), on=[*keys, "global_batch"], how="left")
+        best.loc[best["n_reached"] > 0, "censored_at"] = np.nan
+    best["vs_perfect"] = vs_perfect(best, keys)
+    return best, runs[[*keys, "global_batch", "run", "reached", "steps_lo", "steps_hi"]].reset_index(drop=True)
 
 
 def _setting_cells(per_run: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    per_run = per_run.dropna(subset=["global_batch"])
     reached = per_run[per_run["reached"]]
+    reached = reached.assign(mid=(reached["steps_lo"] + reached["steps_hi"]) / 2)
     g = per_run.groupby(by, dropna=False, sort=True)
     cells = g.size().rename("n_runs").to_frame()
     cells["n_reached"] = g["reached"].sum()
     for col in ("peak_lr", "lr_rule"):
         if col in per_run.columns and col not in by:
             cells[col] = g[col].first()
-    for col in ("step", "samples", "train_time_s"):
-        if col in reached.columns:
-            cells["steps" if col == "step" else col] = reached.groupby(by, dropna=False)[col].mean()
-    return cells.reset_index()
+    done = reached.groupby(by, dropna=False)
+    cells["steps"] = done["mid"].mean()
+    cells["steps_lo"], cells["steps_hi"] = done["steps_lo"].mean(), done["steps_hi"].mean()
+    cells = cells.reset_index()
+    cells["samples"] = cells["steps"] * cells["global_batch"]
+    if "train_time_s" in reached.columns:
+        cells = cells.merge(done["train_time_s"].mean().reset_index(), on=by, how="left")
+    return cells
+
+
+def vs_perfect(points: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per batch: the steps saved from the previous (smaller) batch of its group, as a fraction of
+    what perfect scaling would save, (S_prev − S) / (S_prev − S_prev·B_prev/B): 1 is perfect
+    scaling, 0 no gain. NaN for a group's first batch and next to a batch without steps."""
+    out = pd.Series(np.nan, index=points.index)
+    for _, part in points.groupby(keys, dropna=False, sort=False) if keys else [(None, points)]:
+        part = part.sort_values("global_batch")
+        s, b = part["steps"].to_numpy(float), part["global_batch"].to_numpy(float)
+        perfect_saving = s[:-1] * (1 - b[:-1] / b[1:])
+        out.loc[part.index[1:]] = (s[:-1] - s[1:]) / perfect_saving
+    return out
+
+
+def fit_runs(runs: pd.DataFrame, n_boot: int = intervals.N_BOOT) -> TradeoffFit:
+    """The fit to the runs' interval midpoints (per batch means) with its bootstrap replicates.
+    `runs`: global_batch, steps_lo, steps_hi of runs that reached the target."""
+    key = tuple(map(tuple, runs[list(intervals.RUN_COLUMNS)].to_numpy(float)))
+    return _fit_runs(key, n_boot)
+
+
+@functools.lru_cache(maxsize=64)  # a report's sections fit the same runs; the bootstrap is the cost
+def _fit_runs(key: tuple, n_boot: int) -> TradeoffFit:
+    runs = pd.DataFrame(list(key), columns=list(intervals.RUN_COLUMNS))
+    points = intervals.midpoints(runs)
+    fit = fit_tradeoff(points["global_batch"], points["steps"])
+    draws = intervals.bootstrap_draws(runs, fit_tradeoff, n_boot)
+    draws.setflags(write=False)  # shared by every caller of the cache
+    return replace(fit, draws=draws)
 
 
 def tradeoff_table(records: pd.DataFrame, target: Target, points: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (task, model, optimizer): the fit over its batches that reached the target.
 
-    Columns: the group keys, s_min, e_min, b_crit, rms_rel_error, r2_log, n_batches, batches
-    ("32,64,128"), b_noise_at_target and b_noise_mean (see `measured_noise_scale`; NaN without
-    a `grad_noise_scale` column) and note (why a group has no fit, or what its fit means).
-    `points`: `steps_to_target(records, target)` where the caller has it already.
+    Columns: `fit_table`'s, with b_noise_at_target and b_noise_mean (`measured_noise_scale`; NaN
+    without a `grad_noise_scale` column). `points`: `steps_to_target(records, target)` where the
+    caller has it already.
     """
-    table = steps_to_target(records, target) if points is None else points
-    keys = [k for k in GROUP_KEYS if k in table.columns]
-    noise = measured_noise_scale(records, target, keys)
-    rows = []
-    for values, part in table.dropna(subset=["steps"]).groupby(keys, sort=True, dropna=False):
-        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
-        row.update(_fit_row(part["global_batch"], part["steps"]))
+    points_, runs = best_settings(records, target)
+    points = points_ if points is None else points
+    keys = [k for k in GROUP_KEYS if k in points.columns]
+    table, _ = fit_table(points, runs, keys)
+    noise = measured_noise_scale(records, target, keys, runs)
+    if not table.empty and not noise.empty:
+        table = table.drop(columns=["b_noise_at_target", "b_noise_mean"]).merge(noise, on=keys, how="left")
+    return table
+
+
+FIT_COLUMNS = ("s_min", "s_min_lo", "s_min_hi", "e_min", "e_min_lo", "e_min_hi", "b_crit", "b_crit_lo",
+               "b_crit_hi", "n_boot", "rms_rel_error", "r2_log", "n_batches", "batches",
+               "b_noise_at_target", "b_noise_mean", "note")
+
+
+def fit_table(points: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, dict]:
+    """(one row per group with a batch that reached the target: `FIT_COLUMNS`, {group tuple:
+    TradeoffFit}). `points` as `steps_to_target` gives them; `runs` as `tradeoff_runs`."""
+    rows, fits = [], {}
+    for key, part in groups_of(points, keys):
+        reached = part.dropna(subset=["steps"])
+        if reached.empty:
+            continue
+        row = {**dict(zip(keys, key)), **dict.fromkeys(FIT_COLUMNS, math.nan)}
+        row.update(n_batches=len(reached), batches=",".join(f"{b:g}" for b in reached["global_batch"]), n_boot=0)
+        group_runs = runs[in_group(runs, keys, key) & runs["reached"].astype(bool)]
+        if len(reached) < 2:
+            row["note"] = "one batch size reached the target: nothing to fit"
+        else:
+            fit = fits[key] = fit_runs(group_runs)
+            row.update(s_min=fit.s_min, e_min=fit.e_min, b_crit=fit.b_crit, rms_rel_error=fit.rms_rel_error,
+                       r2_log=fit.r2_log, **fit.interval_columns())
+            row["note"] = "; ".join(filter(None, [_fit_note(fit, len(reached)), *censored_notes(part, fit)]))
         rows.append(row)
-    out = pd.DataFrame(rows, columns=[*keys, *_FIT_COLUMNS])
-    if not out.empty and not noise.empty:
-        out = out.drop(columns=["b_noise_at_target", "b_noise_mean"]).merge(noise, on=keys, how="left")
-    return out
+    return pd.DataFrame(rows, columns=[*keys, *FIT_COLUMNS]), fits
 
 
-_FIT_COLUMNS = ("s_min", "e_min", "b_crit", "rms_rel_error", "r2_log", "n_batches", "batches",
-                "b_noise_at_target", "b_noise_mean", "note")
+def groups_of(table: pd.DataFrame, keys: list[str]):
+    if not keys:
+        yield (), table
+        return
+    for values, part in table.groupby(keys, sort=True, dropna=False):
+        yield (values if isinstance(values, tuple) else (values,)), part
 
 
-def _fit_row(batch: pd.Series, steps: pd.Series) -> dict:
-    row = dict.fromkeys(_FIT_COLUMNS, math.nan)
-    row.update(n_batches=len(batch), batches=",".join(f"{b:g}" for b in batch), note="")
-    if len(batch) < 2:
-        row["note"] = "one batch size reached the target: nothing to fit"
-        return row
-    fit = fit_tradeoff(batch, steps)
-    row.update(s_min=fit.s_min, e_min=fit.e_min, b_crit=fit.b_crit,
-               rms_rel_error=fit.rms_rel_error, r2_log=fit.r2_log)
-    if len(batch) == 2:
-        row["note"] = "two batch sizes: the fit is exact, no goodness of fit"
-    elif fit.s_min == 0:
-        row["note"] = "steps fell as 1/B at every batch: B_crit lies above the largest batch"
-    elif fit.e_min == 0:
-        row["note"] = "steps did not fall with batch: B_crit lies below the smallest batch"
-    return row
+def in_group(table: pd.DataFrame, keys: list[str], key: tuple) -> pd.Series:
+    mask = pd.Series(True, index=table.index)
+    for col, value in zip(keys, key):
+        mask &= (table[col] == value) | (table[col].isna() & pd.isna(value))
+    return mask
 
 
-def measured_noise_scale(records: pd.DataFrame, target: Target, keys: list[str]) -> pd.DataFrame:
+def _fit_note(fit: TradeoffFit, n_batches: int) -> str:
+    if n_batches == 2:
+        return "two batch sizes: the fit is exact, no goodness of fit"
+    if fit.s_min == 0:
+        return "steps fell as 1/B at every batch: B_crit lies above the largest batch"
+    if fit.e_min == 0:
+        return "steps did not fall with batch: B_crit lies below the smallest batch"
+    return ""
+
+
+def censored_notes(points: pd.DataFrame, fit: TradeoffFit) -> list[str]:
+    """For each batch no run took to the target: whether the fit agrees that it needs more steps
+    than its runs trained (a censored point, not a miss)."""
+    if "censored_at" not in points.columns:
+        return []
+    notes = []
+    for _, row in points.dropna(subset=["censored_at"]).iterrows():
+        b, bound = float(row["global_batch"]), float(row["censored_at"])
+        lo, hi = fit.steps_interval(b)
+        verdict = "consistent with the fit" if fit.steps(b) > bound else "the fit expected it to reach the target"
+        notes.append(f"batch {b:g} not reached in {bound:g} steps (censored): the fit predicts "
+                     f"{float(fit.steps(b)):.4g} steps [{lo[0]:.4g}, {hi[0]:.4g}], {verdict}")
+    return notes
+
+
+def measured_noise_scale(records: pd.DataFrame, target: Target, keys: list[str],
+                         runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per group: the median over runs that reached `target` of grad_noise_scale at the first
     evaluation that reached it (`b_noise_at_target`) and of its mean over the evaluations up to
-    there (`b_noise_mean`). Empty where the records carry no noise scale."""
+    there (`b_noise_mean`). `runs` (`tradeoff_runs`): only those runs — each batch's best setting,
+    the runs the fit rests on. Empty where the records carry no noise scale."""
     if "grad_noise_scale" not in records.columns or records["grad_noise_scale"].isna().all():
         return pd.DataFrame(columns=[*keys, "b_noise_at_target", "b_noise_mean"])
+    if runs is not None:
+        records = records[records["run"].isin(runs["run"])]
     rows = ordered(records.dropna(subset=[target.metric]))
     met = target.met(rows[target.metric]).astype(int)
     after_hit = met.groupby(rows["run"]).cummax().groupby(rows["run"]).shift(fill_value=0) > 0
@@ -223,8 +348,16 @@ def measured_noise_scale(records: pd.DataFrame, target: Target, keys: list[str])
     return per_run.groupby(keys, dropna=False)[["b_noise_at_target", "b_noise_mean"]].median().reset_index()
 
 
-def tradeoff_curve(fit_row: pd.Series, n_points: int = 50) -> pd.DataFrame:
-    """The fitted S(B) and E(B) over the fit's batch range (log-spaced), for a chart."""
-    fit = TradeoffFit.from_row(fit_row)
-    grid = np.geomspace(min(fit.batches), max(fit.batches), n_points)
-    return pd.DataFrame({"global_batch": grid, "steps": fit.steps(grid), "samples": fit.samples(grid)})
+def tradeoff_curve(fits: dict, keys: list[str], n_points: int = 60, beyond: float = 4.0) -> pd.DataFrame:
+    """The fitted S(B) with its bootstrap band per group, for a chart: log-spaced from the
+    smallest measured batch to `beyond` × the largest. Columns: the group keys, global_batch,
+    steps, steps_lo, steps_hi, samples and in_range (False: extrapolated)."""
+    parts = []
+    for key, fit in fits.items():
+        grid = np.geomspace(min(fit.batches), max(fit.batches) * beyond, n_points)
+        lo, hi = fit.steps_interval(grid)
+        parts.append(pd.DataFrame({**{k: v for k, v in zip(keys, key)}, "global_batch": grid,
+                                   "steps": fit.steps(grid), "steps_lo": lo, "steps_hi": hi,
+                                   "samples": fit.samples(grid), "in_range": fit.in_range(grid)}))
+    columns = [*keys, "global_batch", "steps", "steps_lo", "steps_hi", "samples", "in_range"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)

@@ -17,8 +17,11 @@ move its bytes faster than these single-stream kernels (x_bound below 1).
 
 On CUDA, steps are timed with CUDA events recorded between consecutive steps (one synchronisation
 per optimizer and round, after its last step): a step's time is the GPU's, or the host's where
-launching the kernels takes longer than running them. LAMB, LANS and LARS run the fused Triton
-kernels there (``impl="fused"``), which need Triton; the ``:foreach`` rows run torch's kernels.
+launching the kernels takes longer than running them. Beside it the table shows the host's own
+time per step (``host_ms``: the median wall time of a ``step()`` call, which returns once its
+kernels are queued) and the kernels and copies one step puts on the GPU (``launches``, counted by
+torch's profiler); on the CPU both say ``-``. LAMB, LANS and LARS run the fused Triton kernels
+there (``impl="fused"``), which need Triton; the ``:foreach`` rows run torch's kernels.
 
 A benchmark, not a test: nothing here asserts a time.
 """
@@ -100,6 +103,10 @@ class Timing:
     name: str
     times_ms: list[float] = field(default_factory=list)
     round_medians: list[float] = field(default_factory=list)
+    host_ms: list[float] = field(default_factory=list)
+    """Host wall time of each timed ``step()`` call (CUDA only: on the CPU it is the step)."""
+    launches: int | None = None
+    """Kernels and copies one step puts on the GPU (CUDA only)."""
 
 
 def bert_base_params(seed: int = 0, device="cpu"):
@@ -129,30 +136,48 @@ def bandwidth_gbps(numel: int, repeats: int = 10, device="cpu") -> float:
     best = 0.0
     for fn, accesses in kernels:
         fn()
-        seconds = min(_timed(fn, 1, device)[0] for _ in range(repeats))
+        seconds = min(_timed(fn, 1, device)[0][0] for _ in range(repeats))
         best = max(best, accesses * 4 * numel / seconds / 1e9)
     return best
 
 
-def _timed(fn, times: int = 1, device="cpu") -> list[float]:
-    """Seconds of each of ``times`` consecutive calls of ``fn``: wall time on the CPU; on CUDA,
-    the time between CUDA events recorded around each call, read after one synchronisation."""
+def _timed(fn, times: int = 1, device="cpu") -> tuple[list[float], list[float]]:
+    """Seconds of each of ``times`` consecutive calls of ``fn``, and the host's seconds in each
+    call: wall time on the CPU (both the same); on CUDA, the time between CUDA events recorded
+    around each call, read after one synchronisation, and the wall time of the call itself."""
     import torch
 
+    host = []
     if torch.device(device).type != "cuda":
-        out = []
         for _ in range(times):
             start = time.perf_counter()
             fn()
-            out.append(time.perf_counter() - start)
-        return out
+            host.append(time.perf_counter() - start)
+        return host, host
     events = [torch.cuda.Event(enable_timing=True) for _ in range(times + 1)]
     events[0].record()
     for event in events[1:]:
+        start = time.perf_counter()
         fn()
+        host.append(time.perf_counter() - start)
         event.record()
     events[-1].synchronize()
-    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
+    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])], host
+
+
+def count_launches(fn, device) -> int | None:
+    """Kernels and copies one call of ``fn`` puts on the GPU (torch's profiler); None on a CPU."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    if torch.device(device).type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize(device)
+    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
 
 
 def run(specs: list[str], params, steps: int, warmup: int, rounds: int,
@@ -171,8 +196,12 @@ def run(specs: list[str], params, steps: int, warmup: int, rounds: int,
                 opt.step()
             if torch.device(device).type == "cuda":
                 torch.cuda.synchronize(device)  # the warm-up's kernels are not timed either
-            times = [t * 1e3 for t in _timed(opt.step, steps, device)]
+            device_s, host_s = _timed(opt.step, steps, device)
+            times = [t * 1e3 for t in device_s]
+            if r == 0:
+                timings[spec].launches = count_launches(opt.step, device)
             del opt
+            timings[spec].host_ms += [t * 1e3 for t in host_s]
             timings[spec].times_ms += times
             timings[spec].round_medians.append(statistics.median(times))
             print(f"  round {r + 1}/{rounds} {spec}: median {statistics.median(times):.1f} ms",
@@ -195,11 +224,25 @@ def table(timings: dict[str, Timing], bound_ms: float) -> list[dict[str, str]]:
                 row[f"x_{base}"] = (f"{statistics.median(ratios):.2f} (min "
                                     f"{min(t.times_ms) / min(b.times_ms):.2f})")
         row["x_bound(min)"] = f"{min(t.times_ms) / bound_ms:.2f}"
+        cuda = t.launches is not None
+        row["host_ms"] = f"{statistics.median(t.host_ms):.2f}" if cuda else "-"
+        row["launches"] = str(t.launches) if cuda else "-"
         rows.append(row)
     return rows
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
+def measure(specs: list[str], *, device: str = "cpu", steps: int = 10, warmup: int = 2,
+            rounds: int = 3) -> list[dict[str, str]]:
+    """The table's rows for ``specs`` over BERT-base's parameters on ``device`` (what ``main``
+    prints, for callers in Python: the GPU check)."""
+    dev = _check_device(device)
+    params = bert_base_params(device=dev)
+    numel = sum(p.numel() for p in params)
+    bound_ms = 7 * 4 * numel / (bandwidth_gbps(numel, device=dev) * 1e9) * 1e3
+    return table(run(specs, params, steps, warmup, rounds, dev), bound_ms)
+
+
+def print_table(rows: list[dict[str, str]]) -> None:
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
@@ -227,7 +270,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"{args.rounds} rounds x {args.steps} timed steps per optimizer (after {args.warmup} "
           "untimed); x_BASE: median of per-round ratios (ratio of fastest steps)")
     rows = table(run(specs, params, args.steps, args.warmup, args.rounds, device), bound_ms)
-    _print_table(rows)
+    print_table(rows)
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -10,7 +10,9 @@ subprocess, on 127.0.0.1 and a free port) and measures over HTTP:
   repeats (warm);
 - push: `--clients` clients hold the event stream of a running study open while rows are added
   to one of its trials' records.csv the way the Train controller adds them (the whole file
-  replaced: the old rows plus the new one); each client notes when each row arrives.
+  replaced: the old rows plus the new one); each client notes when each row arrives;
+- a big study (`serve_big`): one run with a records file of `--big-mb` MB, its detail cold and
+  warm, and the studies list and the service's memory while `--big-clients` clients ask for it.
 
 It prints each figure against its target (met / NOT met). Nothing here asserts a time: the
 targets are the ones this machine (2 cores) is held to.
@@ -19,29 +21,22 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import quote
 
 from scaling_study import layout
 from scaling_study.bench import positive_int
-from scaling_study.contract import COLUMNS, HP_PREFIX
+from scaling_study.bench.serve_kit import Server, Sweep, get, quantile, records_text
+from scaling_study.contract import HP_PREFIX
 
 TARGETS = {"list_cold": 1.0, "list_warm": 0.1, "study": 0.3, "push_p95": 2.0}
 """Seconds: the studies list cold and warm (median), one study (cold and warm), push at p95."""
-RUNNING_EVERY = 50
-"""One sweep in this many is still running (a fresh heartbeat); the others have finished."""
-_OPTIMIZERS = ("lamb", "lans", "lars", "adamw", "radam")
-_WORKERS = (1, 2, 4, 8)
 
 
 def add_arguments(p) -> None:
@@ -58,6 +53,9 @@ def add_arguments(p) -> None:
     p.add_argument("--root", default=None,
                    help="write the synthetic root here (an empty or missing folder; default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the root afterwards (it is removed otherwise)")
+    from scaling_study.bench import serve_big
+
+    serve_big.add_arguments(p)
 
 
 # --- the synthetic root -----------------------------------------------------------------------
@@ -66,54 +64,6 @@ def _steer():
     from scaling_study.tune import steer  # imports Ray: not when the command line is only built
 
     return steer
-
-
-class Sweep:
-    """What the bench writes for one sweep, deterministic in its index."""
-
-    def __init__(self, index: int, trials: int, evals: int):
-        self.index, self.n_trials, self.evals = index, trials, evals
-        self.name = f"sweep_{index:05d}"
-        self.running = index % RUNNING_EVERY == 0
-        self.trial_ids = [f"{index:05d}_{t:05d}" for t in range(trials)]
-
-    def params(self, t: int) -> dict:
-        return {"optimizer.name": _OPTIMIZERS[t % len(_OPTIMIZERS)], "scaling.num_workers": _WORKERS[t % len(_WORKERS)],
-                "optimizer.lr": [1e-4, 3e-4, 1e-3, 3e-3][(t // 4) % 4]}
-
-    def rows(self, t: int, evals: int) -> list[dict]:
-        """The first `evals` evaluations of trial `t` (the same values on every call)."""
-        rng = random.Random(self.index * 100_003 + t)
-        return [trial_row(self, t, e, rng) for e in range(evals)]
-
-
-def trial_row(sweep: Sweep, t: int, e: int, rng: random.Random) -> dict:
-    """Evaluation `e` (from 0) of trial `t`: every contract column, values shaped like a run's."""
-    p = sweep.params(t)
-    n, batch, trial_id = p["scaling.num_workers"], 16, sweep.trial_ids[t]
-    step = 20 * (e + 1)
-    f1 = 90.0 * (1 - math.exp(-(e + 1) / (8 + t % 7))) + rng.uniform(-1.5, 1.5)
-    return {
-        "run_id": trial_id, "trial_id": trial_id, "task": "squad", "model": "tiny", "optimizer": p["optimizer.name"],
-        "lr": p["optimizer.lr"] * (1 - e / (sweep.evals + 1)), "peak_lr": p["optimizer.lr"], "lr_rule": "sqrt",
-        "per_worker_batch": batch, "grad_accum": 1, "num_workers": n, "global_batch": batch * n,
-        "scaling_mode": "weak", "seed": t % 3, "device": "cpu", "phase": 1, "seq_len": 128, "step": step,
-        "samples": step * batch * n, "train_time_s": step * 0.27 * rng.uniform(0.95, 1.05),
-        "wall_time_s": 20 + step * 0.3 * rng.uniform(0.95, 1.05), "throughput": batch * n / 0.27 * rng.uniform(0.9, 1.1),
-        "loss": 3.5 * math.exp(-e / 15) + rng.uniform(0, 0.1), "f1": f1, "em": f1 * 0.8, "mlm_acc": None,
-        "eval_loss": None, "time_compute_s": 0.2 * rng.uniform(0.9, 1.1), "time_allreduce_s": 0.03 * (n > 1),
-        "time_optimizer_s": 0.04 * rng.uniform(0.9, 1.1),
-        "grad_noise_scale": 40.0 * rng.uniform(0.8, 1.2) if n > 1 else None,
-        "grad_norm_sq": 2.0 * rng.uniform(0.8, 1.2) if n > 1 else None,
-        "grad_trace": 80.0 * rng.uniform(0.8, 1.2) if n > 1 else None, "target_metric": "f1", "target_value": 80.0,
-        "target_reached": f1 >= 80.0,
-    }
-
-
-def records_text(rows: list[dict]) -> str:
-    """records.csv as pandas writes it: the contract's columns, full-precision floats, empty for missing."""
-    cell = lambda v: "" if v is None else repr(v) if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join([",".join(c.name for c in COLUMNS), *(",".join(cell(r[c.name]) for c in COLUMNS) for r in rows)]) + "\n"
 
 
 def _replace(path: Path, text: str) -> None:
@@ -191,57 +141,6 @@ def prepare_root(root: Path, studies: int, trials: int, evals: int) -> tuple[lis
 
 
 # --- the service and its clients --------------------------------------------------------------
-
-class Server:
-    """`scaling-study serve ROOT --port 0` in a subprocess; `url` once it listens."""
-
-    def __init__(self, root: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "scaling_study.cli", "serve", str(root), "--port", "0"],
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if "http://" not in line:
-            self.stop()
-            raise RuntimeError(f"the service did not start (it printed {line!r})")
-        self.url = line.split("http://", 1)[1].split()[0].rstrip("/")
-        self.host, self.port = self.url.rsplit(":", 1)
-
-    def connection(self, timeout: float = 600.0):
-        return HTTPConnection(self.host, int(self.port), timeout=timeout)
-
-    def rss_mib(self) -> float:
-        """The service's resident memory (Linux; NaN elsewhere)."""
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return math.nan
-        return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), math.nan)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except Exception:  # noqa: BLE001 - it would not stop: make sure it is gone
-            self.proc.kill()
-            self.proc.wait()
-
-
-def get(conn, path: str) -> tuple[float, dict]:
-    """(seconds until the whole answer was read, the parsed JSON) of GET `path` on `conn`."""
-    t0 = time.perf_counter()
-    conn.request("GET", quote(path, safe="/:?=&"))
-    reply = conn.getresponse()
-    body = reply.read()
-    elapsed = time.perf_counter() - t0
-    if reply.status != 200:
-        raise RuntimeError(f"GET {path}: {reply.status} {body[:200]!r}")
-    return elapsed, json.loads(body)
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The `q` quantile (nearest rank) of `values`."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
 
 def measure_list(server: Server, repeats: int) -> dict:
     """The studies list: cold, then polled (as a page without its event stream polls) until
@@ -354,7 +253,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
+def table(args, listing: dict, study: dict, push: dict, mib: float, big: dict | None = None) -> str:
     """Every figure with its target and verdict, one line each."""
     lat, warm, reads = push["latencies"] or [math.inf], listing["warm"], study["warm"]
     figures = [
@@ -370,6 +269,10 @@ def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
         ("push, write -> client, p95", quantile(lat, 0.95), TARGETS["push_p95"]),
         ("push, write -> client, max", max(lat), None),
     ]
+    if big is not None:
+        from scaling_study.bench import serve_big
+
+        figures += serve_big.figures(big, args.big_clients)
     lines = [f"\n# scaling-study bench serve: {args.studies} studies x {args.trials} trials x {args.evals} evaluations "
              f"({args.studies * args.trials * args.evals:,} rows, {mib:,.0f} MiB of records.csv), {args.clients} clients",
              f"{'figure':44} {'value':>10}  {'target':>11}  verdict"]
@@ -379,7 +282,27 @@ def table(args, listing: dict, study: dict, push: dict, mib: float) -> str:
     lines.append(f"rows that never arrived: {push['lost']} of {push['expected']}; service memory: "
                  f"{listing['rss']:,.0f} MiB with every study read, {push['rss']:,.0f} MiB after the push "
                  "(a second start that read only the studies asked for)")
+    if big is not None:
+        from scaling_study.bench import serve_big
+
+        lines.append(serve_big.memory_line(big, args.big_clients))
     return "\n".join(lines)
+
+
+def _big_study(root: Path, args) -> dict:
+    """The big-study case (`serve_big`) on a third fresh start, serving the root and the big run."""
+    from scaling_study.bench import serve_big
+
+    big_root = Path(tempfile.mkdtemp(prefix="scaling-study-bench-big-"))
+    try:
+        serve_big.write_big_run(big_root, args.big_mb)
+        server = Server(root, big_root)
+        try:
+            return serve_big.measure(server, f"1:{serve_big.RUN_NAME}", args.big_clients, args.repeats)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(big_root, ignore_errors=True)
 
 
 def main(args) -> int:
@@ -400,8 +323,9 @@ def main(args) -> int:
             push = measure_push(server, root, sweeps[0], args)
         finally:
             server.stop()
+        big = _big_study(root, args) if args.big_mb > 0 else None
         mib = sum(p.stat().st_size for p in root.glob("*/*/*/records.csv")) / 2**20
-        print(table(args, listing, study, push, mib))
+        print(table(args, listing, study, push, mib, big))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,11 @@ between that and Ray Train's 2 workers is Ray's own share. Ray throughput exclud
 window (start-up, allocator warm-up) and evaluation; the rows without Ray time the steps after
 `--warmup`, from a common start. `--grad-accum K` makes every row accumulate K micro-batches per
 optimizer step (DDP all-reduces once per step, Determined's aggregation frequency), which divides
-the communication per sample by K. `--device cuda`: one GPU per process (and per Ray worker).
+the communication per sample by K. `--device cuda`: one GPU per process (and per Ray worker),
+with a column of model FLOPs utilisation per GPU (`scaling_study.bench.mfu`) for the named sizes;
+`--precision bf16` for the GPU's tensor cores. `--no-ray` keeps to the rows without Ray (a GPU
+machine without Ray, say): `--model base` and `--model large` give BERT-base's and -large's
+samples/s and MFU.
 
 Every row measures the gradient noise scale as training does (a DDP communication hook; with one
 process, micro-batch gradient hooks when K > 1). `--compare-noise-scale` runs each row without Ray
@@ -50,6 +54,12 @@ def add_arguments(p) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu (gloo), or cuda: one GPU per process, NCCL, and scaling.use_gpu for the Ray rows "
                         "(default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="train.precision of every row (fp16: --device cuda only; default fp32)")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="model.tokenizer: a tokenizer folder for the named sizes (default: the packaged vocabulary)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="data.dir: where the generated data goes")
+    p.add_argument("--no-ray", action="store_true", help="only the rows without Ray (Ray need not be installed)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
     p.add_argument("--compare-noise-scale", action="store_true",
                    help="run each row without Ray that measures the gradient noise scale (DDP; one process "
@@ -70,7 +80,10 @@ def _job(args, workers: int):
         f"train.per_worker_batch={args.batch}", f"train.grad_accum={args.grad_accum}",
         f"train.global_batch={args.batch * workers * args.grad_accum}",
         f"train.steps={w + args.steps}", "eval.target=null", f"eval.every_steps={w}",
-        "data.max_eval_examples=8", "output.dir=/tmp/scaling_study_bench", "output.max_failures=0"])
+        "data.max_eval_examples=8", "output.dir=/tmp/scaling_study_bench", "output.max_failures=0",
+        f"train.precision={args.precision}",
+        *([f"model.tokenizer={args.tokenizer}"] if args.tokenizer else []),
+        *([f"data.dir={args.data_dir}"] if args.data_dir else [])])
 
 
 def data_files(args):
@@ -222,6 +235,8 @@ def one_round(args, files, index: int = 0) -> list[tuple[str, int, float, str | 
     With `--compare-ray-quiet` the two local Rays take turns to go first (odd `index`: Ray's
     defaults first); the rows keep one order."""
     rows = no_ray_rows(args, files)
+    if args.no_ray:
+        return rows
     if not args.compare_ray_quiet:
         return rows + ray_rows(args, args.workers)
     if index % 2:
@@ -250,16 +265,54 @@ def main(args) -> int:
         rounds.append({label: (t, t / rows[0][2], t / (w * thr[ref]) if ref else None) for label, w, t, ref in rows})
         print(f"round {r + 1}: " + ", ".join(f"{label} {t:.1f}" for label, _, t, _ in rows), flush=True)
     width = max(32, *map(len, rounds[0]))
-    print(f"\n{'mode (median of rounds)':{width}} {'samples/s':>10} {'vs plain':>9} {'weak-scaling eff.':>18}")
+    workers = {label: w for label, w, _, _ in rows}
+    print(f"\n{'mode (median of rounds)':{width}} {'samples/s':>10} {'vs plain':>9} {'weak-scaling eff.':>18} "
+          f"{'MFU per GPU':>12}")
     for label in rounds[0]:
         t, vs, eff = (statistics.median(x[label][i] for x in rounds) if rounds[0][label][i] is not None else None
                       for i in range(3))
-        print(f"{label:{width}} {t:10.2f} {vs:9.3f} {'' if eff is None else f'{eff:.3f}':>18}")
+        util = model_flops_utilization(args, t / workers[label])
+        print(f"{label:{width}} {t:10.2f} {vs:9.3f} {'' if eff is None else f'{eff:.3f}':>18} "
+              f"{'' if util is None else f'{100 * util:.1f} %':>12}")
     print("weak-scaling efficiency = samples/s of N / (N x the 1-worker figure of its kind in the same round: "
           "the plain loop for the no-Ray rows, Ray Train with 1 worker for the Ray rows)")
     for line in noise_scale_cost(rounds) + ray_quiet_effect(rounds, max(args.workers)):
         print(line)
     return 0
+
+
+def model_flops_utilization(args, samples_per_s: float) -> float | None:
+    """One GPU's MFU at `samples_per_s` (`scaling_study.bench.mfu`), for the named sizes on CUDA;
+    None on a CPU, for other models, or on a GPU without a known peak."""
+    from scaling_study.bench.mfu import mfu, peak_tflops, train_flops_per_sample
+    from scaling_study.models import MODEL_SIZES
+
+    if args.device != "cuda" or args.model not in MODEL_SIZES:
+        return None
+    import torch
+
+    size = MODEL_SIZES[args.model]
+    flops = train_flops_per_sample(layers=size["num_hidden_layers"], hidden=size["hidden_size"],
+                                   intermediate=size["intermediate_size"], seq_len=args.seq_len)
+    return mfu(samples_per_s, flops, peak_tflops(torch.cuda.get_device_name(0), args.precision))
+
+
+def no_ray_measure(*, model: str, batch: int, device: str, precision: str, steps: int, warmup: int,
+                   tokenizer: str | None = None, data_dir=None) -> str:
+    """One process's samples/s (and MFU) of `model` without Ray, as `bench train --no-ray
+    --workers 1` measures it; one line."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--no-ray", "--workers", "1", "--rounds", "1", "--model", model, "--batch", str(batch),
+                         "--device", device, "--precision", precision, "--steps", str(steps), "--warmup", str(warmup),
+                         *(["--tokenizer", tokenizer] if tokenizer else []),
+                         *(["--data-dir", str(data_dir)] if data_dir else [])])
+    check_device(args)
+    thr = plain_throughput(args, data_files(args))
+    util = model_flops_utilization(args, thr)
+    return f"{thr:.1f} samples/s" + (f", MFU {100 * util:.1f} %" if util is not None else ", MFU n/a")
 
 
 def noise_scale_cost(rounds: list[dict]) -> list[str]:

@@ -34,10 +34,15 @@ class ModelConfig:
     """Tokens per sequence (SQuAD windows; MLM phase 1 unless a phase sets its own)."""
     dropout: float | None = None
     """Override the model's hidden and attention dropout (null: keep the checkpoint's/size's)."""
+    tokenizer: str | None = None
+    """The tokenizer: a folder with tokenizer.json, or a hub name (null: the model's own; a named
+    size takes the packaged MiniLM's uncased WordPiece vocabulary)."""
 
     def __post_init__(self):
         if not self.name.strip():
             raise FieldError("name", "is empty; give 'default', a size, a local checkpoint folder or a hub name")
+        if self.tokenizer is not None and not self.tokenizer.strip():
+            raise FieldError("tokenizer", "is empty; give a folder with tokenizer.json, a hub name, or null")
         check_number("max_seq_length", self.max_seq_length, gt=0)
         check_number("dropout", self.dropout, ge=0, lt=1, allow_none=True)
 
@@ -163,11 +168,27 @@ class ScalingConfig:
     """CPU workers (gloo): all-reduce the word embedding's gradient as the sparse rows a batch
     touched, not the dense vocab x hidden matrix. Only where it applies: several CPU workers and
     input embeddings not tied to an output layer (SQuAD; MLM ties them)."""
+    placement_timeout_s: float = 600.0
+    """Seconds to wait for room for the workers (Ray placing their placement group) before the run
+    fails, naming what it asked for and what holds the cluster; in a sweep that trial fails alone
+    and the others go on."""
+    nccl_env: dict[str, str] = field(default_factory=dict)
+    """NCCL settings set in each GPU worker's environment before its first collective, e.g.
+    {NCCL_SOCKET_IFNAME: eth0, NCCL_IB_HCA: mlx5, NCCL_DEBUG: WARN}; every key starts with NCCL_."""
+    process_group_timeout_s: int = 1800
+    """Seconds a collective may wait for the other workers before the run fails (Ray Train's
+    TorchConfig.timeout_s)."""
 
     def __post_init__(self):
+        check_number("placement_timeout_s", self.placement_timeout_s, gt=0)
         if self.num_workers < 0:
             raise FieldError("num_workers", f"must be >= 1 (0 runs in the driver process), got {self.num_workers}")
         check_number("cpus_per_worker", self.cpus_per_worker, gt=0)
+        check_number("process_group_timeout_s", self.process_group_timeout_s, gt=0, integer=True)
+        for name, value in self.nccl_env.items():
+            if not name.startswith("NCCL_") or not isinstance(value, str):
+                raise FieldError(f"nccl_env.{name}", f"{name}: {value!r}: valid: NCCL_* variables with "
+                                                     "string values (quote numbers: '1')")
         for name, amount in self.resources_per_worker.items():
             check_number(f"resources_per_worker.{name}", amount, ge=0)
 
@@ -219,7 +240,12 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm before the optimizer (NVIDIA's LAMB recipe); null: no clipping."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """fp32; bf16 (autocast); fp16 (autocast + GradScaler, GPU only)."""
+    """fp32; bf16 (autocast; on a GPU the step never waits for it); fp16 (autocast + GradScaler,
+    GPU only: the scaler reads its overflow flag back once per step, a host sync bf16 avoids)."""
+    tf32: bool = True
+    """fp32 on GPUs: matrix products in TF32 (torch.set_float32_matmul_precision('high')), several
+    times faster on Ampere and later at a 10-bit mantissa; false: strict fp32. No effect on CPUs
+    or with bf16/fp16."""
     seed: int = 0
     """Seed of model init, data order (per epoch) and dropout/masking (per rank)."""
     scaling_mode: Literal["weak", "strong", ""] = ""

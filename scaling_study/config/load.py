@@ -1,4 +1,4 @@
-"""Reading job YAML files (safe loader), `--set` overrides, and writing jobs back out."""
+"""Reading job YAML files (safe loader, no aliases), `--set` overrides, and writing jobs back out."""
 from __future__ import annotations
 
 import copy
@@ -15,17 +15,59 @@ from scaling_study.errors import ConfigError, UserError
 from scaling_study.storage import Loc, as_path
 
 
+MAX_YAML_DEPTH = 32
+"""How deeply a YAML file may nest (a search space needs 4 levels; the composer recurses once per level)."""
+
+
+class SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and with a bounded depth: every YAML the project reads
+    (jobs, spaces, `--set` values, a job found in a results folder, an upload to the service) may
+    come from someone else, and a few hundred bytes of nested aliases expand to gigabytes. No
+    shipped file uses aliases."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted; write the value out",
+                                              self.peek_event().start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Dumper(yaml.SafeDumper):
+    """The safe dumper writing a value seen twice out twice: `SafeLoader` reads no aliases."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def parse_yaml(text: str) -> Any:
+    """`text` read with `SafeLoader`. Raises ValueError saying where and what is wrong (`line L,
+    column C not valid YAML: PROBLEM`), for a value the loader cannot build too."""
+    try:
+        return yaml.load(text, Loader=SafeLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1} " if mark else ""
+        raise ValueError(f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except ValueError as exc:  # e.g. an integer of 5,000 digits
+        raise ValueError(f"not valid YAML: {exc}") from None
+
+
 def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping with the safe loader; errors name the file and the line."""
+    """Read a YAML mapping with `SafeLoader`; errors name the file and the line."""
     path = as_path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        data = parse_yaml(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("<top>", f"expected a mapping of keys, got {type(data).__name__}", str(path))
     return data
@@ -37,10 +79,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(item, "expected --set dotted.key=value", "--set")
     try:
-        return key.strip(), (yaml.safe_load(raw) if raw.strip() else None)
-    except yaml.YAMLError as exc:
-        raise ConfigError(key.strip(), f"the value {raw!r} is not valid YAML ({getattr(exc, 'problem', exc)})",
-                          f"--set {item}") from None
+        return key.strip(), (parse_yaml(raw) if raw.strip() else None)
+    except ValueError as exc:
+        raise ConfigError(key.strip(), f"the value {raw!r} is not valid YAML ({exc})", f"--set {item}") from None
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str | None = None,
@@ -128,7 +169,7 @@ def load_job(path: str | os.PathLike, overrides: list[str] = (), labels: dict[st
 def dump_job(job: Job, path: "str | os.PathLike | Loc", header: str | None = None) -> "Path | Loc":
     """Write `job` as YAML that `load_job` reads back to an equal `Job`, all at once (a local
     file through a temporary name; a URI, see `storage.Loc`, in one PUT)."""
-    text = yaml.safe_dump(to_dict(job), sort_keys=False, default_flow_style=False)
+    text = yaml.dump(to_dict(job), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
     if header:
         text = "".join(f"# {line}\n" for line in header.splitlines()) + text
     Loc(path).write_text(text)

@@ -1,4 +1,4 @@
-"""`scaling-study data squad-synth` and `scaling-study squad-eval`.
+"""`scaling-study data squad-synth|tokenize` and `scaling-study squad-eval`.
 
 Imports stay light at module level: the handlers import what they need when they run.
 """
@@ -33,6 +33,21 @@ def register(sub) -> None:
                        help="paragraphs in corpus.txt; corpus_dev.txt gets a tenth (default %(default)s)")
     synth.set_defaults(func=_squad_synth)
 
+    tok = which.add_parser(
+        "tokenize", help="pre-tokenise an MLM corpus into memory-mapped uint16 shards (data.train: DIR/shards.json)",
+        description="Tokenise the non-empty lines of text files once into --shards files of uint16 token ids and "
+                    "DIR/shards.json; a job reads them with data.train: DIR/shards.json, each worker memory-mapping "
+                    "its own shards. --wordpiece-vocab N first trains an uncased WordPiece vocabulary of N ids on "
+                    "the corpus into DIR/tokenizer (for model.tokenizer) and tokenises with it.")
+    tok.add_argument("corpus", nargs="+", type=Path, help="UTF-8 text files, one document line each")
+    tok.add_argument("--out", required=True, type=Path, help="output directory (created if missing)")
+    tok.add_argument("--shards", type=int, default=8, help="shard files; at least one per worker (default %(default)s)")
+    tok.add_argument("--model", default="default", help="the model spec or tokenizer folder to tokenise with "
+                                                        "(default: %(default)s)")
+    tok.add_argument("--wordpiece-vocab", type=int, default=None, metavar="N",
+                     help="train a WordPiece vocabulary of N ids on the corpus instead of --model's")
+    tok.set_defaults(func=_tokenize)
+
     ev = sub.add_parser("squad-eval", help="official SQuAD v1.1 EM/F1 of a predictions file",
                         description="Print {\"exact_match\": .., \"f1\": ..} for PREDICTIONS.json "
                                     "({question id: answer text}) against DATA.json, as evaluate-v1.1.py does.")
@@ -48,6 +63,19 @@ def _squad_synth(args: argparse.Namespace) -> int:
                         seed=args.seed, corpus_lines=args.corpus_lines)
     for name, path in paths.items():
         print(f"{name}: {path}")
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from scaling_study.data.tokenize import train_wordpiece, write_shards
+    from scaling_study.models import load_tokenizer
+
+    spec = args.model
+    if args.wordpiece_vocab is not None:
+        spec = str(train_wordpiece(args.corpus, args.out / "tokenizer", args.wordpiece_vocab))
+        print(f"tokenizer: {spec}")
+    manifest = write_shards(args.corpus, load_tokenizer(spec), args.out, args.shards)
+    print(f"shards: {manifest}")
     return 0
 
 

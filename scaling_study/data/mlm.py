@@ -7,7 +7,12 @@ calls ``text_dataset(paths, tokenizer, seq_len)`` with its length and ``mlm_coll
 
 Masking is transformers' ``DataCollatorForLanguageModeling`` (15 % of non-special tokens; of
 those 80 % [MASK], 10 % random, 10 % kept), capped at ``max_predictions`` masked positions per
-sequence as in BERT's ``create_pretraining_data.py``.
+sequence as in BERT's ``create_pretraining_data.py``. A batch then takes NVIDIA's BERT layout:
+``masked_positions`` and ``labels`` of a fixed width ``max_predictions`` per sequence, padded
+with position 0 and label -100, so that the model gathers the same number of positions from every
+batch (no boolean indexing, no data-dependent shape, no host sync on a GPU). Blocks are never
+padded, so a batch carries no ``attention_mask``: an all-ones mask would only make transformers
+check it on the device (a host sync) at every forward.
 """
 from __future__ import annotations
 
@@ -46,12 +51,18 @@ def text_dataset(paths: Sequence[str | Path] | str | Path, tokenizer, seq_len: i
     lines (documents), and cut into consecutive blocks of ``seq_len - 2`` tokens, as in
     transformers' ``run_mlm.py`` ("group texts"); the last, shorter remainder is dropped so that
     every block has the same length. Items hold ``input_ids`` and ``special_tokens_mask``.
+    A shards manifest (``shards.json`` of `scaling-study data tokenize`) gives the same blocks
+    from memory-mapped, pre-tokenised shards instead (`scaling_study.data.tokenize`).
     """
     import torch
+
+    from scaling_study.data.tokenize import ShardedBlocks, is_manifest
 
     if seq_len < 8:
         raise UserError(f"MLM seq_len must be at least 8, got {seq_len}")
     paths = _as_list(paths)
+    if is_manifest(paths):
+        return ShardedBlocks(Path(paths[0]), seq_len, tokenizer)
     lines = _read_lines(paths)
     ids = tokenizer(lines, add_special_tokens=False)["input_ids"]
     stream: list[int] = []
@@ -80,6 +91,13 @@ def _data_collator_class():
 
         max_predictions: int | None = None
 
+        def __call__(self, examples, return_tensors=None):
+            batch = super().__call__(examples, return_tensors)
+            batch.pop("attention_mask", None)  # all ones: blocks are never padded
+            positions, labels = at_masked_positions(batch["labels"], self.max_predictions)
+            batch["masked_positions"], batch["labels"] = positions, labels
+            return batch
+
         def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
             original = inputs.clone()
             inputs, labels = super().torch_mask_tokens(inputs, special_tokens_mask, offset_mapping)
@@ -103,12 +121,28 @@ def _excess_predictions(masked: "torch.Tensor", cap: int, generator=None) -> "to
     return masked & (rank >= cap)
 
 
+def at_masked_positions(labels: "torch.Tensor", width: int | None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(positions, labels)`` of shape ``[B, width]`` (``width`` None: the sequence length) from
+    per-token ``labels`` ``[B, L]`` (-100 where not masked): each row's masked positions in order,
+    then position 0 with label -100 (NVIDIA BERT's ``masked_lm_positions`` / ``masked_lm_ids``).
+    A row must have at most ``width`` masked positions (the collator caps them)."""
+    import torch
+
+    width = labels.shape[1] if width is None else min(width, labels.shape[1])
+    masked = labels != -100
+    # masked positions first, each group in position order (a stable sort of 0/1 keys)
+    order = torch.sort((~masked).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    picked = labels.gather(1, order)
+    return torch.where(picked != -100, order, 0), picked
+
+
 def mlm_collator(tokenizer, mlm_probability: float = 0.15, max_predictions: int | None = 20,
                  seed: int | None = None):
     """A batch collator: stacks ``text_dataset`` items and masks them for MLM.
 
-    Returns ``input_ids``, ``attention_mask`` and ``labels`` (the original id at masked positions,
-    -100 elsewhere). ``max_predictions=None`` leaves the count uncapped; ``seed`` gives the
+    Returns ``input_ids``, ``masked_positions`` and ``labels`` (see ``at_masked_positions``: the
+    original ids at the masked positions, -100 in the padding). ``max_predictions=None`` leaves
+    the count uncapped (the width is then the sequence length); ``seed`` gives the
     collator its own generator (the same masks on every run), else the global torch RNG is used.
     """
     if max_predictions is not None and max_predictions < 1:
@@ -127,18 +161,11 @@ def premask(dataset: TensorDictDataset, tokenizer, *, mlm_probability: float = 0
 
 
 def mlm_accuracy(logits: "torch.Tensor", labels: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(correct, count) over the masked positions (``labels != -100``): the arg-max prediction
-    equals the label. ``logits`` are [B, L, V], or [N, V] for the N masked positions only (the
-    product's MLM model gathers them before its head). Both are 0-dim int64 tensors on the
-    logits' device, computed without waiting for it: sum them over batches and workers, and read
-    them once."""
-    import torch
-
+    """(correct, count) over the labelled positions (``labels != -100``): the arg-max prediction
+    equals the label. ``logits`` are ``[B, W, V]`` for ``labels`` ``[B, W]``: every position
+    (``W`` = L) or the gathered masked positions (``W`` = max_predictions, as the product's MLM
+    model scores them). Both are 0-dim int64 tensors on the logits' device, computed without
+    waiting for it: sum them over batches and workers, and read them once."""
     masked = labels != -100
-    predicted = logits.argmax(dim=-1)
-    if logits.dim() == 3:
-        correct = ((predicted == labels) & masked).sum()
-    else:  # the labels of the N masked positions, in row-major order; N is known: no sync
-        where = torch.nonzero_static(masked.flatten(), size=logits.shape[0])[:, 0]
-        correct = (predicted == labels.flatten()[where]).sum()
+    correct = ((logits.argmax(dim=-1) == labels) & masked).sum()
     return correct, masked.sum()

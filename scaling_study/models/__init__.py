@@ -11,7 +11,8 @@ A spec is one of:
 
 Tasks: ``"squad"`` builds ``BertForQuestionAnswering``; ``"mlm"`` builds ``BertForMaskedLM``
 (masked-LM only, no next-sentence head: RoBERTa showed NSP can go, and the MLM accuracy is the
-metric we report).
+metric we report). Both are subclasses with the same weights that keep a training step free of
+host syncs (`qa_head`: a prebuilt attention mask; `mlm_head`: a fixed number of masked positions).
 """
 from __future__ import annotations
 
@@ -73,16 +74,17 @@ def local_path(spec: str) -> Path | None:
     return None
 
 
-def _resolve(spec: str) -> tuple[str, bool]:
-    """Map a spec to (name_or_path for from_pretrained, local_files_only)."""
+def _resolve(spec: str, marker: str = "config.json") -> tuple[str, bool]:
+    """Map a spec to (name_or_path for from_pretrained, local_files_only); a local folder must
+    hold `marker` (a model's config.json, or a tokenizer's tokenizer.json)."""
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"model spec {spec!r} is empty; {_VALID_FORMS}")
     if spec == DEFAULT_SPEC or spec in MODEL_SIZES:
         return str(default_model_dir()), True
     path = local_path(spec)
     if path is not None:
-        if not (path / "config.json").is_file():
-            raise UserError(f"model '{spec}': {path} is not a checkpoint directory (no config.json); "
+        if not (path / marker).is_file():
+            raise UserError(f"model '{spec}': {path} is not a checkpoint directory (no {marker}); "
                             + _VALID_FORMS)
         return str(path), True
     return spec, False
@@ -112,14 +114,15 @@ def _load_error(spec: str, what: str, exc: Exception) -> UserError:
 
 
 def load_tokenizer(spec: str = DEFAULT_SPEC) -> "PreTrainedTokenizerFast":
-    """A fast (Rust) tokenizer for ``spec``; named sizes use the packaged MiniLM's vocabulary.
+    """A fast (Rust) tokenizer for ``spec``: a model spec (named sizes use the packaged MiniLM's
+    vocabulary) or a folder holding a tokenizer.json (`model.tokenizer`).
 
     Raises UserError when it cannot be loaded or is not a fast tokenizer (SQuAD features need
     offset mappings, which only fast tokenizers give).
     """
     from transformers import AutoTokenizer
 
-    name, local_only = _resolve(spec)
+    name, local_only = _resolve(spec, "tokenizer.json")
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
@@ -132,11 +135,10 @@ def load_tokenizer(spec: str = DEFAULT_SPEC) -> "PreTrainedTokenizerFast":
 
 
 def _model_class(task: str):
-    from transformers import BertForQuestionAnswering
-
     from scaling_study.models.mlm_head import BertForMaskedLMAtMaskedPositions
+    from scaling_study.models.qa_head import BertForQuestionAnsweringPrebuiltMask
 
-    classes = {"squad": BertForQuestionAnswering, "mlm": BertForMaskedLMAtMaskedPositions}
+    classes = {"squad": BertForQuestionAnsweringPrebuiltMask, "mlm": BertForMaskedLMAtMaskedPositions}
     if task not in classes:
         raise UserError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     return classes[task]

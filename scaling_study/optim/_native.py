@@ -156,18 +156,22 @@ class _Call:
         """Per-tensor float32 scalars, contiguous, for the C side to index."""
         return torch.as_tensor(values, dtype=torch.float32).contiguous()
 
+    def per_tensor(self, *values: float) -> tuple[Tensor, ...]:
+        """Each host scalar repeated for every tensor (the C side indexes its factors by tensor)."""
+        return tuple(torch.full((self.n,), v, dtype=torch.float32) for v in values)
+
 
 def _betas(beta1: float, beta2: float) -> tuple[float, float, float, float]:
     """β₁, 1−β₁, β₂, 1−β₂ — the differences in double (1 − 0.999f in float is 1.3e-5 off)."""
     return beta1, 1.0 - beta1, beta2, 1.0 - beta2
 
 
-def lamb_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
+def lamb_update(params, grads, exp_avgs, exp_avg_sqs, step, *, lr, beta1, beta2, eps,
                 weight_decay, adapt, bias_correction=True, trust_clip=False,
                 weight_norm_bounds=None) -> None:
     """:func:`scaling_study.optim.functional.lamb_update`, fused (same arguments and result)."""
     c = _Call(params)
-    c1, c2 = map(c.scalars, F.inverse_bias_corrections(steps, beta1, beta2, bias_correction))
+    c1, c2 = c.per_tensor(*F.inverse_bias_corrections(step, beta1, beta2, bias_correction))
     sq = torch.empty(2, c.n, dtype=torch.float64)
     c.lib.ss_lamb_phase1(c.dtype, c.n, c.ptrs(params), c.ptrs(grads), c.ptrs(exp_avgs),
                          c.ptrs(exp_avg_sqs), c.numel.data_ptr(), c1.data_ptr(), c2.data_ptr(),
@@ -181,7 +185,7 @@ def lamb_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2
                          scale.data_ptr(), c.threads)
 
 
-def lans_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps,
+def lans_update(params, grads, exp_avgs, exp_avg_sqs, step, *, lr, beta1, beta2, eps,
                 weight_decay, bias_correction=True) -> None:
     """:func:`scaling_study.optim.functional.lans_update`, fused (same arguments and result)."""
     c = _Call(params)
@@ -190,7 +194,7 @@ def lans_update(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2
     c.lib.ss_sumsq(c.dtype, c.n, gptrs, c.numel.data_ptr(), g_sq.data_ptr(), c.threads)
     g_norm = g_sq.sqrt()
     ginv = c.scalars(torch.where(g_norm > 0, 1.0 / g_norm, 1.0))
-    c1, c2 = map(c.scalars, F.inverse_bias_corrections(steps, beta1, beta2, bias_correction))
+    c1, c2 = c.per_tensor(*F.inverse_bias_corrections(step, beta1, beta2, bias_correction))
     sq = torch.empty(3, c.n, dtype=torch.float64)
     args = (c.ptrs(params), gptrs, c.ptrs(exp_avgs), c.ptrs(exp_avg_sqs), c.numel.data_ptr(),
             ginv.data_ptr(), c1.data_ptr(), c2.data_ptr())

@@ -20,8 +20,9 @@ Conventions (those of csrc/fused_cpu.cpp, so that the two fused paths read alike
   the constexpr ``DTYPE``), and phase 1 re-reads what it stored (rounded), so the norms belong to
   exactly the update phase 2 applies. Division and square root round as IEEE (``div_rn``,
   ``sqrt_rn``), as torch's own kernels do.
-* Per-tensor scalars (bias corrections, gradient scale, update scale) are float32 arrays on the
-  device, indexed by tensor: nothing is read back to the host.
+* Per-tensor scalars (gradient scale, update scale) are float32 arrays on the device, indexed by
+  tensor: nothing is read back to the host. The bias corrections are one pair per parameter
+  group (its step count is a host integer), passed as scalar arguments.
 """
 from __future__ import annotations
 
@@ -93,6 +94,39 @@ def segment_norms(partial, first_chunk, out, n, n_chunks, SBLOCK: tl.constexpr):
 
 
 @triton.jit
+def _segment_sum(partial, row, n_chunks, lo, hi, SBLOCK: tl.constexpr):
+    """Σ partial[row, c] over chunks [lo, hi), in chunk order (as `segment_norms` sums)."""
+    acc = tl.zeros([SBLOCK], dtype=tl.float32)
+    for off in range(lo, hi, SBLOCK):
+        k = off + tl.arange(0, SBLOCK)
+        acc += tl.load(partial + row * n_chunks + k, mask=k < hi, other=0.0)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def trust_scales(partial, first_chunk, out, n, n_chunks, factor1, factor2, lower, upper, K: tl.constexpr,
+                 BOUNDED: tl.constexpr, CLIP: tl.constexpr, SBLOCK: tl.constexpr):
+    """The norms and the trust ratios in one launch (grid (n,)): with ‖w‖ from partial row 0 and
+    ‖r_k‖ from row k (k = 1..K), out[k-1, t] = factor_k · ratio_k, where ratio_k = φ(‖w‖)/‖r_k‖
+    and 1 where either norm is 0; φ clamps to [lower, upper] when BOUNDED; CLIP caps the ratio at
+    1 (:func:`scaling_study.optim.functional.trust_ratio`, the same operations in float32)."""
+    t = tl.program_id(0)
+    lo = tl.load(first_chunk + t)
+    hi = tl.load(first_chunk + t + 1)
+    w = tl.sqrt_rn(_segment_sum(partial, 0, n_chunks, lo, hi, SBLOCK))
+    w_scaled = w
+    if BOUNDED:
+        w_scaled = tl.minimum(tl.maximum(w, lower), upper)
+    for k in tl.static_range(1, K + 1):
+        r = tl.sqrt_rn(_segment_sum(partial, k, n_chunks, lo, hi, SBLOCK))
+        ratio = tl.where((w > 0) & (r > 0), tl.div_rn(w_scaled, tl.where(r > 0, r, 1.0)), 1.0)
+        if CLIP:
+            ratio = tl.minimum(ratio, 1.0)
+        factor = factor1 if k == 1 else factor2
+        tl.store(out + (k - 1) * n + t, ratio * factor)
+
+
+@triton.jit
 def _moments(m_p, v_p, i, mask, g, beta1, one_minus_beta1, beta2, one_minus_beta2):
     """Adam's moments of one block, stored; returns them as stored (rounded to the dtype)."""
     m = beta1 * tl.load(m_p + i, mask=mask, other=0.0).to(tl.float32) + one_minus_beta1 * g
@@ -119,11 +153,11 @@ def lamb_phase1(ptrs, n, chunk_tensor, chunk_start, numel, c1, c2, beta1, one_mi
                 beta2, one_minus_beta2, eps, wd, partial, n_chunks, DTYPE: tl.constexpr,
                 CHUNK: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """Moments; partial[0, chunk] = Σ w², partial[1, chunk] = Σ r², r = m̂/(√v̂ + ε) + λw,
-    with m̂ = m·c1[t] and √v̂ = √v·c2[t]."""
+    with m̂ = m·c1 and √v̂ = √v·c2 (the group's bias corrections, host scalars)."""
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    s1, s2 = tl.load(c1 + t), tl.load(c2 + t)
+    s1, s2 = c1, c2
     acc_w = tl.zeros([BLOCK], dtype=tl.float32)
     acc_r = tl.zeros([BLOCK], dtype=tl.float32)
     for k in range(0, full_end - begin, BLOCK):
@@ -159,7 +193,7 @@ def lamb_phase2(ptrs, n, chunk_tensor, chunk_start, numel, c1, c2, eps, wd, scal
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    s1, s2, s = tl.load(c1 + t), tl.load(c2 + t), tl.load(scale + t)
+    s1, s2, s = c1, c2, tl.load(scale + t)
     for k in range(0, full_end - begin, BLOCK):
         i = begin + k + tl.arange(0, BLOCK)
         _lamb2_block(w_p, m_p, v_p, i, i < full_end, s1, s2, eps, wd, s)
@@ -189,7 +223,7 @@ def lans_phase1(ptrs, n, chunk_tensor, chunk_start, numel, ginv, c1, c2, beta1, 
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    gs, s1, s2 = tl.load(ginv + t), tl.load(c1 + t), tl.load(c2 + t)
+    gs, s1, s2 = tl.load(ginv + t), c1, c2
     acc_w = tl.zeros([BLOCK], dtype=tl.float32)
     acc_1 = tl.zeros([BLOCK], dtype=tl.float32)
     acc_2 = tl.zeros([BLOCK], dtype=tl.float32)
@@ -232,7 +266,7 @@ def lans_phase2(ptrs, n, chunk_tensor, chunk_start, numel, ginv, c1, c2, eps, wd
     c, t, begin, full_end, end = _chunk(chunk_tensor, chunk_start, numel, CHUNK, BLOCK)
     w_p, g_p = _ptr(ptrs, 0, n, t, DTYPE, ALIGNED), _ptr(ptrs, 1, n, t, DTYPE, ALIGNED)
     m_p, v_p = _ptr(ptrs, 2, n, t, DTYPE, ALIGNED), _ptr(ptrs, 3, n, t, DTYPE, ALIGNED)
-    gs, s1, s2 = tl.load(ginv + t), tl.load(c1 + t), tl.load(c2 + t)
+    gs, s1, s2 = tl.load(ginv + t), c1, c2
     k1, k2 = tl.load(scale1 + t), tl.load(scale2 + t)
     for k in range(0, full_end - begin, BLOCK):
         i = begin + k + tl.arange(0, BLOCK)

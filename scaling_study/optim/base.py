@@ -5,14 +5,22 @@ buckets them by (device, dtype), and hands each bucket to the subclass's ``_upda
 tensors, together with the module that updates them, as the group's ``impl`` says: the fused
 kernels of the bucket's device (:data:`FUSED`: C++ on the CPU, Triton on CUDA) or the portable
 multi-tensor math (:mod:`scaling_study.optim.functional`). All three modules offer the same
-``lamb_update``, ``lans_update`` and ``lars_update``. State per parameter: ``step`` (a CPU
-float32 tensor, as in torch.optim) plus the subclass's ``state_names`` buffers, each shaped and
-typed like the parameter; ``state_dict`` and ``load_state_dict`` are torch's own.
+``lamb_update``, ``lans_update`` and ``lars_update``. State: the subclass's ``state_names``
+buffers per parameter, each shaped and typed like the parameter, and one step counter per
+parameter group, ``group["step"]`` (a Python int, as NVIDIA apex's FusedLAMB keeps it): the bias
+corrections are then two host scalars per group, and a step reads nothing back from the device
+however its checkpoint was loaded. A parameter whose first gradient arrives late takes its group's
+count. ``state_dict`` and ``load_state_dict`` are torch's own (the counter travels with the group);
+checkpoints that kept a ``step`` per parameter load too.
+
+Whether a bucket's tensors suit the fused kernels (``supports``) is decided once per parameter
+set, not every step: the parameters and their state keep their layout; only the gradients, which
+may be new tensors each step, are checked again.
 """
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -83,10 +91,7 @@ class Bucket:
     params: list[Tensor]
     grads: list[Tensor]
     states: dict[str, list[Tensor]]
-    steps: list[float]  # this step's count per parameter, already incremented
-
-    def tensors(self) -> list[Tensor]:
-        return [*self.params, *self.grads, *(t for ts in self.states.values() for t in ts)]
+    step: int  # the group's step count, this step included
 
 
 class LayerwiseOptimizer(torch.optim.Optimizer):
@@ -94,6 +99,18 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
     ``_check_group`` and ``_update``."""
 
     state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self._fits: dict[tuple, bool] = {}  # (kernels, parameter ids) -> supports(params, state)
+        super().__init__(params, defaults)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._fits.clear()  # the state tensors are new
+        for group in self.param_groups:  # a checkpoint that counted steps per parameter
+            old = [self.state[p].pop("step") for p in group["params"] if "step" in self.state[p]]
+            if old and "step" not in group:
+                group["step"] = int(max(float(t) for t in old))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -117,7 +134,10 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for bucket in self._buckets(group):
+            buckets = self._buckets(group)
+            if buckets:
+                group["step"] = group.get("step", 0) + 1
+            for bucket in buckets:
                 self._update(group, bucket, self._ops(group["impl"], bucket))
         return loss
 
@@ -127,7 +147,7 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
         if impl == "foreach":
             return F
         fused = FUSED.get(bucket.params[0].device.type)
-        if fused is not None and fused.supports(bucket.tensors()) and fused.available():
+        if fused is not None and fused.available() and self._fit(fused, bucket):
             return fused
         if impl == "fused":
             raise RuntimeError(
@@ -137,7 +157,17 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
                 "Use impl='auto' or 'foreach'.")
         return F
 
-    def _buckets(self, group: dict[str, Any]) -> Iterator[Bucket]:
+    def _fit(self, fused: ModuleType, bucket: Bucket) -> bool:
+        """``fused.supports`` the bucket: its parameters and state checked once per parameter
+        set, its gradients (maybe new tensors) every step."""
+        key = (fused.__name__, *map(id, bucket.params))
+        fits = self._fits.get(key)
+        if fits is None:
+            params_and_state = [*bucket.params, *(t for ts in bucket.states.values() for t in ts)]
+            fits = self._fits[key] = fused.supports(params_and_state)
+        return fits and fused.supports([bucket.params[0], *bucket.grads])
+
+    def _buckets(self, group: dict[str, Any]) -> list[Bucket]:
         by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
         for p in group["params"]:
             if p.grad is None:
@@ -145,19 +175,17 @@ class LayerwiseOptimizer(torch.optim.Optimizer):
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
             by_kind.setdefault((p.device, p.dtype), []).append(p)
+        buckets = []
         for params in by_kind.values():
             states = [self._state(p) for p in params]
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1.0)
-            yield Bucket(params=params, grads=[p.grad for p in params],
-                         states={k: [s[k] for s in states] for k in self.state_names},
-                         # steps live on the CPU (as in torch.optim): reading them is no device sync
-                         steps=torch.stack(steps).tolist())
+            buckets.append(Bucket(params=params, grads=[p.grad for p in params],
+                                  states={k: [s[k] for s in states] for k in self.state_names},
+                                  step=group.get("step", 0) + 1))
+        return buckets
 
     def _state(self, p: Tensor) -> dict[str, Tensor]:
         state = self.state[p]
         if not state:
-            state["step"] = torch.tensor(0.0)
             for name in self.state_names:
                 state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state

@@ -17,34 +17,33 @@ The pieces, in the papers' terms (w: parameter, g: gradient, t: step, λ: weight
 * :func:`trust_ratio` — ‖w‖/‖r‖, 1 where either norm is 0.
 * :func:`lamb_update`, :func:`lans_update`, :func:`lars_update` — the three optimizers' steps.
 
-The step counts arrive as Python floats (the optimizers keep them on the CPU, as torch.optim
-does), so bias corrections are host scalars, one per tensor.
+The step count arrives as one Python number per parameter group (the optimizers keep one
+counter per group, as NVIDIA apex's FusedLAMB does), so the bias corrections are two host scalars
+per call: nothing is read back from a device, and scaling by them is one multi-tensor launch.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
 TensorList = list[Tensor]
 
 
-def bias_corrections(steps: Sequence[float], beta1: float, beta2: float,
-                     enabled: bool = True) -> tuple[list[float], list[float]]:
-    """Return the per-tensor Adam bias corrections ``(1 − β₁ᵗ, 1 − β₂ᵗ)``, or ones if disabled."""
+def bias_corrections(step: float, beta1: float, beta2: float,
+                     enabled: bool = True) -> tuple[float, float]:
+    """Return Adam's bias corrections ``(1 − β₁ᵗ, 1 − β₂ᵗ)`` at step ``t``, or ones if disabled."""
     if not enabled:
-        return [1.0] * len(steps), [1.0] * len(steps)
-    return [1.0 - beta1**t for t in steps], [1.0 - beta2**t for t in steps]
+        return 1.0, 1.0
+    return 1.0 - beta1**step, 1.0 - beta2**step
 
 
-def inverse_bias_corrections(steps: Sequence[float], beta1: float, beta2: float,
-                             enabled: bool = True) -> tuple[list[float], list[float]]:
-    """Return the factors ``1/(1 − β₁ᵗ)`` and ``1/√(1 − β₂ᵗ)`` per tensor, the form in which the
-    fused kernels take them: m̂/(√v̂ + ε) = (m·c₁)/(√v·c₂ + ε)."""
-    bc1, bc2 = bias_corrections(steps, beta1, beta2, enabled)
-    return [1.0 / b for b in bc1], [1.0 / math.sqrt(b) for b in bc2]
+def inverse_bias_corrections(step: float, beta1: float, beta2: float,
+                             enabled: bool = True) -> tuple[float, float]:
+    """Return the factors ``1/(1 − β₁ᵗ)`` and ``1/√(1 − β₂ᵗ)``, the form in which the fused
+    kernels take them: m̂/(√v̂ + ε) = (m·c₁)/(√v·c₂ + ε)."""
+    bc1, bc2 = bias_corrections(step, beta1, beta2, enabled)
+    return 1.0 / bc1, 1.0 / math.sqrt(bc2)
 
 
 def norms(tensors: TensorList) -> Tensor:
@@ -79,16 +78,16 @@ def adam_moments_(exp_avgs: TensorList, exp_avg_sqs: TensorList, grads: TensorLi
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
 
 
-def adam_denominator(exp_avg_sqs: TensorList, bc2: list[float], eps: float) -> TensorList:
+def adam_denominator(exp_avg_sqs: TensorList, bc2: float, eps: float) -> TensorList:
     """Return √v̂ + ε = √v / √(1 − β₂ᵗ) + ε (new tensors)."""
     denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, [math.sqrt(b) for b in bc2])
+    torch._foreach_div_(denom, math.sqrt(bc2))
     torch._foreach_add_(denom, eps)
     return denom
 
 
-def adam_direction(exp_avgs: TensorList, exp_avg_sqs: TensorList, bc1: list[float],
-                   bc2: list[float], eps: float) -> TensorList:
+def adam_direction(exp_avgs: TensorList, exp_avg_sqs: TensorList, bc1: float,
+                   bc2: float, eps: float) -> TensorList:
     """Return Adam's direction m̂ / (√v̂ + ε) (new tensors)."""
     direction = torch._foreach_div(exp_avgs, adam_denominator(exp_avg_sqs, bc2, eps))
     torch._foreach_div_(direction, bc1)
@@ -101,7 +100,7 @@ def _scale_(tensors: TensorList, factors: Tensor) -> None:
 
 
 def lamb_update(params: TensorList, grads: TensorList, exp_avgs: TensorList,
-                exp_avg_sqs: TensorList, steps: Sequence[float], *, lr: float, beta1: float,
+                exp_avg_sqs: TensorList, step: float, *, lr: float, beta1: float,
                 beta2: float, eps: float, weight_decay: float, adapt: bool,
                 bias_correction: bool = True, trust_clip: bool = False,
                 weight_norm_bounds: tuple[float, float] | None = None) -> None:
@@ -110,7 +109,7 @@ def lamb_update(params: TensorList, grads: TensorList, exp_avgs: TensorList,
     References: You et al. 2019, Algorithm 2; the authors' TensorFlow Addons ``lamb.py``.
     """
     adam_moments_(exp_avgs, exp_avg_sqs, grads, beta1, beta2)
-    bc1, bc2 = bias_corrections(steps, beta1, beta2, bias_correction)
+    bc1, bc2 = bias_corrections(step, beta1, beta2, bias_correction)
     update = adam_direction(exp_avgs, exp_avg_sqs, bc1, bc2, eps)
     if weight_decay != 0:
         torch._foreach_add_(update, params, alpha=weight_decay)
@@ -122,7 +121,7 @@ def lamb_update(params: TensorList, grads: TensorList, exp_avgs: TensorList,
 
 
 def lans_update(params: TensorList, grads: TensorList, exp_avgs: TensorList,
-                exp_avg_sqs: TensorList, steps: Sequence[float], *, lr: float, beta1: float,
+                exp_avg_sqs: TensorList, step: float, *, lr: float, beta1: float,
                 beta2: float, eps: float, weight_decay: float,
                 bias_correction: bool = True) -> None:
     """One LANS step; every tensor is adapted.
@@ -137,7 +136,7 @@ def lans_update(params: TensorList, grads: TensorList, exp_avgs: TensorList,
     g_hat = torch._foreach_mul(grads, list(torch.where(g_norm > 0, 1.0 / g_norm, 1.0)
                                            .to(grads[0].dtype).unbind()))
     adam_moments_(exp_avgs, exp_avg_sqs, g_hat, beta1, beta2)
-    bc1, bc2 = bias_corrections(steps, beta1, beta2, bias_correction)
+    bc1, bc2 = bias_corrections(step, beta1, beta2, bias_correction)
     denom = adam_denominator(exp_avg_sqs, bc2, eps)
     r1 = torch._foreach_div(exp_avgs, denom)
     torch._foreach_div_(r1, bc1)

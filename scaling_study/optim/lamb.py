@@ -65,7 +65,7 @@ class Lamb(LayerwiseOptimizer):
         beta1, beta2 = group["betas"]
         adapt = group["adapt"] and (group["weight_decay"] != 0 or group["always_adapt"])
         ops.lamb_update(bucket.params, bucket.grads, bucket.states["exp_avg"],
-                        bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
+                        bucket.states["exp_avg_sq"], bucket.step, lr=group["lr"], beta1=beta1,
                         beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                         adapt=adapt, bias_correction=group["bias_correction"],
                         trust_clip=group["trust_clip"], weight_norm_bounds=group["weight_norm_bounds"])

@@ -50,6 +50,6 @@ class Lans(LayerwiseOptimizer):
     def _update(self, group: dict[str, Any], bucket: Bucket, ops: ModuleType) -> None:
         beta1, beta2 = group["betas"]
         ops.lans_update(bucket.params, bucket.grads, bucket.states["exp_avg"],
-                        bucket.states["exp_avg_sq"], bucket.steps, lr=group["lr"], beta1=beta1,
+                        bucket.states["exp_avg_sq"], bucket.step, lr=group["lr"], beta1=beta1,
                         beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                         bias_correction=group["bias_correction"])

@@ -1,10 +1,10 @@
-"""Reports: records -> scaling, time-to-target and sweep figures -> one HTML dashboard + CSV tables.
+"""Reports: loaded results (`scaling_study.results`) and the answers (`scaling_study.answers`)
+-> one HTML dashboard + CSV tables, and the exported jobs.
 
-- `records`: load run dirs, sweep dirs and CSV/Parquet files into one checked table (`load_results`).
-- `runs`, `scaling`, `targets`, `sweeps`: pure functions over that table (one row per evaluation);
-  their docstrings state the definitions the dashboard shows.
 - `build`: the dashboard's sections, with skip notes, and the atomic write of the report folder.
-- `figures`, `dashboard`: plotly rendering only. `cli`: the `report` command.
+- `figures`, `dashboard`: plotly rendering only. `cli`: the `report` and `export` commands.
+- `export`, `recommended`: the best trial, or the recommendation for N workers, as a job YAML.
 
-Nothing is imported here, so `scaling-study --help` stays fast.
+Imports run one way: reports -> answers -> results (tests/test_import_direction.py). Nothing is
+imported here, so `scaling-study --help` stays fast.
 """

@@ -19,8 +19,9 @@ from scaling_study.answers import sections as answers
 from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
-from scaling_study.reports import explore, scaling, sweeps, targets
-from scaling_study.reports.records import Needs, Results
+from scaling_study.reports import explore
+from scaling_study.results import scaling, sweeps, targets
+from scaling_study.results.records import Needs, Results
 
 DASHBOARD = "dashboard.html"
 TABLES_DIR = "tables"
@@ -208,6 +209,17 @@ def build_report(results: Results, target: targets.Target | None = None, title: 
         reasons = "\n".join(f"  {s.title}: {s.skipped}" for s in sections if s.skipped)
         raise UserError(f"nothing to report from {', '.join(results.sources)}:\n{reasons}")
     return Report(title or "Scaling study", results.sources, target, metric, sections)
+
+
+def build_steps_report(path: Path, title: str | None = None) -> Report:
+    """A report of one section, the tradeoff, from a plain steps-to-target table
+    (`answers.published`: batch, samples or steps, optional run and optimizer)."""
+    from scaling_study.answers.published import read_steps_table, steps_table_sections
+
+    tables = steps_table_sections(read_steps_table(Path(path)))
+    notes = [f"{row['optimizer']}: {row['note']}" for _, row in tables["tradeoff_fit"].iterrows() if row["note"]]
+    section = Section("tradeoff", answers.TITLES["tradeoff"], answers.DEFINITIONS["tradeoff"], tables, notes)
+    return Report(title or f"Steps to target against batch: {Path(path).name}", (str(path),), None, None, [section])
 
 
 def _compute(key: str, title: str, definition: str, fn: Callable, inputs: _Inputs) -> Section:

@@ -9,11 +9,12 @@ import argparse
 from pathlib import Path
 
 from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_CLUSTER, LINKS
+from scaling_study.answers.device import NAMED as NAMED_DEVICES  # no numpy or pandas: --help stays fast
 from scaling_study.contract import METRICS
 
 METRIC_NAMES = tuple(METRICS)
 PLAN_FLAGS = {"cluster": "--cluster", "grad_bytes": "--grad-bytes", "algorithm": "--algorithm",
-              "overlap": "--overlap"}
+              "overlap": "--overlap", "device_profile": "--device-profile"}
 
 
 def register(sub) -> None:
@@ -26,8 +27,12 @@ def register(sub) -> None:
                     "scaling, time to target, steps to target against batch (critical batch), noise "
                     "scale, scaling projected to 8-1024 GPUs and a recommendation per worker count.",
     )
-    p.add_argument("results", nargs="+", metavar="RESULTS",
+    p.add_argument("results", nargs="*", metavar="RESULTS",
                    help="run dir (records.csv), sweep dir (records.csv + trials.csv), or a records CSV/Parquet file")
+    p.add_argument("--steps-to-target", type=Path, metavar="FILE.csv",
+                   help="instead of RESULTS: a table of steps to a target from elsewhere (columns batch, samples "
+                        "or steps, optional run and optimizer): the critical-batch fit, its intervals, a held-out "
+                        "check and the chart")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output directory, e.g. reports/NAME/ (replaced atomically if it holds a previous report)")
     p.add_argument("--target-metric", choices=METRIC_NAMES,
@@ -42,15 +47,21 @@ def register(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Load, compute, render and write the report; print where it is and what was skipped."""
+    from scaling_study.errors import UserError
     from scaling_study.reports.build import build_report, write_report
     from scaling_study.reports.dashboard import render_dashboard
-    from scaling_study.reports.records import load_results
-    from scaling_study.reports.targets import resolve_target
+    from scaling_study.results.records import load_results
+    from scaling_study.results.targets import resolve_target
 
-    plan = plan_options(args)  # a bad flag fails before anything is read
-    results = load_results(args.results)
-    target = resolve_target(results.records, args.target_metric, args.target)
-    report = build_report(results, target, args.title, plan)
+    if args.steps_to_target is not None:
+        report = _steps_report(args)
+    else:
+        if not args.results:
+            raise UserError("give RESULTS (run dirs, sweep dirs or records files) or --steps-to-target FILE.csv")
+        plan = plan_options(args)  # a bad flag fails before anything is read
+        results = load_results(args.results)
+        target = resolve_target(results.records, args.target_metric, args.target)
+        report = build_report(results, target, args.title, plan)
     page = write_report(report, render_dashboard(report), args.out)
     print(f"dashboard: {page}")
     print(f"tables:    {page.parent / 'tables'} ({len(report.tables())} CSV files)")
@@ -60,6 +71,20 @@ def main(args: argparse.Namespace) -> int:
         for note in section.notes:
             print(f"note:      {note}")
     return 0
+
+
+def _steps_report(args: argparse.Namespace):
+    """The report of a plain steps-to-target table; the records' flags do not apply to it."""
+    from scaling_study.errors import UserError
+    from scaling_study.reports.build import build_steps_report
+
+    given = [flag for flag, value in (("RESULTS", args.results), ("--target-metric", args.target_metric),
+                                      ("--target", args.target)) if value]
+    given += [flag for key, flag in PLAN_FLAGS.items() if getattr(args, key) is not None]
+    if given:
+        raise UserError(f"--steps-to-target {args.steps_to_target}: drop {', '.join(given)}: the table gives "
+                        "the steps to its own target, and nothing is projected from it")
+    return build_steps_report(args.steps_to_target, args.title)
 
 
 def add_plan_flags(p) -> None:
@@ -77,6 +102,10 @@ def add_plan_flags(p) -> None:
                    help=f"all-reduce across nodes (default: {DEFAULT_ALGORITHM}; docs/answers.md compares them)")
     g.add_argument("--overlap", type=float, metavar="FRACTION",
                    help="fraction of the all-reduce hidden behind backward, 0 to 1 (default: 0, none)")
+    g.add_argument("--device-profile", metavar="FILE|NAME",
+                   help="the compute of the GPU projected: a YAML file from `scaling-study bench profile`, or "
+                        f"a named profile derived from FLOPs per sample ({', '.join(NAMED_DEVICES)}); required "
+                        "to project records measured on CPUs")
 
 
 def plan_options(args: argparse.Namespace):

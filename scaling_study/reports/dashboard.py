@@ -11,7 +11,7 @@ import html
 import pandas as pd
 import plotly.offline
 
-from scaling_study.reports import scaling
+from scaling_study.results import scaling
 from scaling_study.reports.build import TABLES_DIR, Report, Section
 from scaling_study.reports.figures import figure_for
 from scaling_study.contract import metric_label

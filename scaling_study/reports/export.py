@@ -23,8 +23,8 @@ from scaling_study.config.schema import to_dict
 from scaling_study.contract import HP_PREFIX, METRICS
 from scaling_study.errors import UserError
 from scaling_study.layout import JOB_FILE, TRIALS_DIR
-from scaling_study.reports.records import Results, load_results
-from scaling_study.reports.targets import (
+from scaling_study.results.records import Results, load_results
+from scaling_study.results.targets import (
     Target, best_trial, make_target, rank_by_time_to_target, resolve_target,
 )
 from scaling_study.storage import Loc, as_path

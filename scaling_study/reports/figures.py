@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from scaling_study.answers import figures as answers_figures
 from scaling_study.reports import explore_figures
-from scaling_study.reports import scaling, targets
+from scaling_study.results import scaling, targets
 from scaling_study.contract import metric_label
 from scaling_study.storage import as_path
 

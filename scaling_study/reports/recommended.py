@@ -4,7 +4,8 @@
 and the expected time to the target, measured or projected. Exporting it:
 
 - **measured** (a run at N workers reached the target): that run's job, as it ran;
-- **projected**: the job of the run the recommendation starts from (the fastest run of the best
+- **projected** (and **extrapolated**, beyond the measured batches, the row's detail saying so):
+  the job of the run the recommendation starts from (the fastest run of the best
   setting at the measured batch nearest the recommended one, so its other hyperparameters come
   along), with the workers, batch, accumulation and optimizer set and the peak LR pinned
   (`answers.recommend.job_overrides`: `schedule.lr_rule: none`, so no rule moves it again).
@@ -32,8 +33,8 @@ from scaling_study.reports.export import (
     Exported, as_list, errored_trials, export_target, job_header, load_trial_job, standalone,
     usable_records,
 )
-from scaling_study.reports.records import load_results
-from scaling_study.reports.targets import Target, time_to_target
+from scaling_study.results.records import load_results
+from scaling_study.results.targets import Target, time_to_target
 from scaling_study.storage import as_path
 
 
@@ -64,7 +65,7 @@ def export_recommended(sweep_dirs: str | Path | Sequence[str | Path], out: str |
     header = job_header(title, source, job_file, renamed + changes)
     errored = errored_trials(results)
     notes = [f"left out {len(errored)} trial(s) that ended in ERROR: {', '.join(errored)}"] if errored else []
-    notes += [plan_note] if row["basis"] == "projected" else []
+    notes += [plan_note] if row["basis"] in ("projected", "extrapolated") else []
     replaced = Path(out).exists()
     path = dump_job(new, out, header)
     trial_id = source.get("trial_id") or source.get("run_id") or source["run"]
@@ -111,15 +112,20 @@ def apply_recommendation(job: Job, row: pd.Series, source: pd.Series, goal: Targ
 
 
 def _scale_steps(data: dict, job: Job, row: pd.Series, source: pd.Series, goal: Target) -> list[str]:
-    """Set train.steps so that the target falls where it did in the source run's schedule."""
-    reached_at, projected = source.get("step"), row["steps_to_target"]
-    if job.train.steps is None or not reached_at or pd.isna(reached_at):
+    """Set train.steps so that the target falls where it did in the source run's schedule.
+
+    Both crossings are midpoints: the source run's between its last evaluation below the target
+    and its first at it, the projection's S(B) from the fit to such midpoints."""
+    first, projected = source.get("step"), row["steps_to_target"]
+    before = source.get("step_before", first)
+    if job.train.steps is None or not first or pd.isna(first):
         return [f"train.epochs kept at {job.train.epochs:g}: the projection expects {goal} after "
                 f"~{projected:.0f} steps"] if job.train.epochs is not None else []
-    steps = max(1, math.ceil(round(job.train.steps * projected / reached_at, 6)))  # 400.0000001 is 400
+    crossed = (before + first) / 2
+    steps = max(1, math.ceil(round(job.train.steps * projected / crossed, 6)))  # 400.0000001 is 400
     data["train"]["steps"] = steps
-    return [f"train.steps: {job.train.steps} -> {steps} ({source['run']} reached {goal} at step "
-            f"{reached_at:.0f} of {job.train.steps}; the projection expects step {projected:.0f} at "
+    return [f"train.steps: {job.train.steps} -> {steps} ({source['run']} crossed {goal} between steps "
+            f"{before:.0f} and {first:.0f} of {job.train.steps}; the projection expects step {projected:.0f} at "
             f"batch {int(row['global_batch'])})"]
 
 

@@ -8,19 +8,25 @@ report functions themselves); steering through `tune.steer` request files; submi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from scaling_study import layout
 from scaling_study.errors import UserError
 from scaling_study.service import events, live, pages, routes_ui
 from scaling_study.service.index import Index
-from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, discard, shipped_spaces
-from scaling_study.service.roots import NotFound, child, parse_roots
-from scaling_study.service.security import Guard, check_bind, is_loopback
-from scaling_study.service.study import RUNNING, SUBMITTED, SWEEP
+from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, shipped_spaces
+from scaling_study.service.roots import NotFound, Root, Unreadable, child, confine_export, parse_roots
+from scaling_study.service.security import (
+    SANDBOX_CSP, Guard, Redactor, check_bind, content_disposition, is_loopback, shorten,
+)
+from scaling_study.service.decimate import thin_figure
+from scaling_study.service.study import CURVE_POINTS, RUNNING, SUBMITTED, SWEEP
 from scaling_study.tune import steer
+from scaling_study.tune.submit import ROOT as PROJECT
 
 DEFAULT_ROOTS = ("sweeps", "runs")
 READ_BUDGET_S = 0.1
@@ -28,6 +34,10 @@ READ_BUDGET_S = 0.1
 outline and read in the background (see `index.Index`)."""
 STATIC = Path(__file__).with_name("static")
 _MAX_BODY = 2 * MAX_UPLOAD_BYTES + 16 * 1024  # an upload travels as JSON text, escaped
+MAX_COMPARE = 32
+"""The most studies one comparison reports on (each is a report's worth of work)."""
+MAX_WORKERS = 65_536
+"""The largest worker count an export may rescale to (a bound, not a cluster size)."""
 
 
 def plotly_js() -> Path:
@@ -38,8 +48,19 @@ def plotly_js() -> Path:
 
 
 def encode(content) -> bytes:
-    """JSON without NaN (browsers cannot parse it): missing values are null."""
-    return events.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """JSON without NaN (browsers cannot parse it): missing values are null. Text that is not
+    Unicode (a lone surrogate, e.g. from a `"\\ud800"` in a results file) is sent escaped, as JSON
+    allows, rather than failing the answer."""
+    options = {"separators": (",", ":")}
+    try:
+        return events.dumps(content, ensure_ascii=False, **options).encode("utf-8")
+    except UnicodeEncodeError:
+        return events.dumps(content, **options).encode("ascii")
+
+
+def utf8(text: str) -> bytes:
+    """A page, table or file as UTF-8; a character that has none (a lone surrogate) becomes '?'."""
+    return text.encode("utf-8", "replace")
 
 
 class JSON(JSONResponse):
@@ -55,28 +76,56 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
     submitting to the Ray cluster at `address` (default: a local Ray started on first submit).
     Refuses (UserError) to serve beyond loopback without a `token`."""
     check_bind(host, token)
-    index = Index(parse_roots(list(roots or DEFAULT_ROOTS)), read_budget_s=READ_BUDGET_S)
-    app = FastAPI(title="scaling-study service", default_response_class=JSON, docs_url="/api/docs",
+    index = Index(parse_roots(list(roots or DEFAULT_ROOTS), remote=not is_loopback(host)), read_budget_s=READ_BUDGET_S)
+    # No interactive docs: Swagger UI would load its scripts from a CDN. The schema stays.
+    app = FastAPI(title="scaling-study service", default_response_class=JSON, docs_url=None,
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.index, app.state.reports = index, live.Reports()
     app.state.launcher = launcher or Launcher(address)
-    _errors(app)
+    app.router.on_shutdown.append(app.state.launcher.close)  # the local Ray it started, if any
+    _errors(app, index.roots)
     _static_routes(app)
     routes_ui.register(app, index)  # before the catch-all study routes: /studies/ID/trials/T
     _page_routes(app, index)
     _study_routes(app, index)
     _action_routes(app, index)
-    app.add_middleware(Guard, token=token, loopback_only=is_loopback(host))
+    app.add_middleware(Guard, token=token, loopback_only=is_loopback(host),
+                       redact=None if is_loopback(host) else Redactor(_server_paths(index.roots)))
     return app
 
 
-def _errors(app: FastAPI) -> None:
-    handlers = ((NotFound, 404), (live.Conflict, 409))
+def public(text, roots: list[Root]) -> str:
+    """`text` for an answer: cut short, server paths as the client knows them (a root by the name
+    it is shown under, the project's files relative to the project)."""
+    text = str(text)
+    for root in roots:
+        if root.loc.is_local:
+            text = text.replace(str(root.loc), root.shown)
+    return shorten(text.replace(str(PROJECT) + "/", "").replace(str(PROJECT), "."))
+
+
+def _server_paths(roots: list[Root]) -> list[tuple[str, str]]:
+    """(server path, what a remote client is shown instead): each local root (as given and with
+    its links resolved) by its public name, the project by nothing (its files relative to it)."""
+    pairs = [(str(PROJECT) + "/", ""), (str(PROJECT), ".")]
+    for root in roots:
+        if root.loc.is_local:
+            pairs += [(str(root.loc), root.public), (root.real, root.public)]
+    return pairs
+
+
+def _public_errors(exc: SubmitError, roots: list[Root]) -> list[dict]:
+    return [{k: public(v, roots) if v is not None else None for k, v in exc.as_json().items()}]
+
+
+def _errors(app: FastAPI, roots: list[Root]) -> None:
+    handlers = ((NotFound, 404), (live.Conflict, 409), (Unreadable, 409), (UserError, 400))
 
     for cls, status in handlers:
-        app.add_exception_handler(cls, lambda request, exc, status=status: JSON({"error": str(exc)}, status))
-    app.add_exception_handler(SubmitError, lambda request, exc: JSON({"errors": [exc.as_json()]}, 422))
-    app.add_exception_handler(UserError, lambda request, exc: JSON({"error": str(exc)}, 400))
+        app.add_exception_handler(cls, lambda request, exc, status=status: JSON({"error": public(exc, roots)}, status))
+    app.add_exception_handler(SubmitError, lambda request, exc: JSON({"errors": _public_errors(exc, roots)}, 422))
+    app.add_exception_handler(RequestValidationError, lambda request, exc: JSON({"error": public("; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), roots)}, 422))
 
 
 def _static_routes(app: FastAPI) -> None:
@@ -98,27 +147,41 @@ def _static_routes(app: FastAPI) -> None:
 def _page_routes(app: FastAPI, index: Index) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def studies_page():
-        return HTMLResponse(pages.studies_page())
+        return HTMLResponse(utf8(pages.studies_page()))
 
     @app.get("/submit", response_class=HTMLResponse, include_in_schema=False)
     def submit_page():
-        return HTMLResponse(pages.submit_page(shipped_spaces(), [r.label for r in index.roots]))
+        return HTMLResponse(utf8(pages.submit_page(shipped_spaces(), [r.shown for r in index.roots])))
 
     @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
     def compare_page(ids: str = ""):
         studies = [index.get(sid) for sid in _ids(ids)]
-        return HTMLResponse(pages.compare_page([s.summary() for s in studies]))
+        return HTMLResponse(utf8(pages.compare_page([s.summary() for s in studies])))
 
     @app.get("/studies/{sid:path}", response_class=HTMLResponse, include_in_schema=False)
     def study_page(sid: str):
         study = index.get(sid)
-        return HTMLResponse(pages.study_page(study.summary()))
+        return HTMLResponse(utf8(pages.study_page(study.summary())))
+
+
+def _figures(reports: live.Reports, study, roots: list[Root]) -> dict:
+    try:
+        _, report, why = reports.get(study)
+    except live.Conflict as exc:  # nothing recorded yet: an empty report, not an error
+        return {"sections": [], "note": public(exc, roots)}
+    figures = live.figures(report, why)
+    for section in figures["sections"]:
+        if section["figure"] is not None:  # a chart shows no more points than a trial's curve sends
+            thin_figure(section["figure"], CURVE_POINTS)
+    return figures
 
 
 def _ids(value: str) -> list[str]:
-    ids = [v for v in value.split(",") if v]
+    ids = list(dict.fromkeys(v for v in value.split(",") if v))
     if not ids:
         raise UserError("ids: give the studies to compare, e.g. ?ids=0:sweep_a,0:sweep_b")
+    if len(ids) > MAX_COMPARE:
+        raise UserError(f"ids: {len(ids)} studies; a comparison takes at most {MAX_COMPARE}")
     return ids
 
 
@@ -131,7 +194,7 @@ def _study_routes(app: FastAPI, index: Index) -> None:
     def list_studies():
         """Every study under the roots with its status, trial counts, best metric, workers and last update."""
         studies = index.studies(events.SCAN_S, wait=False)  # re-listed in the background when stale
-        roots = [{"index": r.index, "root": r.label, "error": index.unreadable.get(r.label)} for r in index.roots]
+        roots = [{"index": r.index, "root": r.shown, "error": _unreadable(index, r)} for r in index.roots]
         key = (id(studies), index.seq, repr(roots))  # `studies` is a new list after any change
         body = listed.get(key, (None, None))[1]
         if body is None:
@@ -168,37 +231,41 @@ def _study_routes(app: FastAPI, index: Index) -> None:
     @app.get("/api/studies/{sid:path}/figures")
     def study_figures(sid: str):
         """The report's sections with their plotly figures (JSON), as the dashboard draws them."""
-        try:
-            _, report, why = reports.get(index.get(sid, events.REFRESH_S))
-        except live.Conflict as exc:  # nothing recorded yet: an empty report, not an error
-            return {"sections": [], "note": str(exc)}
-        return live.figures(report, why)
+        study = index.get(sid, events.REFRESH_S)
+        return JSON(study.cached(("figures",), lambda: encode(_figures(reports, study, index.roots))))
 
     @app.get("/api/studies/{sid:path}/dashboard.html")
     def study_dashboard(sid: str, download: bool = False):
         """The static dashboard `scaling-study report` writes, for this study as it is now."""
         study = index.get(sid, events.REFRESH_S)
         _, report, why = reports.get(study)
-        headers = {"Content-Disposition": f'attachment; filename="{study.name}-dashboard.html"'} if download else {}
-        return HTMLResponse(live.dashboard(report, why), headers=headers)
+        headers = {"Content-Security-Policy": SANDBOX_CSP}  # its inline scripts run in an origin of their own
+        if download:
+            headers["Content-Disposition"] = content_disposition(f"{study.name}-dashboard.html")
+        page = study.cached(("dashboard",), lambda: utf8(live.dashboard(report, why)))  # once per change
+        return HTMLResponse(page, headers=headers)
 
     @app.get("/api/studies/{sid:path}/tables/{name}.csv")
     def study_table(sid: str, name: str):
         """A table of the report (or `records`: every evaluation) as CSV."""
         study = index.get(sid, events.REFRESH_S)
         res, report, _ = reports.get(study)
-        return PlainTextResponse(live.table_csv(res, report, name), media_type="text/csv",
-                                 headers={"Content-Disposition": f'attachment; filename="{study.name}-{name}.csv"'})
+        return PlainTextResponse(utf8(live.table_csv(res, report, name)), media_type="text/csv",
+                                 headers={"Content-Disposition": content_disposition(f"{study.name}-{name}.csv")})
 
     @app.get("/api/studies/{sid:path}/best.yaml")
-    def study_best(sid: str, metric: str | None = None, mode: str | None = None, workers: int | None = None,
-                   scaling: str | None = None, target_metric: str | None = None, target: float | None = None):
+    def study_best(sid: str, metric: str | None = Query(None, max_length=64),
+                   mode: Literal["max", "min"] | None = None,
+                   workers: int | None = Query(None, ge=1, le=MAX_WORKERS),
+                   scaling: Literal["weak", "strong"] | None = None,
+                   target_metric: str | None = Query(None, max_length=64),
+                   target: float | None = Query(None, allow_inf_nan=False)):
         """The best trial's job YAML, as `scaling-study export` writes it (optionally rescaled)."""
         study = index.get(sid, events.REFRESH_S)
+        confine_export(study)
         name, text = live.best_yaml(study, metric=metric, mode=mode, workers=workers, scaling=scaling,
                                     target_metric=target_metric, target=target)
-        return Response(text, media_type="application/yaml",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(utf8(text), media_type="application/yaml", headers={"Content-Disposition": content_disposition(name)})
 
     @app.get("/api/studies/{sid:path}/job")
     def study_job(sid: str):
@@ -215,11 +282,18 @@ def _study_routes(app: FastAPI, index: Index) -> None:
 
     @app.get("/api/studies/{sid:path}")
     def study_detail(sid: str, since: int | None = None, evaluations: bool = True):
-        """The study with its trials and their evaluations (only those after `since`, if given)."""
+        """The study with its trials and their evaluations (only those after `since`, if given;
+        at most `study.CURVE_POINTS` per trial: the curve, decimated)."""
         study = index.get(sid, events.REFRESH_S)
+        since = study.since(since)  # one cached answer per distinct answer, not per value asked
         body = study.cached(("detail", since, evaluations), lambda: encode(
             {**study.detail(since=since, evaluations=evaluations), "epoch": index.epoch}))
         return JSON(body)
+
+
+def _unreadable(index: Index, root: Root) -> str | None:
+    why = index.unreadable.get(root.label)
+    return public(why, index.roots) if why else None
 
 
 def _sse(stream) -> StreamingResponse:
@@ -237,7 +311,7 @@ def _action_routes(app: FastAPI, index: Index) -> None:
         child(study.root, study.loc / layout.TRIALS_DIR, trial)  # a plain name inside the root
         request = steer.request_stop(study.loc, trial)
         study.refresh()  # open pages see "stop requested" at once
-        return JSON({"requested": True, "trial_id": trial, "request": str(request)}, 202)
+        return JSON({"requested": True, "trial_id": trial, "request": public(request, index.roots)}, 202)
 
     @app.post("/api/studies/{sid:path}/stop")
     def stop_sweep(sid: str):
@@ -245,7 +319,7 @@ def _action_routes(app: FastAPI, index: Index) -> None:
         study = _running_sweep(index, sid)
         request = steer.request_stop(study.loc)
         study.refresh()
-        return JSON({"requested": True, "request": str(request)}, 202)
+        return JSON({"requested": True, "request": public(request, index.roots)}, 202)
 
     @app.post("/api/submit")
     async def submit(request: Request):
@@ -277,8 +351,9 @@ async def _json_body(request: Request) -> dict:
             raise SubmitError(f"the request is larger than {_MAX_BODY} bytes", key="yaml")
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
-        raise SubmitError("the body must be JSON: {\"space\": NAME} or {\"yaml\": TEXT, \"filename\": NAME}") from None
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate ("\\ud800") is no text
+    except (ValueError, RecursionError):
+        raise SubmitError("the body must be JSON text: {\"space\": NAME} or {\"yaml\": TEXT, \"filename\": NAME}") from None
     if not isinstance(data, dict):
         raise SubmitError("the body must be a JSON object")
     return data
@@ -293,10 +368,9 @@ async def _submit(app: FastAPI, index: Index, body: dict):
         checked, root = await run_in_threadpool(_check_body, index, body)
     except SubmitError as exc:
         if body.get("dry_run"):
-            return {"ok": False, "errors": [exc.as_json()]}
+            return {"ok": False, "errors": _public_errors(exc, index.roots)}
         raise
     if body.get("dry_run"):
-        discard(checked.path)
         return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as, "preview": checked.preview}
     record = await run_in_threadpool(app.state.launcher.submit, checked, root)
     sid = f"{root.index}:{checked.name}"
@@ -311,7 +385,7 @@ def _check_body(index: Index, body: dict):
     if upload is not None and not isinstance(upload, str):
         raise SubmitError("the uploaded file's text", key="yaml")
     root_index = body.get("root", 0)
-    if not isinstance(root_index, int) or not 0 <= root_index < len(index.roots):
+    if type(root_index) is not int or not 0 <= root_index < len(index.roots):  # noqa: E721 - true is no index
         raise SubmitError(f"one of 0..{len(index.roots) - 1}", key="root")
     for key in ("space", "filename"):
         if body.get(key) is not None and not isinstance(body[key], str):

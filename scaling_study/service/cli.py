@@ -31,15 +31,10 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    # SIGTERM and Ctrl+C end the server through uvicorn's own handlers (a graceful shutdown), not
-    # through the crash handler that a local Ray started for submissions would install in this
-    # process (it prints a native stack dump and kills the process at once, leaving Ray's own
-    # processes behind); the local Ray is shut down as the server shuts down. Ray reads the
-    # setting when it is first imported: set it before anything imports Ray.
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     import uvicorn
 
     from scaling_study.service.app import DEFAULT_ROOTS, create_app
+    from scaling_study.service.http import server_config
     from scaling_study.service.security import TOKEN_ENV
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
@@ -53,19 +48,8 @@ def main(args) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"scaling-study service: http://{shown}:{port}/  (roots: {', '.join(roots)}"
           f"{'; send the token' if token else ''})", flush=True)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
-    app.router.on_shutdown.append(_stop_local_ray)  # uvicorn's graceful shutdown, before it exits
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(server_config(app)).run(sockets=[sock])
     return 0
-
-
-def _stop_local_ray() -> None:
-    """Shut down the Ray this process started for submissions, if it started one."""
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
 
 
 def _bind(host: str, port: int):

@@ -68,7 +68,8 @@ def resume_point(index: Index, last_event_id: str | None) -> int | None:
     if not last_event_id:
         return None
     epoch, _, seq = last_event_id.partition(".")
-    return int(seq) if epoch == index.epoch and seq.isdigit() else None
+    ok = epoch == index.epoch and seq.isascii() and seq.isdigit() and len(seq) < 20  # not "²", not 10**5000
+    return int(seq) if ok else None
 
 
 async def studies_stream(index: Index, last_event_id: str | None, is_disconnected):

@@ -26,7 +26,7 @@ import threading
 import time
 
 from scaling_study.errors import UserError
-from scaling_study.service.roots import NotFound, Root, listdir, resolve, study_id
+from scaling_study.service.roots import NotFound, Root, Unreadable, listdir, resolve, study_id
 from scaling_study.service.study import Study, classify
 from scaling_study.service.tail import FileCache
 
@@ -224,13 +224,16 @@ class Index:
             study = Study(root, rel, loc, kind, self.files)
             with self._lock:
                 study = self._studies.setdefault(sid, study)
-        if not study.loaded:
-            study.refresh()
-            self._loaded(sid, study)
-        elif time.monotonic() - study.refreshed >= max_age:
-            with study.lock:  # clients asking together: the first reads, the others find it fresh
-                if time.monotonic() - study.refreshed >= max_age:
-                    study.refresh()
+        try:
+            if not study.loaded:
+                study.refresh()
+                self._loaded(sid, study)
+            elif time.monotonic() - study.refreshed >= max_age:
+                with study.lock:  # clients asking together: the first reads, the others find it fresh
+                    if time.monotonic() - study.refreshed >= max_age:
+                        study.refresh()
+        except ValueError as exc:  # a records file that is not CSV, or not UTF-8
+            raise Unreadable(f"study {sid!r}: a file of its folder does not parse ({_first_line(exc)[:200]})") from None
         return study
 
 

@@ -21,8 +21,8 @@ from scaling_study import layout
 from scaling_study.contract import HP_PREFIX
 from scaling_study.errors import UserError
 from scaling_study.reports.build import Report, build_report
-from scaling_study.reports.records import Results, assign_runs, normalize
-from scaling_study.reports.targets import resolve_target
+from scaling_study.results.records import Results, assign_runs, normalize
+from scaling_study.results.targets import resolve_target
 from scaling_study.service.roots import NotFound
 from scaling_study.service.study import ERROR, FINISHED, RUN, STOPPED, USER_STOPPED, Study
 
@@ -58,7 +58,7 @@ def _trials(study: Study) -> pd.DataFrame | None:
 
 
 def results(study: Study) -> Results:
-    """The study's records (and trials table) as `reports.records.load_results` would read them
+    """The study's records (and trials table) as `results.records.load_results` would read them
     from a gathered sweep or a run folder: same columns, types, `source` and `run` labels."""
     with study.lock:
         records, trials = _records(study), _trials(study)

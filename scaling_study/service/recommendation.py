@@ -11,7 +11,7 @@ from scaling_study.answers.links import DEFAULT_CLUSTER, LINKS, parse_cluster
 from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import recommend
 from scaling_study.errors import UserError
-from scaling_study.reports.targets import resolve_target
+from scaling_study.results.targets import resolve_target
 
 MAX_GPUS = 65_536
 DEVICE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")

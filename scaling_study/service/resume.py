@@ -44,8 +44,9 @@ def resume(study: Study, launcher: launch.Launcher) -> dict:
     before = dict(study.submission)
     overrides = [str(o) for o in before.get("overrides") or []]
     checked = launch.check(before["space"], None, None, overrides)  # still valid, as the CLI checks it
-    job_id = ray_jobs.submit(checked.path, launcher.job_address(), overrides=overrides,
-                             storage=str(study.loc.parent), out=lambda _: None, resume=True)
+    with launch.working_dir(checked) as (project, path):
+        job_id = ray_jobs.submit(path, launcher.job_address(), overrides=overrides, storage=str(study.loc.parent),
+                                 out=lambda _: None, root=project, resume=True)
     record = {**before, "job_id": job_id, "resumed_at": time.time(),
               "previous_jobs": [*before.get("previous_jobs", []), before.get("job_id")]}
     (study.loc / layout.SUBMISSION).write_text(json.dumps(record))

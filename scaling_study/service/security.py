@@ -9,6 +9,13 @@
   `X-Scaling-Study: 1`, which a cross-site form cannot send and a cross-site script cannot send
   without a CORS preflight that this service never grants; an `Origin` other than the service's
   own, or `Sec-Fetch-Site: cross-site`, is refused as well.
+- Every answer, refusals included, carries `SECURITY_HEADERS` (no framing, no MIME sniffing, no
+  referrer, a Content-Security-Policy that allows only this origin's own scripts); the API's
+  answers are never cached (`Cache-Control: no-store`).
+- The token trade (`?token=`) redirects only to a path of this service, never to another site.
+- Served beyond loopback, answers never show a server path: a `Redactor` rewrites every answer's
+  body (reports name their sources, exports their files) to name each results root by its last
+  folder name and the project's files relative to the project.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import hmac
 import ipaddress
 import json
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from scaling_study.errors import UserError
 
@@ -24,6 +31,25 @@ CSRF_HEADER = "x-scaling-study"
 TOKEN_COOKIE = "scaling_study_token"
 TOKEN_ENV = "SCALING_STUDY_TOKEN"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+"""Pages run only this origin's scripts (plotly.js from the installed package, `static/app.js`);
+plotly sets inline styles, hence 'unsafe-inline' for styles only; no page may be framed."""
+SANDBOX_CSP = ("sandbox allow-scripts allow-downloads; default-src 'none'; script-src 'unsafe-inline'; "
+               "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; frame-ancestors 'none'")
+"""The static dashboard inlines plotly.js and its figures: its scripts run, but in a sandbox, an
+origin of its own that can neither read the service nor send its cookie (set this header on it)."""
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+API_PREFIX = "/api/"
+NO_STORE = {"cache-control": "no-store"}
+"""On every API answer: a token-protected study must not stay in a shared or disk cache."""
 
 
 def is_loopback(host: str) -> bool:
@@ -57,12 +83,15 @@ def _host_name(host_header: str) -> str:
 class Guard:
     """ASGI middleware enforcing the rules in the module docstring."""
 
-    def __init__(self, app, *, token: str | None, loopback_only: bool):
-        self.app, self.token, self.loopback_only = app, token, loopback_only
+    def __init__(self, app, *, token: str | None, loopback_only: bool, redact: "Redactor | None" = None):
+        self.app, self.token, self.loopback_only, self.redact = app, token, loopback_only, redact
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        send = _with_headers(send, scope["path"].startswith(API_PREFIX))
+        if self.redact is not None:
+            send = self.redact.wrap(send)
         headers = _headers(scope)
         problem = self._host(headers) or self._csrf(scope, headers)
         if problem:
@@ -115,12 +144,89 @@ class Guard:
         if not hmac.compare_digest(self._query_token(scope).encode(), self.token.encode()):
             return await _deny(send, 401, "wrong token")
         query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"]
-        location = scope["path"] + (f"?{urlencode(query)}" if query else "")
+        location = same_site(scope["path"]) + (f"?{urlencode(query)}" if query else "")
         cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
         await send({"type": "http.response.start", "status": 303,
                     "headers": [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode("latin-1")),
                                 (b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
+
+
+def same_site(path: str) -> str:
+    """`path` as a redirect target that stays on this service: one leading slash (`//host/x` and
+    `/\\host/x` would name another site) and percent-encoded (ASCII, as a header must be)."""
+    rest = path.lstrip("/\\")
+    return "/" + quote(rest, safe="/:@!$&'()*+,;=-._~", errors="replace")
+
+
+def _with_headers(send, api: bool):
+    """`send` adding `SECURITY_HEADERS` (and `NO_STORE` on the API) to the answer's start,
+    keeping any a route set itself (the dashboard's sandbox policy, SSE's no-cache)."""
+    extra = {**SECURITY_HEADERS, **(NO_STORE if api else {})}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            given = {k.lower() for k, _ in message.get("headers", [])}
+            added = [(k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in given]
+            message = {**message, "headers": [*message.get("headers", []), *added]}
+        await send(message)
+
+    return wrapped
+
+
+class Redactor:
+    """Rewrites answers so that they show no server path: each (path, shown as) pair, longest
+    path first. A body of known length is rewritten whole (and its length fixed); a stream (the
+    server-sent events) message by message."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        pairs = {path: shown for path, shown in pairs if path and path != shown}
+        self.pairs = [(p.encode(), s.encode()) for p, s in sorted(pairs.items(), key=lambda kv: -len(kv[0]))]
+
+    def __call__(self, data: bytes) -> bytes:
+        for path, shown in self.pairs:
+            if path in data:
+                data = data.replace(path, shown)
+        return data
+
+    def wrap(self, send):
+        """`send` rewriting the answer's body."""
+        held: dict = {"start": None, "stream": False, "chunks": []}
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                held["start"] = message
+                held["stream"] = not any(k.lower() == b"content-length" for k, _ in message.get("headers", []))
+                return await send(message) if held["stream"] else None
+            if message["type"] != "http.response.body":
+                return await send(message)
+            if held["stream"]:
+                return await send({**message, "body": self(message.get("body", b""))})
+            held["chunks"].append(message.get("body", b""))
+            if message.get("more_body"):
+                return None
+            body = self(b"".join(held["chunks"]))
+            start = held["start"]
+            headers = [(k, str(len(body)).encode() if k.lower() == b"content-length" else v) for k, v in start["headers"]]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        return wrapped
+
+
+def shorten(text: str, limit: int = 400) -> str:
+    """`text` cut to `limit` characters, saying how much was left out: an error message echoes
+    values from the request, and an answer must not grow with them."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header for any file name (RFC 6266/5987): an ASCII fallback without quotes
+    or control characters, and the name itself percent-encoded as UTF-8 in `filename*`."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename) or "download"
+    encoded = quote(filename.encode("utf-8", "surrogatepass"), safe="")
+    return f'attachment; filename="{fallback}"; filename*=UTF-8\'\'{encoded}'
 
 
 async def _deny(send, status: int, message: str):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 import time
 
 from scaling_study import layout
 from scaling_study.contract import METRICS, PRIMARY_METRIC
+from scaling_study.service.memo import BUDGET, size_of
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
 from scaling_study.service.trial import PENDING, Trial, imported_trials, job_budget, planned_rows, read_job
@@ -40,8 +42,9 @@ QUIET_S = 120.0
 """Without a status file (a sweep from before steering, a run): running while files changed
 within this long, or within three of the run's own evaluation intervals if those are longer."""
 _GATHERED = {"DONE": FINISHED, "STOPPED": STOPPED, "ERROR": ERROR}
-
-
+CURVE_POINTS = 1000
+"""At most this many evaluations of one trial travel in a study's detail (its curve, decimated
+along the study's metric: `decimate.decimate`); the records table (CSV) keeps every row."""
 def _csv_rows(data: bytes) -> list[dict]:
     """The rows of a CSV file as dicts of text, as csv.DictReader reads them (a file without
     quotes is split directly: a root of many finished sweeps has as many of these files)."""
@@ -55,6 +58,14 @@ def _csv_rows(data: bytes) -> list[dict]:
     return [dict(zip(rows[0], row)) for row in rows[1:]] if rows else []
 
 
+def read_json(data: bytes):
+    """A JSON file of a results folder; ValueError (read as unreadable) for one that holds text
+    no answer can carry (a lone surrogate written as `"\\ud800"`)."""
+    doc = json.loads(data)
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return doc
+
+
 def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | None:
     """SWEEP, RUN, or None for a folder that is neither (it may hold studies further down)."""
     dirs = {n for n, e in entries.items() if e.is_dir}
@@ -64,9 +75,12 @@ def classify(entries: dict[str, Entry], files: FileCache, loc: Loc) -> str | Non
         return RUN
     submission = entries.get(layout.SUBMISSION)
     if submission is not None and not submission.is_dir:
-        doc = files.json(loc / layout.SUBMISSION, submission.stat, {}) or {}
+        doc = files.parsed(loc / layout.SUBMISSION, submission.stat, read_json, {}) or {}
         return RUN if doc.get("kind") == RUN else SWEEP
     return None
+
+
+_MISSING = object()
 
 
 class Study:
@@ -136,6 +150,7 @@ class Study:
             self._signature = signature
             view = (self.seq, self.updated_ns, self.loaded)  # every read file's mtime counts in updated_ns
             if view != self._view:
+                BUDGET.forget(self)
                 self._memo, self._view = {}, view
             self.refreshed = time.monotonic()
             return changed
@@ -145,11 +160,18 @@ class Study:
         what it is): the summary, and what the API and the event streams send, shared by every
         client."""
         with self.lock:
-            if key not in self._memo:
-                if len(self._memo) > 64:  # clients polling with many `since` values
-                    self._memo = {}
-                self._memo[key] = compute()
-            return self._memo[key]
+            value = self._memo.get(key, _MISSING)  # (another study's read may evict an entry: `BUDGET`)
+            if value is _MISSING:
+                value = self._memo[key] = compute()
+                BUDGET.hold(self, key, size_of(value))
+            else:
+                BUDGET.used(self, key)
+            return value
+
+    def since(self, seq: int | None) -> int | None:
+        """A client's `since` as one of the few values that give different answers: None (every
+        evaluation), or a sequence number from -1 to the study's own (later ones see nothing new)."""
+        return None if seq is None else max(-1, min(seq, self.seq))
 
     def _stat_max(self, entries: dict[str, Entry]) -> None:
         for e in entries.values():
@@ -159,7 +181,7 @@ class Study:
         e = entries.get(name)
         if e is None or e.is_dir:
             return {}
-        doc = self.files.json(self.at(*folder, name), e.stat, {})
+        doc = self.files.parsed(self.at(*folder, name), e.stat, read_json, {})
         return doc if isinstance(doc, dict) else {}
 
     def _read_sweep(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
@@ -364,8 +386,8 @@ class Study:
         m = METRICS.get(self.metric) if self.metric else None
         counts = self.counts()
         return {
-            "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.label,
-            "path": str(self.loc), "status": self.status, "counts": counts,
+            "id": self.id, "kind": self.kind, "name": self.name, "root": self.root.shown,
+            "path": self.root.path_of(self.loc, self.rel), "status": self.status, "counts": counts,
             "n_trials": sum(counts.values()),
             "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
             "best": self.best(), "workers": self.workers(),
@@ -401,7 +423,8 @@ class Study:
 
     def detail(self, since: int | None = None, evaluations: bool = True) -> dict:
         """The study with its trials and, unless `evaluations` is False, their evaluations
-        (only those first seen after sequence number `since`, when given)."""
+        (only those first seen after sequence number `since`, when given; at most
+        `CURVE_POINTS` per trial, see `Trial.rows_since`)."""
         with self.lock:
             return self._detail(since, evaluations)
 
@@ -414,7 +437,7 @@ class Study:
         if evaluations:
             out["evaluations"], out["replaced"] = {}, []
             for t in self.trials.values():
-                rows, replaced = t.rows_since(since if since is not None else -1)
+                rows, replaced = t.rows_since(since if since is not None else -1, CURVE_POINTS, self.metric)
                 if rows or replaced:
                     out["evaluations"][t.trial_id] = rows
                 if replaced and since is not None:

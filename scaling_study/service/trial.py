@@ -1,12 +1,16 @@
 """One trial of a study as the service holds it: its records as read so far, when each row was
 first seen, and what the studies list and the study page ask of it (its best and last values,
-its worker counts), worked out once per change of its rows rather than once per request.
+its worker counts, its curve for the charts), worked out once per change of its rows rather than
+once per request.
 """
 from __future__ import annotations
+
+import bisect
 
 import pandas as pd
 
 from scaling_study.contract import HP_PREFIX, METRICS
+from scaling_study.service.decimate import decimate
 
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
@@ -54,12 +58,21 @@ class Trial:
         self._memo = {}
         return True
 
-    def rows_since(self, seq: int) -> tuple[list[dict], bool]:
-        """(rows first seen after `seq`, whether they replace every row the reader had)."""
+    def rows_since(self, seq: int, limit: int | None = None, metric: str | None = None) -> tuple[list[dict], bool]:
+        """(rows first seen after `seq`, whether they replace every row the reader had). More
+        than `limit` rows are sent as the whole curve of `metric` decimated to `limit` rows
+        (`decimate`), which replaces what the reader had."""
         if self.reset_seq > seq:
-            return json_rows(self.records), True
-        start = next((i for i, s in enumerate(self.seqs) if s > seq), len(self.seqs))
-        return json_rows(self.records.iloc[start:]), False
+            frame, replaced = self.records, True
+        else:
+            frame, replaced = self.records.iloc[bisect.bisect_right(self.seqs, seq):], False
+        if limit is not None and len(frame) > limit:
+            return self.curve(limit, metric), True
+        return json_rows(frame), replaced
+
+    def curve(self, limit: int, metric: str | None) -> list[dict]:
+        """Every row decimated to at most `limit` along `metric` (`decimate`), as JSON rows."""
+        return self._remember(("curve", limit, metric), lambda: json_rows(decimate(self.records, metric, limit)), [])
 
     def _remember(self, key, compute, nothing=None):
         if self.records is _NO_ROWS:
@@ -100,7 +113,7 @@ class Trial:
     def _workers(self) -> frozenset[int]:
         if "num_workers" not in self.records.columns:
             return frozenset()
-        return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna())
+        return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna().unique())
 
 
 def read_job(data: bytes) -> dict:

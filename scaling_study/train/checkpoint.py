@@ -9,6 +9,9 @@ Where it is kept: with workers, each checkpoint is reported to Ray Train, which 
 ranks' folders, keeps `output.checkpoints_to_keep` of them in the run directory and hands the
 latest back on a restart or a re-run with the same name. Local mode (`num_workers: 0`) has no
 controller to do that: the latest lives in RUN_DIR/checkpoint_local, replaced at each evaluation.
+
+`write` and `read` need no Ray (Ray is imported only by `restore` and `report`): the GPU check
+resumes through them on machines without Ray.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import ray.train
 import torch
 
 from scaling_study.layout import LOCAL_CHECKPOINT, LOCAL_CHECKPOINT_POINTER
@@ -30,6 +32,8 @@ from scaling_study.train.state import Clock, Position, TrainState
 
 def restore(cfg, state: TrainState) -> bool:
     """Load the run's latest checkpoint into `state`, if it has one; whether it did."""
+    import ray.train
+
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None and cfg.local:
         local = _latest_local(cfg.run_dir)
@@ -44,6 +48,8 @@ def restore(cfg, state: TrainState) -> bool:
 
 def report(cfg, state: TrainState, metrics: dict) -> None:
     """`ray.train.report(metrics)` with a checkpoint of `state` (a barrier across workers)."""
+    import ray.train
+
     if cfg.local:
         loc = _save_local(cfg.run_dir, state)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint(path=loc.fs_path, filesystem=loc.fs))
@@ -72,7 +78,10 @@ def write(directory: Path, state: TrainState) -> None:
 def read(directory: Path, state: TrainState) -> None:
     """Restore `state` from a checkpoint written by `write` (every rank reads the shared state)."""
     state.module.load_state_dict(torch.load(directory / "model.pt", map_location=state.device, weights_only=True))
-    opt = torch.load(directory / "optim.pt", map_location=state.device, weights_only=False)
+    # On the CPU: the optimizer moves its buffers to its parameters' device itself and keeps the
+    # step counts torch.optim keeps on the host there (RAdam's, AdamW's); loaded onto the GPU
+    # they would stay there, and reading them would wait for the GPU at every step.
+    opt = torch.load(directory / "optim.pt", map_location="cpu", weights_only=False)
     state.optimizer.load_state_dict(opt["optimizer"])
     state.scheduler.load_state_dict(opt["scheduler"])
     if state.scaler is not None and opt.get("scaler"):

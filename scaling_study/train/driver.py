@@ -11,7 +11,7 @@ import pandas as pd
 
 from scaling_study.config import Job, dump_job
 from scaling_study.errors import UserError
-from scaling_study.layout import JOB_FILE, RECORDS, RECORDS_PARQUET
+from scaling_study.layout import JOB_FILE, RECORDS, RECORDS_PARQUET, run_dir_of
 from scaling_study.storage import Loc, as_path, write_parquet
 from scaling_study.train.resources import per_worker_resources
 
@@ -29,9 +29,9 @@ class RunFailed(UserError):
     """The run ended in an error (after Ray's retries) or diverged."""
 
 
-def run_dir_of(job: Job) -> Loc:
-    """`output.dir/name`: an absolute local path, or a URI (see `scaling_study.storage`)."""
-    return Loc(job.output.dir) / job.name
+def job_run_dir(job: Job) -> Loc:
+    """`output.dir/name` of `job` (`layout.run_dir_of`): an absolute local path, or a URI."""
+    return run_dir_of(Loc(job.output.dir), job.name)
 
 
 def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose: bool = True,
@@ -40,14 +40,15 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
 
     `before_step` is for tests only (see `WorkerConfig.before_step`)."""
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
+    from scaling_study.train import placement
     from scaling_study.train.loop import train_fn_per_worker
     from scaling_study.train.records import RecordsCallback
     from scaling_study.train.tasks import DataFiles
     from scaling_study.train.worker_config import WorkerConfig
 
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     files = DataFiles([p.resolve() for p in files.train], [p.resolve() for p in files.dev])
     config = WorkerConfig(job=job, files=files, trial_id=trial_id, log_every=log_every, verbose=verbose,
                           before_step=before_step)
@@ -55,11 +56,15 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
     return TorchTrainer(
         train_fn_per_worker,
         train_loop_config=config.to_dict(),
+        torch_config=TorchConfig(timeout_s=s.process_group_timeout_s),
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
             name=job.name, storage_path=str(run_dir.parent),  # a URI: Ray writes checkpoints through pyarrow.fs
-            failure_config=ray.train.FailureConfig(max_failures=job.output.max_failures),
+            # A bounded wait for room for the workers (scaling.placement_timeout_s), not Ray's endless one.
+            failure_config=ray.train.FailureConfig(
+                max_failures=job.output.max_failures,
+                controller_failure_limit=placement.controller_failure_limit(s.placement_timeout_s)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
             callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
             # Ray Train's INFO lines repeat every metric dict; our callback prints one line per evaluation.
@@ -81,12 +86,13 @@ def check_job_runs_here(job: Job) -> None:
 
 def finish(job: Job, result) -> RunResult:
     """Turn Ray's `Result` into ours; raise `RunFailed` with the reason when the run failed."""
+    from scaling_study.train import placement
     from scaling_study.train.records import read_records
 
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     records = read_records(run_dir)
     if result.error is not None:
-        raise RunFailed(f"run {job.name!r} failed: {result.error}\n  records so far: {run_dir / RECORDS}")
+        raise RunFailed(f"run {job.name!r} failed: {placement.explain(job, result.error) or result.error}\n  records so far: {run_dir / RECORDS}")
     metrics = dict(result.metrics or {})
     if metrics.get("failed"):
         raise RunFailed(f"run {job.name!r} stopped: {metrics['failed']} (lr {metrics.get('lr'):.3g}); "
@@ -110,7 +116,7 @@ def run_job(job: Job, *, address: str | None = None, verbose: bool = True, log_e
     from scaling_study.train.tasks import resolve_data_files
 
     check_components(job)
-    run_dir = run_dir_of(job)
+    run_dir = job_run_dir(job)
     run_dir.parent.check_reachable(output_key)  # a bucket and credentials, before Ray starts
     files = resolve_data_files(job)  # generate/check data before any worker starts
     ensure_ray(address)
@@ -124,10 +130,15 @@ def fit(trainer, job: Job):
     """`trainer.fit()`, with Ray's training errors turned into a `RunFailed` that says where to look."""
     import ray.train
 
+    from scaling_study.train import placement
+
     try:
         return trainer.fit()
     except ray.train.TrainingFailedError as exc:
+        unplaced = placement.explain(job, exc)
+        if unplaced:
+            raise RunFailed(f"run {job.name!r} failed: {unplaced}") from None
         first = str(exc).strip().splitlines()
         raise RunFailed(f"run {job.name!r} failed after {job.output.max_failures} restart(s) "
                         f"(output.max_failures): {first[0] if first else type(exc).__name__}\n{exc}\n"
-                        f"  records so far: {run_dir_of(job) / RECORDS}") from None
+                        f"  records so far: {job_run_dir(job) / RECORDS}") from None

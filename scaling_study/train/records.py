@@ -14,9 +14,15 @@ import math
 import pandas as pd
 from ray.train import UserCallback
 
+from scaling_study import compat
 from scaling_study.contract import COLUMN_NAMES as COLUMNS, METRICS, PRIMARY_METRIC
 from scaling_study.layout import RECORDS
 from scaling_study.storage import Loc, read_csv, write_csv
+
+# Every run's Train controller imports this module (to unpickle `RecordsCallback`) before it starts
+# a worker group: the place to make it hand each worker group's placement group to Ray's cleaner
+# as soon as it exists, so that a controller killed while its workers start leaks nothing.
+compat.install_placement_group_fix()
 
 NAN = float("nan")
 # The metrics an evaluator returns (the training loss comes from the window).

@@ -90,6 +90,7 @@ def build(cfg, rank: int, world: int) -> tuple[TrainState, TaskData, Plan]:
     from scaling_study.train.devices import worker_device
 
     device = worker_device(cfg.job, local=cfg.local)
+    apply_nccl_env(cfg.job, device)
 
     def prepare(model: torch.nn.Module) -> torch.nn.Module:
         return ray.train.torch.prepare_model(model, move_to_device=device, parallel_strategy_kwargs=DDP_KWARGS)
@@ -113,7 +114,8 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
 
     check_precision(job, device)  # before anything is built: bf16 would fail only at the first step
     torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
-    tokenizer = load_tokenizer(job.model.name)
+    set_matmul_precision(job, device)
+    tokenizer = load_tokenizer(job.model.tokenizer or job.model.name)
     task = build_task_data(job, files, tokenizer)
     plan = make_plan(job, task)
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
@@ -136,6 +138,24 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
                        rank=rank, world=world, autocast=_autocast(job, device),
                        max_grad_norm=job.train.max_grad_norm, sparse_params=sparse, noise=noise)
     return state, task, plan
+
+
+def set_matmul_precision(job: Job, device: torch.device) -> None:
+    """fp32 matrix products in TF32 on a GPU where `train.tf32` (torch's 'high'), else strict
+    fp32 ('highest'); a CPU keeps torch's setting."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high" if job.train.tf32 else "highest")
+
+
+def apply_nccl_env(job: Job, device: torch.device) -> None:
+    """Put `scaling.nccl_env` into this GPU worker's environment. NCCL reads its variables when
+    it creates its first communicator, which torch does lazily at the first collective (Ray Train
+    initialises the process group without a device, so before this worker's DDP wrap): set here,
+    they apply to every collective of the run."""
+    import os
+
+    if device.type == "cuda":
+        os.environ.update(job.scaling.nccl_env)
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:

@@ -93,9 +93,12 @@ class TaskData:
         """
         import torch
 
-        dataset = self.train_sets[phase.seq_len]
+        dataset, shard_rank, shards = self.train_sets[phase.seq_len], rank, world
+        if hasattr(dataset, "for_rank"):  # pre-tokenised shards: each rank reads its own files only
+            dataset, shard_rank, shards = dataset.for_rank(rank, world), 0, 1
         sampler = torch.utils.data.DistributedSampler(
-            dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed + 1000 * phase.index, drop_last=True)
+            dataset, num_replicas=shards, rank=shard_rank, shuffle=True, seed=seed + 1000 * phase.index,
+            drop_last=True)
         size = phase.per_worker_batch
         per_epoch = len(sampler) // size
         if per_epoch == 0:

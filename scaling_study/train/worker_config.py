@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from scaling_study.config import Job, job_from_dict
 from scaling_study.config.schema import to_dict
+from scaling_study.layout import run_dir_of
 from scaling_study.storage import Loc
-from scaling_study.train.driver import run_dir_of
 from scaling_study.train.tasks import DataFiles
 
 
@@ -41,7 +41,7 @@ class WorkerConfig:
     @property
     def run_dir(self) -> Loc:
         """`output.dir/name`: records.csv, job.yaml and checkpoints (a local folder or a URI)."""
-        return run_dir_of(self.job)
+        return run_dir_of(Loc(self.job.output.dir), self.job.name)
 
     @property
     def local(self) -> bool:

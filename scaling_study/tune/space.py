@@ -47,7 +47,7 @@ import itertools
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from scaling_study.config import Job, Phase, job_from_dict, load_yaml
 from scaling_study.config.load import apply_overrides, blame_override, keys_related, parse_override
@@ -277,23 +277,29 @@ class SearchSpace:
         return tune.FailureConfig(max_failures=self.spec.failure.max_failures)
 
 
-def load_space(path: str | Path, overrides: list[str] = ()) -> SearchSpace:
+def load_space(path: str | Path, overrides: list[str] = (), *, data: dict | None = None,
+               confine_base: Callable[[Path], None] | None = None) -> SearchSpace:
     """Load and check a search-space file completely; nothing starts before this succeeds.
 
     `overrides` are `dotted.key=value` items on the space: `study.mode=strong`,
     `set.train.steps=50` (a base-job key under `set`), `parameters.optimizer.lr.max=0.02`.
     An error caused by one names the file and the item (see `config.load.blame_override`).
+
+    `data`: the file's mapping, already read (a file checked as if it were at `path` without
+    being written there). `confine_base`: called with the base job's path before anything there
+    is looked at; it raises a ConfigError to refuse it (the service holds bases to the project),
+    so that an error never tells whether a file it refuses exists.
     """
     from scaling_study.tune import space_checks
 
     path = Path(path)
     source = str(path)
     overrides = list(overrides)
-    data = apply_space_overrides(load_yaml(path), overrides, source)
+    data = apply_space_overrides(load_yaml(path) if data is None else data, overrides, source)
     try:
         spec = from_dict(SpaceFile, data, source=source)
         dimensions = {key: _dimension(key, value, source) for key, value in spec.parameters.items()}
-        base_path, base_data, base_job = _load_base(path, spec)
+        base_path, base_data, base_job = _load_base(path, spec, confine_base)
         space = SearchSpace(path=path, spec=spec, dimensions=dimensions, base_path=base_path,
                             base_data=base_data, base_job=base_job,
                             scheduler=_resolve_scheduler(spec.scheduler, base_job, source),
@@ -337,8 +343,11 @@ def _dimension(key: str, value: Any, source: str) -> Dimension:
     return from_dict(Dimension, value, prefix=f"parameters.{key}", source=source)
 
 
-def _load_base(path: Path, spec: SpaceFile) -> tuple[Path, dict, Job]:
+def _load_base(path: Path, spec: SpaceFile,
+               confine_base: Callable[[Path], None] | None = None) -> tuple[Path, dict, Job]:
     base_path = path.parent / spec.base
+    if confine_base is not None:
+        confine_base(base_path)
     if not base_path.is_file():
         raise ConfigError("base", f"no job file at {base_path} (the path is relative to this file's folder)",
                           str(path))

@@ -136,13 +136,15 @@ def connect(address: str | None = None):
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
+    from scaling_study import compat
+    from scaling_study.ray_env import refused
+
     address = address or default_address()
+    token = compat.use_cluster_token()  # as `ray job submit`: the cluster's token where one is given
     try:
         return JobSubmissionClient(address)
-    except AuthenticationError:
-        raise UserError(f"--address {address}: the cluster uses Ray's token authentication; set RAY_AUTH_MODE=token "
-                        "and give its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), as for "
-                        "`ray job submit`") from None
+    except AuthenticationError as exc:
+        raise UserError(f"--address {address}: {refused(token, exc)}") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"--address {address}: no Ray Job Submission API answers there ({_first_line(exc)}). "
                         "Start a cluster with `ray start --head --dashboard-host 127.0.0.1` (needs "
@@ -151,15 +153,16 @@ def connect(address: str | None = None):
 
 def submit(target: str | os.PathLike, address: str | None = None, *, overrides: Iterable[str] = (),
            storage: str | None = None, wait: bool = False, out: Callable[[str], None] = print,
-           resume: bool = False) -> str:
+           root: Path = ROOT, resume: bool = False) -> str:
     """Check `target`, submit it as a Ray job, return the job's id. With `wait`, stream its logs
-    until it ends and raise a UserError unless it SUCCEEDED."""
-    p = plan(target, overrides=overrides, storage=storage, resume=resume)
+    until it ends and raise a UserError unless it SUCCEEDED. `root` is the project folder shipped
+    as the job's working directory (a copy of this one holding a file that is not in it)."""
+    p = plan(target, overrides=overrides, storage=storage, root=root, resume=resume)
     address = address or default_address()
     client = connect(address)
     job_id = f"scaling-study-{p.kind}-{p.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     _submit_job(client, entrypoint=p.entrypoint, submission_id=job_id, metadata=p.metadata,
-                runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES},
+                runtime_env={"working_dir": str(root), "excludes": EXCLUDES},
                 entrypoint_num_cpus=0)  # the driver only waits: leave the CPUs to the workers
     note = "" if storage else " (output.dir made absolute; --storage names a folder the cluster shares)"
     out(f"{p.file} is a {'search space' if p.kind == 'sweep' else 'job'}: submitted `scaling-study {p.kind}` "

@@ -29,6 +29,7 @@ def trial_driver(params: dict, *, space, sweep_dir: str, cwd: str) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from scaling_study.config import dump_job
+    from scaling_study.train import placement
     from scaling_study.train.driver import build_trainer
     from scaling_study.train.tasks import resolve_data_files
     from scaling_study.tune.retention import was_finished
@@ -46,8 +47,9 @@ def trial_driver(params: dict, *, space, sweep_dir: str, cwd: str) -> None:
     files = resolve_data_files(job, generate=False)  # generated once by the sweep before any trial
     trainer = build_trainer(job, files, trial_id=trial_id, callbacks=[TuneReportCallback()], verbose=False)
     result = trainer.fit()
-    if result.error is not None:
-        raise result.error  # Tune's FailureConfig retries the trial, then reports it as ERROR
+    if result.error is not None:  # Tune's FailureConfig retries the trial, then reports it as ERROR
+        unplaced = placement.explain(job, result.error)
+        raise RuntimeError(f"trial {trial_id}: {unplaced}") if unplaced else result.error
     if (result.metrics or {}).get("failed"):
         raise RuntimeError(f"trial {trial_id}: {result.metrics['failed']}")
 

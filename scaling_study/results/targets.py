@@ -21,9 +21,9 @@ import pandas as pd
 
 from scaling_study.contract import HP_PREFIX, metric as contract_metric
 from scaling_study.errors import UserError
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.runs import best_metric, run_config, run_summary
-from scaling_study.reports.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.runs import best_metric, run_config, run_summary
+from scaling_study.results.scaling import STRONG_KEYS, WEAK_KEYS, in_mode, present, scale_cells
 
 # Swept keys that vary with N by design, or are repeats: not part of a time-to-target group.
 _NOT_GROUPING = ("worker", "batch", "accum", "seed")
@@ -88,15 +88,26 @@ def resolve_target(records: pd.DataFrame, metric: str | None = None,
 def time_to_target(records: pd.DataFrame, target: Target) -> pd.DataFrame:
     """Per run with any value of the metric: configuration, `reached`, and the step, samples,
     train_time_s and wall_time_s of its first evaluation that reached `target` (NaN if none),
-    the metric there (`<metric>_at_target`) and the run's best value (`best_<metric>`)."""
+    the metric there (`<metric>_at_target`) and the run's best value (`best_<metric>`).
+
+    Where the records have steps: `step_before`, the step of the evaluation before that first
+    hit (0 where the first evaluation hit: the target was crossed somewhere in
+    (step_before, step]), and `last_step`, the last step evaluated (a run that did not reach the
+    target needs more than that)."""
     Needs(f"time to {target}", (target.metric, "train_time_s")).check(records)
     rows = ordered(records.dropna(subset=[target.metric]))
-    hits = rows[target.met(rows[target.metric])].drop_duplicates("run").set_index("run")
+    met = target.met(rows[target.metric])
+    hits = rows[met].drop_duplicates("run").set_index("run")
     table = run_config(rows).set_index("run")
     table["reached"] = table.index.isin(hits.index)
     for col in ("step", "samples", "train_time_s", "wall_time_s"):
         if col in hits.columns:
             table[col] = hits[col]
+    if "step" in rows.columns:
+        before = rows[~met.groupby(rows["run"]).cummax()]  # each run's evaluations before its first hit
+        table["step_before"] = before.groupby("run")["step"].last().reindex(table.index).fillna(0.0)
+        table.loc[~table["reached"], "step_before"] = float("nan")
+        table["last_step"] = rows.groupby("run")["step"].max()
     table[f"{target.metric}_at_target"] = hits[target.metric]
     table[f"best_{target.metric}"] = best_metric(rows, target.metric, target.mode)
     return table.reset_index()

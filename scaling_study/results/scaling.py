@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.runs import THROUGHPUT_INPUTS, run_config, steady_throughput
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.runs import THROUGHPUT_INPUTS, run_config, steady_throughput
 
 WEAK_KEYS = ("task", "model", "optimizer", "device", "lr_rule", "per_worker_batch", "grad_accum")
 STRONG_KEYS = ("task", "model", "optimizer", "device", "lr_rule", "global_batch", "peak_lr")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scaling_study.contract import HP_PREFIX
-from scaling_study.reports.records import CONFIG_COLUMNS, Needs, ordered
+from scaling_study.results.records import CONFIG_COLUMNS, Needs, ordered
 
 THROUGHPUT_INPUTS = (("samples", "train_time_s"), ("throughput",))
 RUN_THROUGHPUT = Needs("run throughput", any_of=THROUGHPUT_INPUTS)

@@ -23,8 +23,8 @@ import pandas as pd
 from scaling_study.contract import HP_PREFIX, METRICS, PRIMARY_METRIC
 from scaling_study.errors import UserError
 from scaling_study.layout import TRIALS_FILE
-from scaling_study.reports.records import Needs, ordered
-from scaling_study.reports.runs import run_summary
+from scaling_study.results.records import Needs, ordered
+from scaling_study.results.runs import run_summary
 
 # The metrics a report may plot, in order of preference: each task's primary, then the other
 # bounded scores (losses are plotted only as a target's metric).
