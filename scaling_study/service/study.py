@@ -438,7 +438,7 @@ class Study:
             out["evaluations"], out["replaced"] = {}, []
             for t in self.trials.values():
                 rows, replaced = t.rows_since(since if since is not None else -1, CURVE_POINTS, self.metric)
-                if rows or replaced:
+                if rows or (replaced and since is not None):  # a trial with no rows yet has nothing to send
                     out["evaluations"][t.trial_id] = rows
                 if replaced and since is not None:
                     out["replaced"].append(t.trial_id)

@@ -168,12 +168,12 @@ def planned_rows(missing: int, planned, trials) -> list[dict]:
 
 def imported_trials(trials: dict[str, "Trial"], table, seq: int, mtime_ns: int) -> bool:
     """Split imported records (`tail.Table`, read whole or appended to) into one trial per run
-    (its `trial_id`, else its `run_id`), each with its swept values from `hp.*` columns, in
+    (its `run_id`, as a run's trial is named; else its `trial_id`), each with its swept values from `hp.*` columns, in
     `trials` (replaced). True when rows changed."""
     if not (table.reset or table.appended):
         return False
     frame = table.frame
-    key = next((c for c in ("trial_id", "run_id") if c in frame.columns and frame[c].notna().any()), None)
+    key = next((c for c in ("run_id", "trial_id") if c in frame.columns and frame[c].notna().any()), None)
     groups = frame.groupby(frame[key].fillna("").astype(str), sort=False) if key else [("records", frame)]
     trials.clear()
     for name, rows in groups:
