@@ -4,8 +4,8 @@ and the static dashboard."""
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures.reports.synthetic import sweep_records
+
 from scaling_study.errors import UserError
 from scaling_study.reports import explore
 from scaling_study.reports.build import build_report

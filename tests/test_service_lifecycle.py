@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-
 from fixtures.service import write_status
+
 from scaling_study.service.app import create_app
 from scaling_study.service.trial import job_budget
 from scaling_study.tune import submit as ray_jobs

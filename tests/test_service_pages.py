@@ -1,7 +1,7 @@
-"""The study page's trial table and the trial page in real headless Chromium (fixtures, server and
-browser as in test_service_browser.py): sorting, searching, filtering by state, chosen columns
-that persist, the best trial marked, and a trial's own page with its parameters, curves, job,
-checkpoints and log."""
+"""The study service's pages in real headless Chromium (fixtures, server and browser as in
+test_service_browser.py): the trial table (sort, search, state filter, chosen columns, the best
+trial marked, brushing), a trial's page, planned trials, Stop and Resume, imported records, the
+exploring views, the submit page's preview, compare, notes and tags, and the recommendation panel."""
 import pytest
 
 from test_service_browser import CHROMIUM, WAIT_MS, browser, page, playwright, serving  # noqa: F401 (fixtures)
@@ -126,8 +126,10 @@ def test_a_just_submitted_study_shows_its_pending_trials_not_empty_axes(live_roo
 
 
 def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root, page, monkeypatch):
-    from scaling_study.tune import steer, submit as ray_jobs
     from test_service_lifecycle import _stopped_by_user, _submitted
+
+    from scaling_study.tune import steer
+    from scaling_study.tune import submit as ray_jobs
 
     expect = playwright.expect
     with serving(create_app([str(live_root)])) as url:
@@ -172,7 +174,6 @@ def test_page_texts_name_no_flags_and_report_notes_fold_away(site, browser):
 
 def test_imported_records_show_finished_with_nothing_to_steer(live_root, page):
     import pandas as pd
-
     from fixtures.service import rows
 
     (live_root / "imported").mkdir()
@@ -208,8 +209,9 @@ def test_explore_views_are_drawn_and_brushing_filters_the_trial_table(site, page
 
 
 def test_the_submit_page_previews_the_small_default_and_completes_override_keys(live_root, page):
-    from scaling_study.service.launch import shipped_spaces
     from test_service_lifecycle import _past_sweep
+
+    from scaling_study.service.launch import shipped_spaces
 
     expect = playwright.expect
     _past_sweep(live_root / "q1", "quickstart.yaml", trials=8, seconds=480.0)

@@ -10,11 +10,26 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+)
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
-from scaling_study.service import compare, events, live, notes, pages, plan, recommendation, resume, trial_files
+from scaling_study.service import (
+    compare,
+    events,
+    live,
+    notes,
+    pages,
+    plan,
+    recommendation,
+    resume,
+    trial_files,
+)
 from scaling_study.service.index import Index
 from scaling_study.service.roots import NotFound
 from scaling_study.service.trial import json_rows

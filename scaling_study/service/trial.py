@@ -166,7 +166,7 @@ def planned_rows(missing: int, planned, trials) -> list[dict]:
             for i in range(missing)]
 
 
-def imported_trials(trials: dict[str, "Trial"], table, seq: int, mtime_ns: int) -> bool:
+def imported_trials(trials: dict[str, Trial], table, seq: int, mtime_ns: int) -> bool:
     """Split imported records (`tail.Table`, read whole or appended to) into one trial per run
     (its `run_id`, as a run's trial is named; else its `trial_id`), each with its swept values from `hp.*` columns, in
     `trials` (replaced). True when rows changed."""
