@@ -264,3 +264,11 @@ def test_a_study_with_nothing_recorded_gets_no_recommendation_rather_than_an_err
     _submitted(tmp_path / "ws")
     d = _client(tmp_path).get("/api/studies/0:ws/recommendation").json()
     assert d["row"] is None and "no recommendation yet" in d["why"]
+
+
+def test_a_notes_file_edited_by_hand_into_nonsense_is_shown_as_no_notes(live_root):
+    (live_root / "live" / "notes.json").write_text(json.dumps({"study": {"note": 5, "tags": "abc"}, "trials": []}))
+    client = _client(live_root)
+    listed = next(s for s in client.get("/api/studies").json()["studies"] if s["id"] == "0:live")
+    assert (listed["note"], listed["tags"]) == ("5", [])
+    assert all(t["tags"] == [] for t in client.get("/api/studies/0:live").json()["trials"])

@@ -22,7 +22,9 @@ from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.memo import BUDGET, size_of
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
-from scaling_study.service.trial import PENDING, Trial, imported_trials, job_budget, planned_rows, read_job
+from scaling_study.service.trial import (
+    PENDING, Trial, imported_trials, note_fields, planned_count, planned_rows, progress_of, read_job,
+)
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
 from scaling_study.tune.asha import state_groups
@@ -352,15 +354,10 @@ class Study:
         return counts
 
     def unstarted(self) -> int:
-        """Planned trials that Tune has not made yet: `trials_planned` of the sweep's status, or
-        the trials the service planned when it submitted the study; none once the sweep ended
-        on its own or failed."""
-        planned = (self.doc.get("info") or {}).get("trials_planned")
-        if not isinstance(planned, int):
-            planned = len(self.submission.get("planned") or [])
+        """Planned trials Tune has not made yet (none once the sweep ended on its own or failed)."""
         if self.kind != SWEEP or self.status in (FINISHED, FAILED):
             return 0
-        return max(0, planned - len(self.trials))
+        return max(0, planned_count(self.doc, self.submission) - len(self.trials))
 
     def best(self) -> dict | None:
         if not self.metric:
@@ -393,8 +390,7 @@ class Study:
             "best": self.best(), "workers": self.workers(),
             "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
             "loading": not self.loaded, "imported": self.imported,
-            "note": str((self.notes.get("study") or {}).get("note") or ""),
-            "tags": list((self.notes.get("study") or {}).get("tags") or []),
+            **note_fields(self.notes),
         }
 
     def trial_row(self, t: Trial) -> dict:
@@ -403,11 +399,7 @@ class Study:
         time_attr = sched.get("time_attr") or "samples"
         goal = sched.get("max_t") if sched.get("name") == "asha" else None
         done = t.last(time_attr)
-        own = job_budget(t.job, time_attr, t.last("global_batch"))  # the trial's own steps
-        budget = min(goal, own) if goal and own else goal or own
-        progress = min(1.0, done / budget) if budget and done is not None else None
-        if t.state == FINISHED:  # it ran its own budget, whatever ASHA's max_t
-            progress, budget = 1.0, done if done is not None else budget
+        budget, progress = progress_of(t, time_attr, goal, finished=t.state == FINISHED)
         return {
             "trial_id": t.trial_id, "params": t.params, "state": t.state,
             "ended": t.error if t.state == ERROR else ENDED.get(t.state, ""), "error": t.error,
@@ -416,8 +408,7 @@ class Study:
             "metric": t.best(self.metric), "last_metric": t.last(self.metric) if self.metric else None,
             "num_workers": t.last("num_workers"), "train_time_s": t.last("train_time_s"),
             "stop_requested": t.trial_id in self.pending_stops[1],
-            "note": str(((self.notes.get("trials") or {}).get(t.trial_id) or {}).get("note") or ""),
-            "tags": list(((self.notes.get("trials") or {}).get(t.trial_id) or {}).get("tags") or []),
+            **note_fields(self.notes, t.trial_id),
             "updated": t.updated_ns / 1e9 if t.updated_ns else None,
         }
 

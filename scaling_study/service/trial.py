@@ -149,6 +149,32 @@ def job_budget(job: dict, time_attr: str, global_batch) -> float | None:
     return total or None
 
 
+def progress_of(trial: "Trial", time_attr: str, goal, finished: bool) -> tuple:
+    """(budget, progress 0..1) of `trial` in `time_attr` units: toward its own job's budget
+    (`job_budget`) capped at ASHA's `goal`; a finished trial ran its own budget, so it is full."""
+    done = trial.last(time_attr)
+    own = job_budget(trial.job, time_attr, trial.last("global_batch"))
+    budget = min(goal, own) if goal and own else goal or own
+    if finished:
+        return (done if done is not None else budget), 1.0
+    return budget, (min(1.0, done / budget) if budget and done is not None else None)
+
+
+def planned_count(status: dict, submission: dict) -> int:
+    """How many trials the sweep plans: `trials_planned` of its status file, else the trials the
+    service planned when it submitted it."""
+    planned = (status.get("info") or {}).get("trials_planned")
+    return planned if isinstance(planned, int) else len(submission.get("planned") or [])
+
+
+def note_fields(notes: dict, trial_id: str | None = None) -> dict:
+    """{note, tags} of the study (or of one trial) from its notes.json, whatever the file holds."""
+    part = notes.get("study") if trial_id is None else (notes.get("trials") or {}).get(trial_id)
+    part = part if isinstance(part, dict) else {}
+    tags = part.get("tags") if isinstance(part.get("tags"), list) else []
+    return {"note": str(part.get("note") or ""), "tags": [str(t) for t in tags]}
+
+
 def planned_rows(missing: int, planned, trials) -> list[dict]:
     """Rows for `missing` trials the sweep has not made yet: the planned hyperparameters
     (`planned`, one dict per trial, from the submission) not yet taken by one of `trials`."""
