@@ -188,7 +188,8 @@ def planned_rows(missing: int, planned, trials) -> list[dict]:
     return [{"trial_id": f"{PLANNED_PREFIX}{i + 1}", "planned": True, "params": left[i] if i < len(left) else {},
              "state": PENDING, "ended": "", "error": "", "samples": None, "time_attr": "", "progress_value": None,
              "max_t": None, "budget": None, "progress": None, "n_evals": 0, "metric": None, "last_metric": None,
-             "num_workers": None, "train_time_s": None, "stop_requested": False, "updated": None}
+             "num_workers": None, "train_time_s": None, "stop_requested": False, "updated": None,
+             "note": "", "tags": []}
             for i in range(missing)]
 
 
