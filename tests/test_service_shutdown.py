@@ -33,6 +33,8 @@ def _stop(proc: subprocess.Popen) -> tuple[int, str]:
 
 def test_sigterm_ends_the_service_cleanly(tmp_path):
     proc, url = _serve(tmp_path)
-    assert json.load(urllib.request.urlopen(f"{url}/api/studies"))["studies"] == []
-    code, output = _stop(proc)
+    try:
+        assert json.load(urllib.request.urlopen(f"{url}/api/studies"))["studies"] == []
+    finally:
+        code, output = _stop(proc)  # stopped whatever happened: a test leaves no server behind
     assert code in (0, -signal.SIGTERM) and "Traceback" not in output, output
