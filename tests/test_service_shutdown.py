@@ -17,7 +17,9 @@ def _serve(root: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "scaling_study.cli", "serve", str(root), "--port", "0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()  # "scaling-study service: http://127.0.0.1:PORT/ ..."
-    assert "http://" in line, line
+    if "http://" not in line:
+        proc.kill()
+        raise AssertionError(f"the service did not start: {line}{proc.communicate()[0]}")
     return proc, line.split()[2].rstrip("/")
 
 
