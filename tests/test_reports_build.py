@@ -37,9 +37,10 @@ def test_report_writes_a_dashboard_and_the_table_behind_every_chart(study, capsy
     assert tables == {"weak_scaling", "strong_scaling", "time_to_target", "target_scaling_weak",
                       "target_scaling_strong", "steps_to_target", "tradeoff_fit", "tradeoff_holdout",
                       "tradeoff_curve", "recommendation",
-                      "metric_curves", "final_metric_grid", "trial_lifetimes", "trials"}
+                      "metric_curves", "final_metric_grid", "trial_lifetimes", "trials",
+                      "trial_outcomes", "param_importance", "best_so_far"}  # reports/explore.py
     printed = capsys.readouterr().out
-    assert f"dashboard: {out / 'dashboard.html'}" in printed and "14 CSV files" in printed
+    assert f"dashboard: {out / 'dashboard.html'}" in printed and "17 CSV files" in printed
     # The synthetic model "bert-tiny" has no size to count: the projection says which flag to give.
     assert "skipped:   Projected scaling to many GPUs: model 'bert-tiny'" in printed and "--grad-bytes" in printed
     # The CSV is the table the pure function computes from the same records.
@@ -62,7 +63,7 @@ def test_dashboard_is_self_contained_and_states_its_definitions(study):
     report(sweep, strong, "--out", out, "--target-metric", "f1", "--target", 85, "--title", "A <b>study</b>")
     page = (out / "dashboard.html").read_text(encoding="utf-8")
     assert not re.search(r"<(script|link)[^>]*\b(src|href)=", page)  # nothing fetched: plotly.js is inline
-    assert "Plotly.newPlot" in page and page.count('class="plotly-graph-div"') == 7  # and steps vs batch
+    assert "Plotly.newPlot" in page and page.count('class="plotly-graph-div"') == 11  # and steps vs batch, and explore's 4
     assert "throughput(N) / (N × throughput(1))" in page and "T(1) / (N × T(N))" in page
     assert "A &lt;b&gt;study&lt;/b&gt;" in page and "not reached" in page
 
@@ -75,8 +76,9 @@ def test_a_table_with_only_some_columns_skips_the_other_figures_with_a_note(tmp_
     printed = capsys.readouterr().out
     assert f"skipped:   Strong scaling: speedup and efficiency: {published}: strong-scaling efficiency needs columns" in printed
     page = (tmp_path / "out" / "dashboard.html").read_text(encoding="utf-8")
-    # strong, target, steps vs batch, noise scale, projection, recommendation, curves, grid, lifetimes
-    assert page.count("Not drawn:") == 9
+    # strong, target, steps vs batch, noise scale, projection, recommendation, curves, grid, lifetimes,
+    # and explore's parallel coordinates, importance, best so far, slices (no metric)
+    assert page.count("Not drawn:") == 13
     eff = pd.read_csv(tmp_path / "out" / "tables" / "weak_scaling.csv").set_index("num_workers")["efficiency"]
     assert eff[64] == pytest.approx(5000 / (64 * 100))
 

@@ -49,7 +49,8 @@ def test_the_studies_and_one_study_with_its_evaluations(client):
     listed = client.get("/api/studies").json()
     assert {s["id"] for s in listed["studies"]} == {"0:live", "0:solo"}
     study = client.get("/api/studies/0:live").json()
-    assert study["status"] == "running" and len(study["trials"]) == 3
+    assert study["status"] == "running" and len(study["trials"]) == 4  # 4 planned: one not made yet
+    assert study["trials"][-1]["planned"] and study["trials"][-1]["state"] == "pending"
     assert {k: len(v) for k, v in study["evaluations"].items()} == {"t0": 3, "t1": 2, "t2": 1}
     row = study["evaluations"]["t1"][0]
     assert row["samples"] == 2000 and row["mlm_acc"] is None  # NaN travels as null
@@ -315,7 +316,10 @@ def test_submission_errors_name_the_key_and_submit_nothing(client, launcher):
 def test_an_uploaded_space_is_checked_like_a_file_next_to_the_shipped_ones(client, launcher):
     text = (launch.SPACES_DIR / "weak_scaling_small.yaml").read_text().replace("name: weak_scaling_small", "name: up")
     ok = client.post("/api/submit", json={"yaml": text, "filename": "mine.yaml", "dry_run": True}, headers=CSRF)
-    assert ok.status_code == 200 and ok.json() == {"ok": True, "errors": [], "name": "up", "space": "mine.yaml"}
+    preview = {"trials": 4, "dimensions": {"scaling.num_workers": [1, 2], "train.seed": [0, 1]}, "scheduler": "fifo",
+               "max_concurrent_trials": 1}
+    assert ok.status_code == 200 and ok.json() == {"ok": True, "errors": [], "name": "up", "space": "mine.yaml",
+                                                   "preview": preview}
     bad = client.post("/api/submit", json={"yaml": text + "\nsurprise: 1\n", "filename": "mine.yaml"}, headers=CSRF)
     error = bad.json()["errors"][0]
     assert bad.status_code == 422 and error["key"] == "surprise" and error["source"] == "mine.yaml"

@@ -90,7 +90,7 @@ def site(live_root):
 def test_every_page_renders_with_no_console_errors(site, page):
     for path, ready in (("/", "#studies tbody tr"), ("/studies/0:live", "#figure-weak .main-svg"),
                         ("/studies/0:solo", "#curves .main-svg"), ("/submit", "#space option"),
-                        ("/compare?ids=0:live,0:solo", "#figure-curves .main-svg")):
+                        ("/compare?ids=0:live,0:solo", "#compare-curves .main-svg")):
         page.goto(site + path)
         page.wait_for_selector(ready, state="attached")
     page.goto(site + "/studies/0:live")
@@ -119,12 +119,12 @@ def test_the_studies_list_sorts_filters_and_grows_without_a_reload(site, page, l
 def test_a_study_page_shows_new_evaluations_and_stops_a_trial(site, page, live_root):
     page.goto(site + "/studies/0:live")
     t1 = page.locator("#trials tr[data-trial=t1]")
-    t1.locator("td:nth-child(6):has-text('2')").wait_for()
+    t1.locator("td[data-col=n_evals]:has-text('2')").wait_for()
     page.wait_for_selector("#curves .main-svg")
     page.evaluate("window.__sameDocument = true")
     write_records(live_root / "live" / "trials" / "t1", rows("t1", stop_at=6_000))
     written = time.monotonic()
-    t1.locator("td:nth-child(6):has-text('3')").wait_for()
+    t1.locator("td[data-col=n_evals]:has-text('3')").wait_for()
     assert time.monotonic() - written < LIVE_S + 1.0  # pushed, not polled
     assert page.evaluate("window.__sameDocument") is True
     page.wait_for_function("document.querySelector('#curves').data.find(t => t.name === 't1').x.length === 3")
@@ -237,15 +237,16 @@ def _watch_and_steer(page, site, results, sweep):
     first = page.locator("#trials tbody tr[data-state=running]").first
     first.wait_for(timeout=120_000)
     trial = first.get_attribute("data-trial")
-    evals = page.locator(f"#trials tr[data-trial='{trial}'] td:nth-child(6)")
-    page.wait_for_function(f"Number(document.querySelector(\"#trials tr[data-trial='{trial}'] td:nth-child(6)\")"
+    evals = page.locator(f"#trials tr[data-trial='{trial}'] td[data-col=n_evals]")
+    page.wait_for_function(f"Number(document.querySelector(\"#trials tr[data-trial='{trial}'] td[data-col=n_evals]\")"
                            f".textContent) >= 2", timeout=120_000)  # evaluations arrive while the page is open
     assert int(evals.inner_text()) >= 2
     page.locator(f"#trials tr[data-trial='{trial}'] button.stop-trial").click()
     page.locator(f"#trials tr[data-trial='{trial}'][data-state=stopped_by_user]").wait_for(timeout=60_000)
     assert "stopped by a user" in page.locator(f"#trials tr[data-trial='{trial}']").inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())  # Stop asks first
     page.click("#stop-sweep")  # the other trial is pending or starting: the sweep ends resumable
-    page.wait_for_selector("#status:has-text('interrupted')", timeout=120_000)
+    page.wait_for_selector("#status:has-text('stopped by a user')", timeout=120_000)
     sweep.wait(timeout=120)
     assert (results / "watched" / "trials" / trial / steer.STOPPED_BY_USER).exists()
 

@@ -19,6 +19,7 @@ from scaling_study.answers import sections as answers
 from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
+from scaling_study.reports import explore
 from scaling_study.results import scaling, sweeps, targets
 from scaling_study.results.records import Needs, Results
 
@@ -181,6 +182,7 @@ _SECTIONS: tuple[tuple[str, str, str, Callable], ...] = (
     ("curves", "Metric vs train time", sweeps.DEFINITIONS["curves"], _curves),
     ("grid", "Final metric over LR × batch", sweeps.DEFINITIONS["grid"], _grid),
     ("lifetimes", "ASHA trial lifetimes", sweeps.DEFINITIONS["lifetimes"], _lifetimes),
+    *explore.SECTIONS,  # parallel coordinates, importance, best so far, slices
     ("trials", "Trials", sweeps.DEFINITIONS["trials"], _trials),
 )
 

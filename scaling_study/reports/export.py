@@ -269,8 +269,9 @@ def standalone(job: Job, name: str, folder: Path | Loc) -> tuple[Job, list[str]]
     data, lines = to_dict(job), _diff("name", job.name, name)
     data["name"] = name
     trials = {Loc(folder / TRIALS_DIR), Loc(folder).parent}  # a sweep dir, or a trial's dir
+    sweeps = {Loc(folder).name, Loc(folder).parent.parent.name}  # the sweep's name, also where it was before a move
     out = Loc(job.output.dir)
-    if out.name == TRIALS_DIR and out in trials:
+    if out.name == TRIALS_DIR and (out in trials or out.parent.name in sweeps):
         data["output"]["dir"] = OutputConfig().dir
         lines += _diff("output.dir", job.output.dir, data["output"]["dir"])
     return job_from_dict(data, source=f"--name {name}"), lines

@@ -8,6 +8,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from scaling_study.answers import figures as answers_figures
+from scaling_study.reports import explore_figures
 from scaling_study.results import scaling, targets
 from scaling_study.contract import metric_label
 from scaling_study.storage import as_path
@@ -180,4 +181,5 @@ _BUILDERS = {
     "grid": grid_figure,
     "lifetimes": lifetimes_figure,
     **answers_figures.BUILDERS,
+    **explore_figures.BUILDERS,
 }

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from scaling_study import layout
 from scaling_study.errors import UserError
-from scaling_study.service import events, live, pages
+from scaling_study.service import events, live, pages, routes_ui
 from scaling_study.service.index import Index
 from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, shipped_spaces
 from scaling_study.service.roots import NotFound, Root, Unreadable, child, confine_export, parse_roots
@@ -85,6 +85,7 @@ def create_app(roots: list[str] | None = None, address: str | None = None, token
     app.router.on_shutdown.append(app.state.launcher.close)  # the local Ray it started, if any
     _errors(app, index.roots)
     _static_routes(app)
+    routes_ui.register(app, index)  # before the catch-all study routes: /studies/ID/trials/T
     _page_routes(app, index)
     _study_routes(app, index)
     _action_routes(app, index)
@@ -370,7 +371,7 @@ async def _submit(app: FastAPI, index: Index, body: dict):
             return {"ok": False, "errors": _public_errors(exc, index.roots)}
         raise
     if body.get("dry_run"):
-        return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as}
+        return {"ok": True, "errors": [], "name": checked.name, "space": checked.shown_as, "preview": checked.preview}
     record = await run_in_threadpool(app.state.launcher.submit, checked, root)
     sid = f"{root.index}:{checked.name}"
     return JSON({**record, "study": sid, "url": f"/studies/{sid}"}, 201)

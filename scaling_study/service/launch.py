@@ -31,6 +31,7 @@ from pathlib import Path
 
 from scaling_study import layout
 from scaling_study.errors import ConfigError, UserError
+from scaling_study.service import plan
 from scaling_study.service.roots import NotFound, Root, confine
 from scaling_study.service.security import shorten
 from scaling_study.service.study import SWEEP
@@ -69,7 +70,7 @@ def shipped_spaces() -> list[dict]:
             if not line.startswith("#"):
                 break
             lines.append(line.lstrip("# ").rstrip())
-        out.append({"name": path.name, "description": " ".join(l for l in lines if l)[:300]})
+        out.append({"name": path.name, "description": " ".join(l for l in lines if l)})  # whole: pages wrap it
     return out
 
 
@@ -130,6 +131,10 @@ class Checked:
     """How errors and the study name the file (an upload's own name)."""
     text: str | None = None
     """An upload's text (written only into the working directory a submission ships)."""
+    planned: tuple = ()
+    """The trials it will run (`plan.planned_trials`): the study page lists them from submission."""
+    preview: dict | None = None
+    """`plan.preview`: the submit page shows it before anything runs."""
 
 
 def check(space: str | None, upload: bytes | None, filename: str | None, overrides: list[str]) -> Checked:
@@ -157,7 +162,8 @@ def check(space: str | None, upload: bytes | None, filename: str | None, overrid
     except Exception as exc:  # noqa: BLE001 - a value the checks did not foresee is still the user's file, not a 500
         raise SubmitError(shorten(f"not a valid search space ({type(exc).__name__}: {exc})"), source=shown) from None
     text = upload.decode("utf-8") if upload is not None else None
-    return Checked(path, loaded.name, tuple(overrides), shown, text)
+    return Checked(path, loaded.name, tuple(overrides), shown, text, tuple(plan.planned_trials(loaded)),
+                   plan.preview(loaded))
 
 
 def confine_base(base: Path, space: Path) -> None:
@@ -287,7 +293,8 @@ class Launcher:
             job_id = ray_jobs.submit(path, self.job_address(), overrides=list(checked.overrides),
                                      storage=str(root.loc), out=lambda _: None, root=project)
         record = {"job_id": job_id, "kind": SWEEP, "space": checked.shown_as, "overrides": list(checked.overrides),
-                  "name": checked.name, "submitted_at": time.time(), "address": self.address or "local"}
+                  "name": checked.name, "submitted_at": time.time(), "address": self.address or "local",
+                  "planned": list(checked.planned)}
         (study / layout.SUBMISSION).write_text(json.dumps(record))
         return record
 

@@ -22,7 +22,9 @@ from scaling_study.contract import METRICS, PRIMARY_METRIC
 from scaling_study.service.memo import BUDGET, size_of
 from scaling_study.service.roots import Entry, Root, listdir, study_id
 from scaling_study.service.tail import FileCache
-from scaling_study.service.trial import PENDING, Trial
+from scaling_study.service.trial import (
+    PENDING, Trial, imported_trials, note_fields, planned_count, planned_rows, progress_of, read_job,
+)
 from scaling_study.storage import Loc
 from scaling_study.tune import steer
 from scaling_study.tune.asha import state_groups
@@ -97,12 +99,14 @@ class Study:
         self.status = RUNNING
         self.doc: dict = {}  # steer/status.json
         self.submission: dict = {}
+        self.notes: dict = {}  # notes.json: a user's notes and tags on the study and its trials
         self.gathered: dict[str, dict] = {}  # trials.csv rows by trial id
         self.rungs: list[dict] = []
         self.pending_stops: tuple[bool, set[str]] = (False, set())
         self.updated_ns = 0
         self.metric: str | None = None
         self._run_finished = False  # a run folder holds records.parquet (written when it ends)
+        self.imported = False  # a run folder of records only: imported, nothing runs there
         self._signature = None
         self.loaded = False
         """Its records have been read. Until then it is an outline: what its own folder, `steer/`
@@ -187,6 +191,7 @@ class Study:
         self._stat_max(steer_dir)
         self.doc = self._json((layout.STEER_DIR,), steer_dir, layout.STATUS_FILE)
         self.submission = self._json((), top, layout.SUBMISSION)
+        self.notes = self._json((), top, layout.NOTES)  # notes and tags (service/notes.py)
         names = set(steer_dir)
         self.pending_stops = (layout.STOP_SWEEP in names, {layout.trial_to_stop(n) for n in names} - {None})
         self.gathered = self._gathered(top)
@@ -199,7 +204,10 @@ class Study:
         self.rungs = [{"group": label or None, "bracket": b, "milestone": m, "results": r}
                       for label, group in state_groups(asha).items()
                       for b, rungs in enumerate(group.get("brackets", [])) for m, r in rungs]
-        return self._read_trials(seq)
+        changed = self._read_trials(seq)
+        for t in [*(self.doc.get("trials") or {}), *self.gathered]:  # made by Tune, never started
+            self.trials.setdefault(t, Trial(t))
+        return changed
 
     def _read_trials(self, seq: int) -> bool:
         files, trials = [], []
@@ -228,6 +236,8 @@ class Study:
         entries = listdir(self.root, self.at(*folder))
         self._stat_max({k: v for k, v in entries.items() if not v.is_dir})
         trial.params = self._json(folder, entries, layout.PARAMS).get("params", trial.params)
+        job = entries.get(layout.JOB_FILE)
+        trial.job = self.files.parsed(self.at(*folder, layout.JOB_FILE), job.stat, read_job, {}) if job else {}
         marked = layout.STOPPED_BY_USER in entries
         trial.stopped_by_user = self._json(folder, entries, layout.STOPPED_BY_USER) if marked else None
         e = entries.get(layout.RECORDS)
@@ -239,7 +249,10 @@ class Study:
     def _read_run(self, top: dict[str, Entry], steer_dir: dict[str, Entry], seq: int, records: bool) -> bool:
         self._stat_max(top)
         self.submission = self._json((), top, layout.SUBMISSION)
+        self.notes = self._json((), top, layout.NOTES)  # notes and tags (service/notes.py)
         self._run_finished = layout.RECORDS_PARQUET in top
+        # Records imported from elsewhere: no job of ours wrote them (a run writes job.yaml first)
+        self.imported = not ({layout.JOB_FILE, layout.SUBMISSION} & set(top))
         e = top.get(layout.RECORDS)
         if e is None or e.is_dir:
             return False
@@ -247,6 +260,8 @@ class Study:
             self.trials.setdefault(self.name, Trial(self.name)).updated_ns = e.stat.mtime_ns
             return False
         table = self.files.csv(self.at(layout.RECORDS), e.stat)
+        if self.imported:  # settled data, possibly of many runs: one trial per run
+            return imported_trials(self.trials, table, seq, e.stat.mtime_ns)
         run_id = str(table.frame["run_id"].iloc[0]) if "run_id" in table.frame.columns and len(table.frame) else self.name
         trial = self.trials.setdefault(run_id, Trial(run_id))
         trial.updated_ns = e.stat.mtime_ns
@@ -282,6 +297,8 @@ class Study:
             return RUNNING if now - float(self.doc.get("heartbeat_at", 0)) < STALE_S else INTERRUPTED
         if state == steer.FINISHED or (not state and self.gathered):
             return FAILED if all_failed else FINISHED
+        if state in (steer.INTERRUPTED, steer.FINISHED) and self.doc.get("stopped_by_user"):
+            return USER_STOPPED  # the sweep ended because a user asked it to
         if state == steer.INTERRUPTED:
             return INTERRUPTED
         if not self.trials and self.submission:
@@ -289,7 +306,7 @@ class Study:
         return RUNNING if now - self.updated_ns / 1e9 < QUIET_S else INTERRUPTED
 
     def _run_status(self, now: float) -> str:
-        if self._run_finished:
+        if self._run_finished or self.imported:
             return FINISHED
         if not self.trials:
             return SUBMITTED if self.submission else INTERRUPTED
@@ -303,9 +320,13 @@ class Study:
         if trial.stopped_by_user is not None:
             return USER_STOPPED, ""
         row = self.gathered.get(trial.trial_id)
+        told = (self.doc.get("trials") or {}).get(trial.trial_id)
+        if self.status == USER_STOPPED and (told or {}).get("state") not in (FINISHED, STOPPED, ERROR) \
+                and (row or {}).get("status") in (None, "STOPPED"):
+            # Ended by the user's stop of the sweep (Tune reports it as STOPPED, with no completion of its own)
+            return (USER_STOPPED if len(trial.records) or told or row else PENDING), ""
         if row and row.get("status") in _GATHERED:
             return _GATHERED[row["status"]], str(row.get("error") or "")
-        told = (self.doc.get("trials") or {}).get(trial.trial_id)
         if told and told.get("state") in (FINISHED, STOPPED, ERROR):
             return told["state"], str(told.get("error") or "")
         if self.kind == RUN:
@@ -317,7 +338,7 @@ class Study:
     def _fingerprint(self) -> tuple:
         return (self.status, self.metric, tuple(sorted(self.pending_stops[1])), self.pending_stops[0],
                 tuple((t.trial_id, t.state, t.error, len(t.records), repr(t.params)) for t in self.trials.values()),
-                repr(self.rungs), repr(self.submission))
+                repr(self.rungs), repr(self.submission), repr(self.notes))
 
     # --- what the API shows -------------------------------------------------------------------
     def scheduler(self) -> dict:
@@ -327,10 +348,16 @@ class Study:
         counts: dict[str, int] = {}
         for t in self.trials.values():
             counts[t.state] = counts.get(t.state, 0) + 1
-        planned = (self.doc.get("info") or {}).get("trials_planned")
-        if isinstance(planned, int) and self.status == RUNNING and planned > len(self.trials):
-            counts[PENDING] = counts.get(PENDING, 0) + planned - len(self.trials)
+        unstarted = self.unstarted()
+        if unstarted:
+            counts[PENDING] = counts.get(PENDING, 0) + unstarted
         return counts
+
+    def unstarted(self) -> int:
+        """Planned trials Tune has not made yet (none once the sweep ended on its own or failed)."""
+        if self.kind != SWEEP or self.status in (FINISHED, FAILED):
+            return 0
+        return max(0, planned_count(self.doc, self.submission) - len(self.trials))
 
     def best(self) -> dict | None:
         if not self.metric:
@@ -362,7 +389,8 @@ class Study:
             "metric": {"name": m.name, "label": m.label, "mode": m.mode} if m else None,
             "best": self.best(), "workers": self.workers(),
             "updated": self.updated_ns / 1e9 if self.updated_ns else None, "seq": self.seq,
-            "loading": not self.loaded,
+            "loading": not self.loaded, "imported": self.imported,
+            **note_fields(self.notes),
         }
 
     def trial_row(self, t: Trial) -> dict:
@@ -371,17 +399,16 @@ class Study:
         time_attr = sched.get("time_attr") or "samples"
         goal = sched.get("max_t") if sched.get("name") == "asha" else None
         done = t.last(time_attr)
-        progress = min(1.0, done / goal) if goal and done is not None else None
-        if progress is None and t.state in (FINISHED,):
-            progress = 1.0
+        budget, progress = progress_of(t, time_attr, goal, finished=t.state == FINISHED)
         return {
             "trial_id": t.trial_id, "params": t.params, "state": t.state,
             "ended": t.error if t.state == ERROR else ENDED.get(t.state, ""), "error": t.error,
             "samples": t.last("samples"), "time_attr": time_attr, "progress_value": done,
-            "max_t": goal, "progress": progress, "n_evals": len(t.records),
+            "max_t": goal, "budget": budget, "progress": progress, "n_evals": len(t.records),
             "metric": t.best(self.metric), "last_metric": t.last(self.metric) if self.metric else None,
             "num_workers": t.last("num_workers"), "train_time_s": t.last("train_time_s"),
             "stop_requested": t.trial_id in self.pending_stops[1],
+            **note_fields(self.notes, t.trial_id),
             "updated": t.updated_ns / 1e9 if t.updated_ns else None,
         }
 
@@ -396,12 +423,13 @@ class Study:
         out = dict(self.summary())
         out.update(scheduler=self.scheduler(), rungs=self.rungs, submission=self.submission,
                    stop_requested=self.pending_stops[0],
-                   trials=[self.trial_row(t) for t in self.trials.values()])
+                   trials=[self.trial_row(t) for t in self.trials.values()]
+                   + planned_rows(self.unstarted(), self.submission.get("planned"), self.trials.values()))
         if evaluations:
             out["evaluations"], out["replaced"] = {}, []
             for t in self.trials.values():
                 rows, replaced = t.rows_since(since if since is not None else -1, CURVE_POINTS, self.metric)
-                if rows or replaced:
+                if rows or (replaced and since is not None):  # a trial with no rows yet has nothing to send
                     out["evaluations"][t.trial_id] = rows
                 if replaced and since is not None:
                     out["replaced"].append(t.trial_id)

@@ -9,11 +9,14 @@ import bisect
 
 import pandas as pd
 
-from scaling_study.contract import METRICS
+from scaling_study.contract import HP_PREFIX, METRICS
 from scaling_study.service.decimate import decimate
 
 # Trial states (the study's own states are in `study`).
 PENDING = "pending"
+PLANNED_PREFIX = "planned-"
+"""Rows of trials the sweep has not made yet are named `planned-1`, `planned-2`, ... (Tune gives
+a trial its id only when it makes it)."""
 _NO_ROWS = pd.DataFrame()  # shared by every trial not read yet (frames here are never changed in place)
 
 
@@ -41,6 +44,7 @@ class Trial:
         self.state, self.error = PENDING, ""
         self.stopped_by_user: dict | None = None
         self.updated_ns = 0
+        self.job: dict = {}  # its job.yaml, as data (for its own budget)
         self._memo: dict = {}  # values worked out from `records`, until they change
 
     def take(self, table, seq: int) -> bool:
@@ -110,3 +114,100 @@ class Trial:
         if "num_workers" not in self.records.columns:
             return frozenset()
         return frozenset(int(v) for v in pd.to_numeric(self.records["num_workers"], errors="coerce").dropna().unique())
+
+
+def read_job(data: bytes) -> dict:
+    """A trial's job.yaml as data (the safe loader; {} for anything but a mapping)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def job_budget(job: dict, time_attr: str, global_batch) -> float | None:
+    """How far the trial's own job goes, in `time_attr` units: its steps (all phases), or for
+    `samples` each phase's steps times its global batch (the job's, else the recorded one).
+    None when the job does not say (a job given in epochs, a job not read yet)."""
+    train = job.get("train") if isinstance(job.get("train"), dict) else {}
+    phases = train.get("phases") if isinstance(train.get("phases"), list) else [train]
+    total = 0.0
+    for phase in phases:
+        if not isinstance(phase, dict) or not isinstance(phase.get("steps", train.get("steps")), int):
+            return None
+        steps = phase.get("steps", train.get("steps"))
+        if time_attr == "samples":
+            batch = phase.get("global_batch") or train.get("global_batch") or global_batch
+            if not isinstance(batch, (int, float)) or batch <= 0:
+                return None
+            steps *= batch
+        elif time_attr not in ("step", "steps"):
+            return None
+        total += steps
+    return total or None
+
+
+def progress_of(trial: "Trial", time_attr: str, goal, finished: bool) -> tuple:
+    """(budget, progress 0..1) of `trial` in `time_attr` units: toward its own job's budget
+    (`job_budget`) capped at ASHA's `goal`; a finished trial ran its own budget, so it is full."""
+    done = trial.last(time_attr)
+    own = job_budget(trial.job, time_attr, trial.last("global_batch"))
+    budget = min(goal, own) if goal and own else goal or own
+    if finished:
+        return (done if done is not None else budget), 1.0
+    return budget, (min(1.0, done / budget) if budget and done is not None else None)
+
+
+def planned_count(status: dict, submission: dict) -> int:
+    """How many trials the sweep plans: `trials_planned` of its status file, else the trials the
+    service planned when it submitted it."""
+    planned = (status.get("info") or {}).get("trials_planned")
+    return planned if isinstance(planned, int) else len(submission.get("planned") or [])
+
+
+def note_fields(notes: dict, trial_id: str | None = None) -> dict:
+    """{note, tags} of the study (or of one trial) from its notes.json, whatever the file holds."""
+    part = notes.get("study") if trial_id is None else (notes.get("trials") or {}).get(trial_id)
+    part = part if isinstance(part, dict) else {}
+    tags = part.get("tags") if isinstance(part.get("tags"), list) else []
+    return {"note": str(part.get("note") or ""), "tags": [str(t) for t in tags]}
+
+
+def planned_rows(missing: int, planned, trials) -> list[dict]:
+    """Rows for `missing` trials the sweep has not made yet: the planned hyperparameters
+    (`planned`, one dict per trial, from the submission) not yet taken by one of `trials`."""
+    if missing <= 0:
+        return []
+    left = [p for p in planned if isinstance(p, dict)] if isinstance(planned, list) else []
+    for t in trials:
+        match = next((i for i, p in enumerate(left) if all(t.params.get(k) == v for k, v in p.items())), None)
+        if match is not None:
+            left.pop(match)
+    return [{"trial_id": f"{PLANNED_PREFIX}{i + 1}", "planned": True, "params": left[i] if i < len(left) else {},
+             "state": PENDING, "ended": "", "error": "", "samples": None, "time_attr": "", "progress_value": None,
+             "max_t": None, "budget": None, "progress": None, "n_evals": 0, "metric": None, "last_metric": None,
+             "num_workers": None, "train_time_s": None, "stop_requested": False, "updated": None,
+             "note": "", "tags": []}
+            for i in range(missing)]
+
+
+def imported_trials(trials: dict[str, Trial], table, seq: int, mtime_ns: int) -> bool:
+    """Split imported records (`tail.Table`, read whole or appended to) into one trial per run
+    (its `run_id`, as a run's trial is named; else its `trial_id`), each with its swept values from `hp.*` columns, in
+    `trials` (replaced). True when rows changed."""
+    if not (table.reset or table.appended):
+        return False
+    frame = table.frame
+    key = next((c for c in ("run_id", "trial_id") if c in frame.columns and frame[c].notna().any()), None)
+    groups = frame.groupby(frame[key].fillna("").astype(str), sort=False) if key else [("records", frame)]
+    trials.clear()
+    for name, rows in groups:
+        trial = trials[name or "records"] = Trial(name or "records")
+        rows = rows.reset_index(drop=True)
+        trial.records, trial.seqs, trial.reset_seq, trial.updated_ns = rows, [seq] * len(rows), seq, mtime_ns
+        hp = [c for c in rows.columns if c.startswith(HP_PREFIX)]
+        first = json_rows(rows[hp].iloc[:1])[0] if hp and len(rows) else {}
+        trial.params = {c[len(HP_PREFIX):]: v for c, v in first.items() if v is not None}
+    return True

@@ -66,8 +66,9 @@ def default_address() -> str:
 
 
 def plan(target: str | os.PathLike, *, overrides: Iterable[str] = (), storage: str | None = None,
-         root: Path = ROOT, python: str = "python") -> Plan:
-    """Check `target` completely and build the command that runs it on the cluster."""
+         root: Path = ROOT, python: str = "python", resume: bool = False) -> Plan:
+    """Check `target` completely and build the command that runs it on the cluster (`resume`:
+    a sweep continues where it was stopped, `sweep --resume`)."""
     path = Path(target).resolve()
     overrides = list(overrides)
     rel = _inside(path, root, "the file")
@@ -88,6 +89,10 @@ def plan(target: str | os.PathLike, *, overrides: Iterable[str] = (), storage: s
     args = [python, "-m", "scaling_study.cli", kind, rel, "--address", "auto"]
     for item in [*overrides, f"output.dir={storage}"]:
         args += ["--set", item]
+    if resume:
+        if kind != "sweep":
+            raise UserError(f"{rel}: only a sweep can be resumed; this file is a job")
+        args.append("--resume")
     return Plan(kind=kind, name=name, file=rel, storage=storage, entrypoint=shlex.join(args))
 
 
@@ -148,11 +153,11 @@ def connect(address: str | None = None):
 
 def submit(target: str | os.PathLike, address: str | None = None, *, overrides: Iterable[str] = (),
            storage: str | None = None, wait: bool = False, out: Callable[[str], None] = print,
-           root: Path = ROOT) -> str:
+           root: Path = ROOT, resume: bool = False) -> str:
     """Check `target`, submit it as a Ray job, return the job's id. With `wait`, stream its logs
     until it ends and raise a UserError unless it SUCCEEDED. `root` is the project folder shipped
     as the job's working directory (a copy of this one holding a file that is not in it)."""
-    p = plan(target, overrides=overrides, storage=storage, root=root)
+    p = plan(target, overrides=overrides, storage=storage, root=root, resume=resume)
     address = address or default_address()
     client = connect(address)
     job_id = f"scaling-study-{p.kind}-{p.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"

@@ -45,6 +45,16 @@ function post(url, body) {
   });
 }
 
+// A state as a page says it ("stopped_by_user" -> "stopped by a user").
+const STATE_WORDS = { stopped_by_user: "stopped by a user" };
+const stateText = (s) => STATE_WORDS[s] || String(s).replace(/_/g, " ");
+
+// Server texts name the command line's flags (shared with the CLI); a page names what it shows.
+const FLAG_WORDS = { "target-metric": "target metric", target: "target", metric: "metric", workers: "worker count",
+  scaling: "scaling", name: "name", recommend: "recommendation", set: "override" };
+const pageText = (text) => String(text ?? "").replace(/(^|[\s(])--([a-z][a-z-]*)/g,
+  (m, pre, flag) => pre + (FLAG_WORDS[flag] || flag.replace(/-/g, " ")));
+
 function setLive(text) { const n = $("#live"); if (n) n.textContent = text; }
 
 // An EventSource with a polling fallback: `handlers` maps event names to functions of the
@@ -83,7 +93,8 @@ function studiesPage() {
     const text = $("#filter").value.toLowerCase(), status = $("#status-filter").value;
     const rows = [...studies.values()]
       .filter((s) => (!status || s.status === status)
-        && (!text || `${s.name} ${s.path} ${s.status} ${s.kind}`.toLowerCase().includes(text)))
+        && (!text || `${s.name} ${s.path} ${s.status} ${s.kind} ${s.note || ""} ${(s.tags || []).join(" ")}`
+          .toLowerCase().includes(text)))
       .sort((a, b) => {
         const x = value(a, sortKey), y = value(b, sortKey);
         return (x < y ? -1 : x > y ? 1 : 0) * (sortDesc ? -1 : 1);
@@ -92,11 +103,12 @@ function studiesPage() {
     body.replaceChildren(...rows.map((s) => h("tr", { "data-id": s.id, "data-status": s.status },
       h("td", {}, h("input", { type: "checkbox", checked: selected.has(s.id), "aria-label": `select ${s.name}`,
         onchange: (e) => { e.target.checked ? selected.add(s.id) : selected.delete(s.id); render(); } })),
-      h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), h("div", { class: "muted" }, s.root)),
-      h("td", {}, s.kind),
-      h("td", {}, h("span", { class: `badge ${s.status}` }, s.status)),
+      h("td", {}, h("a", { href: `/studies/${studyPath(s.id)}` }, s.name), " ", ...tagChips(s.tags),
+        h("div", { class: "muted" }, s.root), s.note ? h("div", { class: "study-note" }, s.note) : null),
+      h("td", {}, s.imported ? "imported records" : s.kind),
+      h("td", {}, h("span", { class: `badge ${s.status}` }, stateText(s.status))),
       h("td", {}, `${s.n_trials}`, h("div", { class: "muted" },
-        Object.entries(s.counts).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", "))),
+        Object.entries(s.counts).map(([k, n]) => `${n} ${stateText(k)}`).join(", "))),
       // A study listed before its records were read (a large root, just opened): they follow.
       h("td", {}, s.loading ? h("span", { class: "muted" }, "reading…")
         : s.best && s.metric ? `${s.metric.name} ${fmt(s.best.value)}` : ""),
@@ -127,19 +139,47 @@ function studiesPage() {
 }
 
 // --- report sections (study and compare pages) -----------------------------------------------
-function drawSections(data, skip) {
-  $("#report-note").textContent = data.note || (data.target ? `Target: ${data.target}` : "");
-  const holder = $("#sections");
+// The exploring sections (reports/explore.py): on a study page they sit under the trial table.
+const EXPLORE = ["parallel", "importance", "history", "slices"];
+
+// Draw the report's sections into `holder`, leaving out `skip` (or drawing only `only`).
+// A section drawn as a table only (no figure) links its CSV when `tables` (the study's API base) is given.
+function drawSections(data, skip, holder = $("#sections"), only = null, tables = null) {
+  $("#report-note").textContent = pageText(data.note) || (data.target ? `Target: ${data.target}` : "");
+  const brushed = keptBrush(holder);
   holder.replaceChildren();
   for (const s of data.sections) {
-    if (skip.includes(s.key)) continue;
+    if (skip.includes(s.key) || (only && !only.includes(s.key))) continue;
+    if (s.key === "parallel" && s.figure) restoreBrush(s.figure, brushed);
     const div = h("div", { class: "plot", id: `figure-${s.key}` });
     holder.append(h("section", { id: `section-${s.key}` }, h("h3", {}, s.title),
       h("p", { class: "definition" }, s.definition),
-      s.notes.length ? h("ul", { class: "notes" }, s.notes.map((n) => h("li", {}, n))) : null,
-      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${s.skipped}`) : (s.figure ? div : null)));
+      // Notes fold away: the chart and its definition first, the fine print on request.
+      s.notes.length ? h("details", { class: "notes" }, h("summary", {}, `Notes (${s.notes.length})`),
+        h("ul", {}, s.notes.map((n) => h("li", {}, pageText(n))))) : null,
+      s.skipped ? h("p", { class: "skipped" }, `Not drawn: ${pageText(s.skipped)}`) : (s.figure ? div : null),
+      !s.skipped && !s.figure && tables ? h("p", {}, "Table: ", s.tables.map((n) =>
+        h("a", { href: `${tables}/tables/${encodeURIComponent(n)}.csv`, download: "" }, `${n}.csv`))) : null));
     if (!s.skipped && s.figure) Plotly.react(div, s.figure.data, s.figure.layout, PLOT_CONFIG);
   }
+}
+
+// Parallel coordinates: the ranges brushed on its axes survive a redraw (live data), by axis label.
+function keptBrush(holder) {
+  const div = holder.querySelector("#figure-parallel");
+  if (!div || !div.data) return {};
+  return Object.fromEntries(div.data[0].dimensions.filter((d) => d.constraintrange).map((d) => [d.label, d.constraintrange]));
+}
+function restoreBrush(figure, ranges) {
+  for (const d of figure.data[0].dimensions) if (ranges[d.label]) d.constraintrange = ranges[d.label];
+}
+// The trials (`layout.meta.runs`, in line order) inside every brushed range; null when none is brushed.
+function brushedRuns(div) {
+  const trace = div.data[0], runs = (div.layout.meta || {}).runs || [];
+  const dims = trace.dimensions.filter((d) => d.constraintrange && d.constraintrange.length);
+  if (!dims.length) return null;
+  const inside = (v, r) => (Array.isArray(r[0]) ? r : [r]).some(([lo, hi]) => v >= lo && v <= hi);
+  return new Set(runs.filter((_, i) => dims.every((d) => inside(d.values[i], d.constraintrange))));
 }
 
 // --- one study -------------------------------------------------------------------------------
@@ -150,32 +190,34 @@ function studyPage() {
 
   function header() {
     const s = state.study;
-    $("#status").textContent = s.status;
+    $("#status").textContent = stateText(s.status);
+    if (s.imported) $("#study-kind").textContent = "imported records";
     $("#status").className = `badge ${s.status}`;
-    $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${k.replace(/_/g, " ")}`).join(", ");
+    $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${stateText(k)}`).join(", ");
     const canStop = s.kind === "sweep" && (s.status === "running" || s.status === "submitted");
     $("#stop-sweep").hidden = !canStop || s.stop_requested;
+    // Resumable from here: a sweep the service submitted, stopped or interrupted (the server says
+    // why not, if it cannot).
+    $("#resume-sweep").hidden = !(s.kind === "sweep" && ["interrupted", "stopped_by_user"].includes(s.status)
+      && s.submission && s.submission.space);
     $("#stop-note").textContent = s.stop_requested ? "stop requested: the sweep ends at its next step" : "";
   }
 
-  function trialRow(t) {
+  function stopButton(t) {
     const s = state.study;
-    const pct = t.progress === null || t.progress === undefined ? null : Math.round(t.progress * 100);
-    const progress = h("td", {}, pct === null ? "" : h("span", { class: "bar", title: `${pct}%` },
-      h("span", { style: `width:${pct}%` })), ` ${fmt(t.progress_value)}${t.max_t ? ` / ${fmt(t.max_t)}` : ""} ${t.time_attr}`);
-    const canStop = s.status === "running" && (t.state === "running" || t.state === "pending") && !t.stop_requested;
-    const stop = canStop ? h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
+    const canStop = s.kind === "sweep" && s.status === "running" && (t.state === "running" || t.state === "pending")
+      && !t.stop_requested && !t.planned;  // a run, or a trial Tune has not made, has nothing to stop
+    if (!canStop) return t.stop_requested ? "stop requested" : "";
+    return h("button", { class: "danger stop-trial", "data-trial": t.trial_id, onclick: async (e) => {
       e.target.disabled = true;
       const r = await post(`${base}/trials/${encodeURIComponent(t.trial_id)}/stop`);
-      e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${(await r.json()).error}`);
-    } }, "Stop") : (t.stop_requested ? "stop requested" : "");
-    const params = Object.entries(t.params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
-    return h("tr", { "data-trial": t.trial_id, "data-state": t.state },
-      h("td", {}, t.trial_id), h("td", { class: "params" }, params),
-      h("td", { class: "state" }, h("span", { class: `state-${t.state}` }, t.state.replace(/_/g, " "))),
-      progress, h("td", {}, fmt(t.metric)), h("td", {}, t.n_evals),
-      h("td", { class: t.state === "error" ? "error" : "" }, t.ended), h("td", {}, stop));
+      e.target.replaceWith(r.ok ? "stop requested" : `could not stop: ${pageText((await r.json()).error)}`);
+    } }, "Stop");
   }
+  const table = TrialTable(() => state, stopButton);
+  const recommender = recommendPanel(base);
+  let recommended = false;
+  const notes = notesEditor($("#study-notes"), `${base}/notes`, () => ({ note: state.study.note, tags: state.study.tags }));
 
   function rungs() {
     const list = state.study.rungs || [];
@@ -209,12 +251,20 @@ function studyPage() {
     if (curves && curves.figure) {
       state.curvesMetric = data.metric;
       Plotly.react($("#curves"), curves.figure.data, curves.figure.layout, PLOT_CONFIG);
-    } else {
-      state.curvesMetric = data.metric || (state.study.metric && state.study.metric.name);
-      Plotly.react($("#curves"), [], { height: 420, xaxis: { title: { text: "train time (s)" } },
-        yaxis: { title: { text: state.study.metric ? state.study.metric.label : "" } } }, PLOT_CONFIG);
+    } else {  // nothing recorded yet: say so, rather than draw empty axes
+      state.curvesMetric = null;
+      Plotly.purge($("#curves"));
     }
-    drawSections(data, ["curves", "trials"]);
+    $("#curves-empty").hidden = Boolean(curves && curves.figure);
+    $("#curves").hidden = !(curves && curves.figure);
+    // the recommendation has its own panel on this page
+    drawSections(data, ["curves", "trials", "recommendation", ...EXPLORE], $("#sections"), null, base);
+    drawSections(data, [], $("#explore-sections"), EXPLORE);
+    const parallel = $("#figure-parallel");
+    if (parallel && parallel.on) {  // brushing an axis filters the trial table
+      table.brush(brushedRuns(parallel));
+      parallel.on("plotly_restyle", () => table.brush(brushedRuns(parallel)));
+    } else table.brush(null);
     const names = ["records", ...new Set(data.sections.flatMap((s) => s.tables))];
     $("#tables").replaceChildren(...names.flatMap((n, i) => [i ? ", " : "",
       h("a", { href: `${base}/tables/${encodeURIComponent(n)}.csv`, download: "" }, n)]));
@@ -241,8 +291,13 @@ function studyPage() {
     state.study = d;
     state.seq = d.seq;
     header();
-    $("#trials tbody").replaceChildren(...d.trials.map(trialRow));
+    notes.show();
+    table.render();
     rungs();
+    if (!recommended && Object.values(d.evaluations || {}).some((rows) => rows.length)) {
+      recommended = true;
+      recommender.ask();
+    }
     if (snapshot || (d.replaced || []).length) loadFigures();
     else if (Object.keys(fresh).length) { extendCurves(fresh); scheduleFigures(); }
     if (d.submission && d.submission.job_id) followJob();
@@ -259,6 +314,8 @@ function studyPage() {
     source.onopen = () => { if (opened++) log.textContent = ""; };  // a reconnect streams the log again
     source.addEventListener("log", (e) => {
       log.textContent += JSON.parse(e.data).text;
+      log.hidden = !log.textContent;
+      $("#job-log-empty").hidden = !log.hidden;
       log.scrollTop = log.scrollHeight;
     });
     source.addEventListener("end", (e) => {
@@ -271,9 +328,18 @@ function studyPage() {
   }
 
   $("#stop-sweep").addEventListener("click", async (e) => {
+    if (!confirm("Stop the whole sweep? Running trials end at their next evaluation and keep their records "
+      + "and checkpoints; the sweep can be resumed later.")) return;
     e.target.disabled = true;
     const r = await post(`${base}/stop`);
-    $("#stop-note").textContent = r.ok ? "stop requested" : (await r.json()).error;
+    $("#stop-note").textContent = r.ok ? "stop requested" : pageText((await r.json()).error);
+  });
+  $("#resume-sweep").addEventListener("click", async (e) => {
+    e.target.disabled = true;
+    const r = await post(`${base}/resume`);
+    const d = await r.json();
+    $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : pageText(d.error);
+    e.target.disabled = r.ok;
   });
 
   function exportUrl() {
@@ -287,7 +353,7 @@ function studyPage() {
     e.preventDefault();
     const r = await fetch(exportUrl());
     $("#export-error").hidden = r.ok;
-    if (!r.ok) { $("#export-error").textContent = (await r.json()).error; return; }
+    if (!r.ok) { $("#export-error").textContent = pageText((await r.json()).error); return; }
     const name = (r.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/);
     const a = h("a", { href: URL.createObjectURL(await r.blob()), download: name ? name[1] : "best.yaml" });
     document.body.append(a);
@@ -301,57 +367,4 @@ function studyPage() {
     () => fetch(`${base}?since=${state.seq}`).then((r) => r.json()).then((d) => { if (d.seq !== state.seq) apply(d, false); }));
 }
 
-// --- comparing studies -----------------------------------------------------------------------
-function comparePage() {
-  setLive("");
-  fetch(`/api/compare/figures?ids=${boot.ids.map(encodeURIComponent).join(",")}`).then((r) => r.json())
-    .then((d) => drawSections(d, ["trials"]));
-}
-
-// --- submitting ------------------------------------------------------------------------------
-function submitPage() {
-  setLive("");
-  const form = $("#submit-form");
-  let upload = null;
-  const describe = () => {
-    const s = boot.spaces.find((x) => x.name === $("#space").value);
-    $("#space-description").textContent = s ? s.description : "";
-  };
-  $("#space").addEventListener("change", describe);
-  describe();
-  $("#upload").addEventListener("change", async (e) => {
-    const file = e.target.files[0];
-    upload = file ? { yaml: await file.text(), filename: file.name } : null;
-    form.querySelector("input[value=upload]").checked = true;
-  });
-
-  function body(dryRun) {
-    const shipped = form.querySelector("input[name=source]:checked").value === "shipped";
-    const overrides = $("#overrides").value.split("\n").map((l) => l.trim()).filter(Boolean);
-    const b = { overrides, root: Number($("#root").value), dry_run: dryRun };
-    return shipped ? { ...b, space: $("#space").value } : { ...b, ...(upload || { yaml: "" , filename: "" }) };
-  }
-  function showErrors(errors) {
-    $("#errors").replaceChildren(...errors.map((e) => h("li", { "data-key": e.key || "" },
-      h("b", {}, e.key || e.source || "file"), `: ${e.message}`, e.source && e.key ? h("span", { class: "muted" }, ` (${e.source})`) : null)));
-  }
-  // The page always checks first (a check answers 200 with the errors), and submits only a
-  // space that passed: the same checks as the CLI, shown inline, naming the key.
-  async function send(submit) {
-    showErrors([]);
-    $("#submit-result").textContent = "checking…";
-    const checked = await (await post("/api/submit", body(true))).json();
-    if (!checked.ok) { $("#submit-result").textContent = ""; showErrors(checked.errors); return; }
-    if (!submit) { $("#submit-result").textContent = `${checked.space}: valid (sweep ${checked.name})`; return; }
-    $("#submit-result").textContent = "submitting…";
-    const r = await post("/api/submit", body(false));
-    const d = await r.json();
-    if (!r.ok) { $("#submit-result").textContent = ""; showErrors(d.errors || [{ key: null, message: d.error }]); return; }
-    $("#submit-result").replaceChildren(`submitted as Ray job ${d.job_id}: `, h("a", { href: d.url, id: "new-study" }, d.study));
-    setTimeout(() => { location.href = d.url; }, 800);
-  }
-  $("#check").addEventListener("click", () => send(false));
-  form.addEventListener("submit", (e) => { e.preventDefault(); send(true); });
-}
-
-({ studies: studiesPage, study: studyPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();
+({ studies: studiesPage, study: studyPage, trial: trialPage, compare: comparePage, submit: submitPage })[document.body.dataset.page]();

@@ -1,0 +1,62 @@
+"""The study page's recommendation panel: for N GPUs on a chosen interconnect, from the runs of
+one device, the optimizer, batch, LR, accumulation and time to target that the report's
+recommendation gives (`answers.recommend.recommend` with `answers.plan.PlanOptions`, as they are).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from scaling_study.answers.links import DEFAULT_CLUSTER, LINKS, parse_cluster
+from scaling_study.answers.plan import PlanOptions
+from scaling_study.answers.recommend import recommend
+from scaling_study.errors import UserError
+from scaling_study.results.targets import resolve_target
+
+MAX_GPUS = 65_536
+DEVICE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+CLUSTER = re.compile(r"^[a-z0-9+\-]{1,40}$")
+_NETWORKS = ("", "+8xnet400", "+8xnet100", "+1xnet100")
+
+
+def interconnects() -> list[str]:
+    """The cluster specs the panel offers: each intra-node link alone, and with common networks."""
+    intra = [name for name in LINKS if not name.startswith("net")]
+    return [f"{i}{n}" for i in intra for n in _NETWORKS]
+
+
+def _plain(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def panel(records, gpus: int, cluster: str | None, device: str | None) -> dict:
+    """{row (the recommendation's columns; None when the records carry no target), why, target,
+    plan, devices, device, cluster}; UserError naming what is not valid."""
+    if not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS:
+        raise UserError(f"gpus: a whole number from 1 to {MAX_GPUS}")
+    cluster = cluster or DEFAULT_CLUSTER
+    if not CLUSTER.match(cluster):
+        raise UserError(f"interconnect {cluster!r}: e.g. {DEFAULT_CLUSTER}")
+    parse_cluster(cluster)  # UserError naming the valid links
+    devices = sorted(records["device"].dropna().astype(str).unique()) if "device" in records.columns else []
+    if device is not None and (not DEVICE.match(device) or device not in devices):
+        raise UserError(f"device {device!r}: the records ran on {', '.join(devices) or 'no recorded device'}")
+    device = device or (devices[0] if devices else None)
+    rows = records[records["device"].astype(str) == device] if device else records
+    answer = {"row": None, "why": None, "target": None, "plan": None, "devices": devices, "device": device,
+              "cluster": cluster}
+    try:
+        target = resolve_target(rows)
+    except UserError as exc:
+        return {**answer, "why": f"no recommendation: {exc}"}
+    if target is None:
+        return {**answer, "why": "no recommendation: the runs carry no target (eval.target in their job)"}
+    try:
+        plan, plan_note = PlanOptions(cluster=cluster).resolve(rows)
+    except UserError as exc:  # measured rows only; the note says why nothing is projected
+        plan, plan_note = None, str(exc)
+    table = recommend(rows, target, [gpus], plan)
+    row = {k: _plain(v) for k, v in table.iloc[0].to_dict().items()}
+    return {**answer, "row": row, "target": str(target), "plan": plan_note}
