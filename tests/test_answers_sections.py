@@ -95,3 +95,12 @@ def test_edge_notes_name_the_batches_whose_best_lr_is_on_the_grid_edge():
     assert sections.edge_notes(points) == [
         "adamw: the best LR is on the edge of its grid at batch 32 (low): a wider grid could lower those "
         "batches' steps"]
+
+
+def test_a_projection_without_time_to_target_says_why_instead_of_an_empty_chart():
+    tables, _ = sections.projection_section(records(), TARGET, PLAN, workers=(8, 64))
+    no_time = tables["projection"].drop(columns=["time_to_target_s"])
+    fig = figures.projection_figure({**tables, "projection": no_time})
+    assert [a.text for a in fig.layout.annotations if a.text == figures.NO_TIME_TO_TARGET]
+    with_time = figures.projection_figure(tables)
+    assert not [a for a in with_time.layout.annotations if a.text == figures.NO_TIME_TO_TARGET]

@@ -152,7 +152,17 @@ def projection_figure(tables, report=None) -> go.Figure:
     fig.update_xaxes(type="log", title="GPUs N", tickvals=ticks, ticktext=[f"{n:g}" for n in ticks])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2)
+    if "time_to_target_s" not in table.columns or not table["time_to_target_s"].notna().any():
+        # Said where the chart would be, not left as an empty frame.
+        fig.add_annotation(text=NO_TIME_TO_TARGET, xref="x2 domain", yref="y2 domain", x=0.5, y=0.5,
+                           showarrow=False, align="center")
+        fig.update_xaxes(visible=False, row=1, col=2)
+        fig.update_yaxes(visible=False, row=1, col=2)
     return fig.update_layout(height=_HEIGHT)
+
+
+NO_TIME_TO_TARGET = ("No time to target to project: it needs the steps to the target<br>at two or more "
+                     "batches (runs that reached a target), fitted<br>in the critical-batch section above.")
 
 
 # Section key -> builder, for `reports.figures._BUILDERS`; the recommendation is a table.
