@@ -24,6 +24,10 @@ RECORDS_PARQUET = "records.parquet"
 """The same records, written once by the driver when the run has ended."""
 JOB_FILE = "job.yaml"
 """The job the run ran, a job YAML that `scaling-study run` runs again as it is."""
+TRAIN_LOG = "train.log"
+"""Rank 0's progress lines (resumed at, each `log_every` steps' loss and samples/s, the target
+reached), appended as the run trains; in a local folder only (an object store cannot append): on
+one, they go to the console alone."""
 PARAMS = "params.json"
 """A trial's swept values: ``{"trial_id": ..., "params": {dotted key: value}}`` (sweeps only)."""
 STOPPED_BY_USER = "stopped_by_user.json"

@@ -70,3 +70,25 @@ def test_anything_but_a_known_trial_is_404(client, url):
 def test_the_trial_page_is_served(client):
     page = client.get("/studies/0:live/trials/t1")
     assert page.status_code == 200 and 'data-page="trial"' in page.text and "&larr; live" in page.text
+
+
+def test_a_trials_own_progress_log_comes_first_and_a_runs_too(client, live_root):
+    (live_root / "live" / "trials" / "t0" / "train.log").write_text("[scaling_study] step 10/40 phase 1 | loss 2.1\n")
+    (live_root / "solo" / "train.log").write_text("[scaling_study] step 5/10 phase 1 | loss 3.0\n")
+    files = client.get("/api/studies/0:live/trials/t0/log").json()["files"]
+    assert [f["name"] for f in files] == ["train.log", "error.txt"] and "step 10/40" in files[0]["text"]
+    solo = client.get("/api/studies/0:solo/trials/solo/log").json()["files"]
+    assert [f["name"] for f in solo] == ["train.log"]
+
+
+def test_rank_zero_keeps_its_progress_lines_in_the_runs_own_log(tmp_path, capsys):
+    from scaling_study.train import loop
+
+    loop.log_to(str(tmp_path / "run"))
+    try:
+        loop.say("step 10/40 phase 1 | loss 2.1000")
+    finally:
+        loop.log_to(None)
+    loop.say("not kept")
+    lines = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("[scaling_study] step 10/40 phase 1 | loss 2.1000")

@@ -97,14 +97,17 @@ def _add(z: zipfile.ZipFile, study: Study, folder: Loc, prefix: str, depth: int)
 
 
 def log_text(study: Study, trial_id: str) -> dict:
-    """{files: [{name, text, truncated}]}: what Tune kept of the trial's output in its folder of
-    the experiment (`<trainable>_<trial_id>_...` beside `trials/`), each file's end."""
-    trial_folder(study, trial_id)  # a known trial
+    """{files: [{name, text, truncated}]}: the run's own log (`layout.TRAIN_LOG`: its progress
+    lines), then what Tune kept of the trial's output in its folder of the experiment
+    (`<trainable>_<trial_id>_...` beside `trials/`), each file's end."""
+    folder = trial_folder(study, trial_id)  # a known trial
+    entries = listdir(study.root, folder)
+    own = _file(study, folder, layout.TRAIN_LOG, entries)
+    out = [_tail(layout.TRAIN_LOG, own, entries[layout.TRAIN_LOG].stat.size)] if own is not None else []
     if study.kind == RUN:
-        return {"files": []}
+        return {"files": out}
     tune_dirs = [n for n, e in listdir(study.root, study.loc).items()
                  if e.is_dir and f"_{trial_id}_" in f"{n}_"]
-    out = []
     for d in sorted(tune_dirs)[:1]:
         folder = child(study.root, study.loc, d)
         entries = listdir(study.root, folder)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 import sys
+import time
+from pathlib import Path
 
 import ray.train
 
 from scaling_study.compat import quiet_ray_train_report_logger
 from scaling_study.contract import METRICS, PRIMARY_METRIC
+from scaling_study.layout import TRAIN_LOG
+from scaling_study.storage import Loc
 from scaling_study.train import checkpoint
 from scaling_study.train.records import append_record, make_row, truncate_records
 from scaling_study.train.setup import Plan, build
@@ -28,6 +32,7 @@ def train_fn_per_worker(config: dict) -> None:
     quiet_ray_train_report_logger()
     ctx = ray.train.get_context()
     state, task, plan = build(cfg, ctx.get_world_rank(), ctx.get_world_size())
+    log_to(cfg.run_dir if state.rank == 0 else None)
     if checkpoint.restore(cfg, state) and state.rank == 0:
         pos = state.position
         say(f"resumed at phase {pos.phase + 1}, step {pos.step}, {pos.samples} samples")
@@ -117,8 +122,24 @@ def target_reached(target, metrics: dict) -> bool:
     return value is not None and math.isfinite(value) and METRICS[target.metric].reached(value, target.value)
 
 
+_LOG: list[Path] = []  # the run's TRAIN_LOG, on rank 0 of a run in a local folder
+
+
+def log_to(run_dir) -> None:
+    """Where `say` also appends its lines: `run_dir`'s TRAIN_LOG when it is a local folder (None:
+    nowhere, as on ranks other than 0)."""
+    loc = Loc(run_dir) if run_dir is not None else None
+    _LOG[:] = [loc.local / TRAIN_LOG] if loc is not None and loc.is_local else []
+
+
 def say(message: str) -> None:
     """A progress line from a worker. Ray Train patches `print` to log *and* echo (printed twice);
-    writing to the process's own stdout goes through Ray's log forwarding once."""
-    sys.__stdout__.write(f"[scaling_study] {message}\n")
+    writing to the process's own stdout goes through Ray's log forwarding once. Rank 0 also keeps
+    it in the run's own log (`log_to`), which the study service shows on the trial's page."""
+    line = f"[scaling_study] {message}\n"
+    sys.__stdout__.write(line)
     sys.__stdout__.flush()
+    for path in _LOG:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
