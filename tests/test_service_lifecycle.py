@@ -247,7 +247,16 @@ def test_the_recommendation_panel_answers_for_n_gpus_an_interconnect_and_a_devic
     assert "pcie4" in d["plan"]
     one = client.get("/api/studies/0:lamb/recommendation?gpus=1").json()["row"]
     assert one["basis"] == "measured" and one["optimizer"] == "lamb" and one["time_to_target_s"] > 0
-    for bad in ("gpus=0", "gpus=x", "gpus=100000", "cluster=warp9", "cluster=%3Cb%3E", "device=gpu", "device=" + "a" * 80):
+    # CPU runs are projected onto GPU links only with a GPU's compute: a named device profile
+    assert client.get("/api/studies/0:lamb/recommendation?gpus=64").json()["row"]["basis"] == "none"
+    projected = client.get("/api/studies/0:lamb/recommendation?gpus=64&profile=h100-sxm-bf16").json()
+    row = projected["row"]
+    assert projected["profile"] == "h100-sxm-bf16" and "h100-sxm-bf16" in projected["profiles"]
+    assert row["basis"] in ("projected", "extrapolated") and row["time_to_target_s"] > 0
+    assert row["steps_lo"] <= row["steps_to_target"] <= row["steps_hi"]
+    assert row["time_lo_s"] <= row["time_to_target_s"] <= row["time_hi_s"]
+    for bad in ("gpus=0", "gpus=x", "gpus=100000", "cluster=warp9", "cluster=%3Cb%3E", "device=gpu", "device=" + "a" * 80,
+                "profile=/etc/passwd", "profile=..%2F..%2Fjobs%2Fquickstart.yaml", "profile=" + "p" * 80):
         assert client.get(f"/api/studies/0:lamb/recommendation?{bad}").status_code in (400, 422), bad
 
 

@@ -14,7 +14,7 @@ from scaling_study.contract import METRICS, metric_label
 from scaling_study.reports.export import TIME_TO_TARGET
 from scaling_study.service.events import jsonable
 from scaling_study.service.plan import DEFAULT_SPACE
-from scaling_study.service.recommendation import interconnects
+from scaling_study.service.recommendation import interconnects, profiles
 
 
 def _e(text) -> str:
@@ -112,7 +112,8 @@ first evaluations.</p></div></section>
 <form id="recommend-form" class="inline">
  <label>GPUs <input name="gpus" type="number" min="1" max="65536" value="64"></label>
  <label>interconnect <select name="cluster">{_options(interconnects(), DEFAULT_CLUSTER)}</select></label>
- <label>device profile <select name="device" aria-label="device profile"></select></label>
+ <label>runs on <select name="device" aria-label="runs on"></select></label>
+ <label>device profile <select name="profile" aria-label="device profile"><option value="">the runs' own timings</option>{_options(profiles(), "")}</select></label>
  <button type="submit">Recommend</button></form>
 <table id="recommend-table" class="data narrow"><tbody></tbody></table>
 <p id="recommend-note" class="muted"></p></section>

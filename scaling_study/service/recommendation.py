@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 
+from scaling_study.answers.device import NAMED
 from scaling_study.answers.links import DEFAULT_CLUSTER, LINKS, parse_cluster
 from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import recommend
@@ -31,9 +32,19 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def panel(records, gpus: int, cluster: str | None, device: str | None) -> dict:
-    """{row (the recommendation's columns; None when the records carry no target), why, target,
-    plan, devices, device, cluster}; UserError naming what is not valid."""
+def profiles() -> list[str]:
+    """The named device profiles a projection may take its compute from (`answers.device.NAMED`;
+    a profile file is for the command line, never a path from a page)."""
+    return sorted(NAMED)
+
+
+def panel(records, gpus: int, cluster: str | None, device: str | None, profile: str | None = None) -> dict:
+    """{row (the recommendation's columns, with its 95 % interval; None when the records carry no
+    target), why, target, plan, devices, device, profiles, profile, cluster}: the runs on `device`,
+    projected with the compute of the named device `profile` (None: the runs' own timings, which a
+    projection onto GPU links refuses where they come from CPUs); UserError naming what is not valid."""
+    if profile is not None and profile not in NAMED:
+        raise UserError(f"device profile {profile!r}: valid: {', '.join(profiles())}")
     if not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS:
         raise UserError(f"gpus: a whole number from 1 to {MAX_GPUS}")
     cluster = cluster or DEFAULT_CLUSTER
@@ -46,7 +57,7 @@ def panel(records, gpus: int, cluster: str | None, device: str | None) -> dict:
     device = device or (devices[0] if devices else None)
     rows = records[records["device"].astype(str) == device] if device else records
     answer = {"row": None, "why": None, "target": None, "plan": None, "devices": devices, "device": device,
-              "cluster": cluster}
+              "profiles": profiles(), "profile": profile, "cluster": cluster}
     try:
         target = resolve_target(rows)
     except UserError as exc:
@@ -54,7 +65,7 @@ def panel(records, gpus: int, cluster: str | None, device: str | None) -> dict:
     if target is None:
         return {**answer, "why": "no recommendation: the runs carry no target (eval.target in their job)"}
     try:
-        plan, plan_note = PlanOptions(cluster=cluster).resolve(rows)
+        plan, plan_note = PlanOptions(cluster=cluster, device_profile=profile).resolve(rows)
     except UserError as exc:  # measured rows only; the note says why nothing is projected
         plan, plan_note = None, str(exc)
     table = recommend(rows, target, [gpus], plan)

@@ -56,15 +56,17 @@ def register(app: FastAPI, index: Index) -> None:
     @app.get("/api/studies/{sid:path}/recommendation")
     def study_recommendation(sid: str, gpus: int = Query(64, ge=1, le=recommendation.MAX_GPUS),
                              cluster: str | None = Query(None, max_length=40),
-                             device: str | None = Query(None, max_length=64)):
+                             device: str | None = Query(None, max_length=64),
+                             profile: str | None = Query(None, max_length=64)):
         """The recommendation for `gpus` GPUs on `cluster` (INTRA[+[K x]NET]) from the runs on
-        `device`: optimizer, global and per-worker batch, accumulation, peak LR, steps and time to
-        the records' target, with its basis (measured or projected) and what the projection assumes."""
+        `device`, projected with the compute of the named device `profile`: optimizer, global and
+        per-worker batch, accumulation, peak LR, steps and time to the records' target with their
+        95 % intervals, its basis (measured, projected or extrapolated) and what the projection assumes."""
         try:
             records = live.results(index.get(sid, events.REFRESH_S)).records  # not the whole report
         except live.Conflict as exc:  # nothing recorded yet: an answer that says so, not an error
             return {"row": None, "why": f"no recommendation yet: {exc}", "devices": []}
-        return recommendation.panel(records, gpus, cluster, device)
+        return recommendation.panel(records, gpus, cluster, device, profile or None)
 
     @app.get("/api/compare/settings")
     def compare_settings(ids: str = Query(..., max_length=4096)):
