@@ -94,8 +94,15 @@ def test_a_scan_past_its_budget_lists_outlines_and_get_reads_them(root):
 
 
 def test_outlined_studies_are_read_in_the_background(root):
+    import threading
+
     index = Index(parse_roots([str(root)]), read_budget_s=0.0)
+    start, gate = index._start, threading.Event()
+    # The background readers wait for the first list to be taken: otherwise a small study may be
+    # read before the list is answered, and the list's "loading" depends on who wins.
+    index._start = lambda name, target: start(name, lambda: (gate.wait(30), target()))
     assert all(s["loading"] for s in index.studies())
+    gate.set()
     deadline = time.monotonic() + 30
     while any(s["loading"] for s in index.studies(max_age=60)) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -31,11 +31,14 @@ CSRF_HEADER = "x-scaling-study"
 TOKEN_COOKIE = "scaling_study_token"
 TOKEN_ENV = "SCALING_STUDY_TOKEN"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 """Pages run only this origin's scripts (plotly.js from the installed package, `static/app.js`);
-plotly sets inline styles, hence 'unsafe-inline' for styles only; no page may be framed."""
-SANDBOX_CSP = ("sandbox allow-scripts allow-downloads; default-src 'none'; script-src 'unsafe-inline'; "
+plotly sets inline styles, hence 'unsafe-inline' for styles only; no page may be framed.
+'unsafe-eval': plotly's WebGL traces (the parallel coordinates) build their shader code with
+`new Function` (regl), and without it the chart fails to draw; no inline or foreign script runs.
+(plotly.js also comes as an eval-free "strict" build, which the Python package does not ship.)"""
+SANDBOX_CSP = ("sandbox allow-scripts allow-downloads; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
                "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; frame-ancestors 'none'")
 """The static dashboard inlines plotly.js and its figures: its scripts run, but in a sandbox, an
 origin of its own that can neither read the service nor send its cookie (set this header on it)."""
