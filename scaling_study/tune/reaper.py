@@ -127,8 +127,9 @@ class PlacementGroupReaper(tune.Callback):
         groups = [g for g in groups if g["id"] not in self.before]
         for gid in orphans(groups, used, self.first_idle, now, grace_s):
             held = next(g["resources"] for g in groups if g["id"] == gid)
-            print(f"[scaling_study] removing placement group {gid[:12]} ({', '.join(f'{k} {v:g}' for k, v in held.items() if k in HELD)}): "
-                  f"no live actor in it for {grace_s:g} s (left by a stopped trial's Ray Train controller)", flush=True)
+            why = f"no live actor in it for {grace_s:g} s" if grace_s else "no live actor in it at the sweep's end"
+            print(f"[scaling_study] removing placement group {gid[:12]} "
+                  f"({', '.join(f'{k} {v:g}' for k, v in held.items() if k in HELD)}): {why}", flush=True)
             try:
                 remove(gid)
                 self.removed.append(gid)
