@@ -219,14 +219,24 @@ def test_a_real_sweep_is_watched_and_steered_from_its_page(tmp_path, synth_dir, 
 
 @pytest.mark.ray
 @pytest.mark.timeout(240)
-def test_a_shipped_space_is_submitted_from_the_page(tmp_path, venv_on_path, local_ray, page):
+def test_a_shipped_space_is_submitted_from_the_page(tmp_path, venv_on_path, page):
+    """Through the service's own local Ray (a `ray start --head` it starts on the first submission
+    and stops when it shuts down), as `scaling-study serve` without --address runs."""
     from scaling_study.service.app import create_app
+    from scaling_study.service.local_ray import processes
 
-    _require_a_job_agent()
     results = tmp_path / "sweeps"
     results.mkdir()
-    with serving(create_app([str(results)])) as site:
-        _submit_from_the_page(page, site, results)
+    app = create_app([str(results)])
+    with serving(app) as site:
+        _submit_from_the_page(page, site, results, app.state.launcher)
+        local = app.state.launcher._local
+        assert local is not None and local.running()
+        page.goto("about:blank")  # its event streams closed: the server's shutdown need not wait for them
+    deadline = time.monotonic() + 60
+    while (local.running() or processes(local.marker)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not local.running() and processes(local.marker) == []  # the service's shutdown stopped it
 
 
 def _watch_and_steer(page, site, results, sweep):
@@ -251,7 +261,7 @@ def _watch_and_steer(page, site, results, sweep):
     assert (results / "watched" / "trials" / trial / steer.STOPPED_BY_USER).exists()
 
 
-def _submit_from_the_page(page, site, results):
+def _submit_from_the_page(page, site, results, launcher):
     from scaling_study.tune import submit as ray_jobs
 
     page.goto(site + "/submit")
@@ -261,7 +271,7 @@ def _submit_from_the_page(page, site, results):
     page.wait_for_url("**/studies/0:submitted", timeout=120_000)
     page.locator("#job").wait_for()
     job_id = yaml.safe_load((results / "submitted" / "submission.json").read_text())["job_id"]
-    client = ray_jobs.connect(_job_address())
+    client = launcher.client(start=False)  # the Ray the service submitted to
     try:
         status = ray_jobs.wait_for(client, job_id, timeout_s=5)
         assert status in ("PENDING", "RUNNING", "SUCCEEDED"), client.get_job_logs(job_id)
@@ -270,31 +280,3 @@ def _submit_from_the_page(page, site, results):
         page.wait_for_selector("#studies tbody tr[data-id='0:submitted']")
     finally:
         ray_jobs.stop(client, job_id)
-
-
-def _require_a_job_agent(wait_s: float = 30.0) -> None:
-    """Skip when this Ray's job agent is not up: every local Ray's agent listens on port 52365, so
-    on a machine where another Ray holds it, this one cannot run jobs (Ray logs it in
-    dashboard_agent.log). A probe job that does nothing tells."""
-    from scaling_study.tune import submit as ray_jobs
-
-    client = ray_jobs.connect(_job_address())
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            job = client.submit_job(entrypoint="true", entrypoint_num_cpus=0)
-            ray_jobs.wait_for(client, job, timeout_s=30)
-            return
-        except RuntimeError as exc:
-            if "No available agent" not in str(exc):
-                raise
-            if time.monotonic() > deadline:
-                pytest.skip("this Ray's job agent did not start: port 52365 is held by another Ray on this machine")
-            time.sleep(1.0)
-
-
-def _job_address() -> str:
-    import ray
-
-    url = ray.init(ignore_reinit_error=True).dashboard_url
-    return url if "://" in url else f"http://{url}"
