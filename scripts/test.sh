@@ -18,8 +18,9 @@ if ! .venv/bin/python -c "import triton" >/dev/null 2>&1; then
     || echo "[test] triton could not be installed; the kernel tests will be skipped"
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# Two pytest workers: the tests that start Ray run one after another in one of them (their xdist
-# group, tests/conftest.py), the unit and browser tests in the other. PYTEST_WORKERS=0: one process.
+# Two pytest workers: each module whose tests start Ray runs in one of them (an xdist group per
+# module, tests/conftest.py, so its Ray starts once), spread with the unit and browser tests over
+# both. PYTEST_WORKERS=0: one process.
 workers=${PYTEST_WORKERS:-2}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"

@@ -35,21 +35,23 @@ def pytest_addoption(parser):
 
 
 RAY_GROUP = "ray"
-"""The xdist group of every test that starts Ray or trains through it: under `pytest -n N --dist
-loadgroup` (scripts/test.sh) they run one after another in one worker, while the other workers
-take the unit and browser tests. Two Rays training at once would only fight over the cores."""
+"""The prefix of the xdist groups of the tests that start Ray or train through it: one group per
+module (`ray:<module>`), so that a module's tests share its Ray in one worker (its module-scoped
+fixtures start once) while `pytest -n N --dist loadgroup` (scripts/test.sh) spreads the modules
+and the unit and browser tests over the workers: much of a Ray test is waiting (processes
+starting, polls), which the other worker fills."""
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes.
-    Ray's tests share one xdist group (`RAY_GROUP`)."""
+    Ray's tests are grouped by module for xdist (`RAY_GROUP`)."""
     extended = config.getoption("--extended")
     skip = pytest.mark.skip(reason="a long variant of an end-to-end test: run with --extended")
     for item in items:
         if "extended" in item.keywords and not extended:
             item.add_marker(skip)
         if "ray" in item.keywords or "local_ray" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+            item.add_marker(pytest.mark.xdist_group(f"{RAY_GROUP}:{item.module.__name__}"))
 
 
 @pytest.fixture(scope="module")
