@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import tiny_job_data
+from scaling_study.service.local_ray import processes, terminate
 from scaling_study.storage import Loc, read_csv
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -34,29 +35,11 @@ def _free_port() -> int:
 
 
 def _pids(marker: str, name: bytes = b"") -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if (proc.name.isdigit() and f"{MARKER}={marker}".encode() in (proc / "environ").read_bytes()
-                    and name in (proc / "cmdline").read_bytes()):
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return pids
+    return processes(marker, MARKER, name)
 
 
 def _kill_all(markers, grace_s=5.0) -> list[int]:
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
-        for marker in markers:
-            for pid in _pids(marker):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + wait_s
-        while any(_pids(m) for m in markers) and time.monotonic() < deadline:
-            time.sleep(0.3)
-    return [pid for m in markers for pid in _pids(m)]
+    return terminate(lambda: [pid for m in markers for pid in processes(m, MARKER)], grace_s)
 
 
 class Cluster:

@@ -7,7 +7,6 @@ marker they all inherit, not with `ray stop`, which kills every Ray process on t
 """
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from scaling_study.cli import main
+from scaling_study.service.local_ray import processes, terminate
 from scaling_study.storage import Loc, read_csv
 from scaling_study.tune import submit as sub
 
@@ -41,30 +41,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes(marker: str) -> list[int]:
-    """Processes whose environment carries `marker`: everything the cluster started."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and f"{MARKER}={marker}".encode() in (proc / "environ").read_bytes():
-                pids.append(int(proc.name))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return pids
-
-
 def _kill(marker: str, grace_s: float = 5.0) -> list[int]:
-    """SIGTERM the cluster's processes, SIGKILL what is left after `grace_s`; return survivors."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
-        for pid in _processes(marker):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while _processes(marker) and time.monotonic() < deadline:
-            time.sleep(0.5)
-    return _processes(marker)
+    """SIGTERM the cluster's processes (those whose environment carries the marker), SIGKILL what
+    is left after `grace_s`; return survivors."""
+    return terminate(lambda: processes(marker, MARKER), grace_s)
 
 
 @pytest.fixture(scope="module")

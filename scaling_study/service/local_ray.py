@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from scaling_study.errors import UserError
@@ -38,20 +39,36 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def processes(marker: str) -> list[int]:
-    """The processes whose environment carries `MARKER=marker` (Linux /proc; empty elsewhere)."""
+def processes(marker: str, variable: str = MARKER, command: bytes = b"") -> list[int]:
+    """The processes whose environment carries `variable=marker` and whose command line holds
+    `command` (Linux /proc; empty elsewhere)."""
     found = []
     proc = Path("/proc")
     if not proc.is_dir():
         return found
-    needle = f"{MARKER}={marker}".encode()
+    needle = f"{variable}={marker}".encode()
     for entry in proc.iterdir():
         try:
-            if entry.name.isdigit() and needle in (entry / "environ").read_bytes():
+            if (entry.name.isdigit() and needle in (entry / "environ").read_bytes()
+                    and command in (entry / "cmdline").read_bytes()):
                 found.append(int(entry.name))
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def terminate(find: Callable[[], list[int]], grace_s: float = STOP_GRACE_S) -> list[int]:
+    """SIGTERM the processes `find()` names, SIGKILL those left after `grace_s`; the survivors."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
+        for pid in find():
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + wait_s
+        while find() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return find()
 
 
 class LocalRay:
@@ -111,15 +128,7 @@ class LocalRay:
     def stop(self, grace_s: float = STOP_GRACE_S) -> list[int]:
         """End every process of this Ray (SIGTERM, then SIGKILL after `grace_s`) and remove its
         folder; returns the processes still alive (none, normally)."""
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
-            for pid in processes(self.marker) + ([self.proc.pid] if self.running() else []):
-                try:
-                    os.kill(pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            deadline = time.monotonic() + wait_s
-            while (processes(self.marker) or self.running()) and time.monotonic() < deadline:
-                time.sleep(0.1)
+        terminate(lambda: processes(self.marker) + ([self.proc.pid] if self.running() else []), grace_s)
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=1)
