@@ -152,3 +152,17 @@ def test_the_noise_scale_beside_the_fit_is_that_of_the_best_settings_runs():
     records.loc[other, "grad_noise_scale"] = 1e6
     lamb = tradeoff_table(records, make_target("f1", 88)).set_index("optimizer").loc["lamb"]
     assert lamb["b_noise_at_target"] == pytest.approx(128.0)
+
+
+def test_the_best_setting_is_chosen_on_the_first_seed_so_repeats_do_not_move_the_choice():
+    """At batch 64 the sweep's seed 0 puts LR a (100 steps) ahead of LR b (110); repeats of a
+    (seeds 1, 2: 130 and 140 steps) raise its mean to 123, above b's single run, yet a stays the
+    best setting, with the mean over its three runs."""
+    rows = []
+    for run, lr, seed, reach in (("a0", 1e-3, 0, 100), ("a1", 1e-3, 1, 130), ("a2", 1e-3, 2, 140),
+                                 ("b0", 2e-3, 0, 110)):
+        rows += [{**r, "seed": seed} for r in run_rows(run, "lamb", 64, lr, reach, EVERY)]
+    table = steps_to_target(assign_runs(normalize(pd.DataFrame(rows), "seeds.csv")), make_target("f1", 88))
+    row = table.iloc[0]
+    assert (row["lr"], row["n_runs"]) == (1e-3, 3)
+    assert row["steps"] == pytest.approx(np.mean([100, 130, 140]) - EVERY / 2)

@@ -20,7 +20,9 @@ Definitions:
   (`hp.optimizer.lr` where the records were swept, else `peak_lr`) and of every other swept
   hyperparameter except seed, worker count and accumulation (which do not change the steps at a
   fixed global batch); its runs are repeats. The best setting at a batch is the one whose runs
-  reached the target most often, then in the fewest mean steps.
+  of the batch's first seed (the seed every setting of a sweep has) reached the target most
+  often, then in the fewest mean steps: repeats at the chosen setting (more seeds) do not move
+  the choice. Its steps are the mean over all its runs.
 - S = S_min + E_min/B is linear in (S_min, E_min): the fit is non-negative least squares (numpy;
   two unknowns need no solver) on the relative residuals (S_i − S(B_i))/S_i, so that a batch with
   few steps weighs as much as one with many. Goodness of fit: the RMS relative residual and R² of
@@ -178,9 +180,15 @@ def best_settings(records: pd.DataFrame, target: Target) -> tuple[pd.DataFrame, 
     cells["lr_edge"] = np.where(cells["n_settings"] < 2, "", np.where(
         cells[setting[0]] == by_batch[setting[0]].transform("min"), "low",
         np.where(cells[setting[0]] == by_batch[setting[0]].transform("max"), "high", "")))
-    cells["reach_rate"] = cells["n_reached"] / cells["n_runs"]
-    best = cells.sort_values(["reach_rate", "steps"], ascending=[False, True], na_position="last", kind="stable")
-    best = best.drop_duplicates([*keys, "global_batch"]).drop(columns="reach_rate")
+    # Chosen on the runs of the batch's first seed, which every setting has: repeats of the chosen
+    # setting regress to its mean and would otherwise hand the choice to another setting's one
+    # lucky run. Its steps are then the mean over all its runs.
+    chosen_on = _setting_cells(_first_seed(per_run, keys), [*keys, "global_batch", *setting])
+    cells = cells.merge(chosen_on.assign(rate=chosen_on["n_reached"] / chosen_on["n_runs"])
+                        [[*keys, "global_batch", *setting, "rate", "steps"]].rename(columns={"steps": "first_steps"}),
+                        on=[*keys, "global_batch", *setting], how="left")
+    best = cells.sort_values(["rate", "first_steps"], ascending=[False, True], na_position="last", kind="stable")
+    best = best.drop_duplicates([*keys, "global_batch"]).drop(columns=["rate", "first_steps"])
     runs = per_run.merge(best[[*keys, "global_batch", *setting]], on=[*keys, "global_batch", *setting])
     censored = per_run.groupby([*keys, "global_batch"], dropna=False)["last_step"].max().rename("censored_at") \
         if "last_step" in per_run.columns else None
@@ -192,6 +200,14 @@ def best_settings(records: pd.DataFrame, target: Target) -> tuple[pd.DataFrame, 
         best.loc[best["n_reached"] > 0, "censored_at"] = np.nan
     best["vs_perfect"] = vs_perfect(best, keys)
     return best, runs[[*keys, "global_batch", "run", "reached", "steps_lo", "steps_hi"]].reset_index(drop=True)
+
+
+def _first_seed(per_run: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The runs of each batch's smallest seed (all runs where no seed is recorded)."""
+    if "seed" not in per_run.columns or per_run["seed"].isna().all():
+        return per_run
+    first = per_run.groupby([*keys, "global_batch"], dropna=False)["seed"].transform("min")
+    return per_run[(per_run["seed"] == first) | first.isna()]
 
 
 def _setting_cells(per_run: pd.DataFrame, by: list[str]) -> pd.DataFrame:
