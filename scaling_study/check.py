@@ -55,7 +55,9 @@ def check_file(path: str | os.PathLike, overrides: list[str] = ()) -> str:
         return (f"search space: {space.trial_count()} trials, {len(points)} combinations checked, "
                 f"base job {os.path.normpath(space.base_path)}")
     job = check_job(path, overrides)
-    workers = f"{job.scaling.num_workers} worker(s)" if job.scaling.num_workers else "in the driver process"
+    s = job.scaling
+    workers = (f"{s.min_workers} to {s.max_workers} workers (elastic)" if s.elastic
+               else f"{s.num_workers} worker(s)" if s.num_workers else "in the driver process")
     return f"job: {job.task}, model {job.model.name}, {job.optimizer.name}, {len(job.phases())} phase(s), {workers}"
 
 

@@ -80,8 +80,10 @@ COLUMNS: tuple[Column, ...] = (
            config=True),
     Column("lr_rule", "str", "`sqrt`, `linear` or `none`", config=True),
     Column("per_worker_batch", "int", "micro-batch per worker", config=True),
-    Column("grad_accum", "int", "micro-batches per optimizer step", config=True),
-    Column("num_workers", "int", "data-parallel ranks (1 for a run in the calling process)", config=True),
+    Column("grad_accum", "int", "micro-batches per optimizer step (an elastic run's follows its worker count)",
+           config=True),
+    Column("num_workers", "int", "data-parallel ranks this evaluation's steps ran on (1 for a run in the calling "
+                                 "process; an elastic run's changes when it shrinks or grows)", config=True),
     Column("global_batch", "int", "samples per optimizer step = per_worker_batch × num_workers × grad_accum",
            config=True),
     Column("scaling_mode", "str", "`weak`, `strong` or empty: what a change of worker count keeps", config=True),

@@ -37,7 +37,7 @@ def test_a_training_row_has_exactly_the_contract_columns():
     phase = job.phases()[0]
     noise = GradientNoise(world=2)
     noise.estimator.update(2.0 + 40 / 8, 2.0 + 40 / 32, 8, 32)  # one step: its own unbiased estimates
-    state = SimpleNamespace(position=SimpleNamespace(step=2, samples=4), window=_Window(), lr=1e-3,
+    state = SimpleNamespace(position=SimpleNamespace(step=2, samples=4), window=_Window(), lr=1e-3, world=2,
                             clock=SimpleNamespace(train=1.0, wall=lambda: 2.0), device=SimpleNamespace(type="cpu"),
                             noise=noise)
     row = make_row(job, phase, state, {"f1": 40.0, "em": 30.0})

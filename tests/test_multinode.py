@@ -1,7 +1,8 @@
 """Two Ray nodes on this machine (a head and a second node started with `ray start --address`,
-one CPU each), results on S3: a 2-worker run has a worker on each node; the second node's raylet
-is SIGKILLed mid-run; when the node is back the run goes on from its last checkpoint and finishes,
-every evaluation recorded once."""
+one CPU each, token authentication on), results on S3: an elastic run with a worker on each
+node loses the second node's raylet (SIGKILL) and goes on with one worker from its last
+checkpoint, then grows back to two when a node returns; every evaluation recorded once, the
+loss curve that of an uninterrupted run."""
 import os
 import shutil
 import signal
@@ -93,32 +94,129 @@ def _wait(predicate, timeout_s, what):
         time.sleep(0.5)
 
 
-def test_a_run_survives_its_second_node_being_killed_and_resumes_when_it_returns(cluster, s3, synth_dir, tmp_path):
+# The run's driver, in its own process (Ray's token settings stay out of the test's). Its hook
+# holds rank 0 at the step the test acts at: on 2 workers after the evaluation at step 8 (the
+# test then kills the second node), on 1 worker after step 16 (the test then brings a node back
+# and Ray Train grows the group); each hold is bounded.
+DRIVER = """
+import sys, time
+from pathlib import Path
+from scaling_study.config import load_job
+from scaling_study.train.driver import run_job
+
+FLAGS = Path(sys.argv[3])
+
+def hold(state):
+    where = {(2, 8): "shrink", (1, 16): "grow"}.get((state.world, state.position.step))
+    if where is None or state.rank != 0 or (FLAGS / where).exists():
+        return
+    (FLAGS / where).touch()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until Ray Train stops this worker group
+        time.sleep(0.5)
+
+run_job(load_job(sys.argv[1]), address=sys.argv[2], verbose=True, before_step=hold)
+"""
+
+
+def _reference_losses(job_data: dict, steps: int, every: int) -> list[float]:
+    """The records' `loss` of the same job trained without interruption on one worker (no Ray):
+    each evaluation window's mean loss."""
+    import torch
+
+    from scaling_study.config import job_from_dict
+    from scaling_study.train.setup import build_worker
+    from scaling_study.train.tasks import resolve_data_files
+
+    job = job_from_dict({**job_data, "scaling": {"num_workers": 1}})
+    state, task, plan = build_worker(job, resolve_data_files(job), rank=0, world=1, device=torch.device("cpu"))
+    phase = plan.phases[0]
+    batches = task.micro_batches(phase, rank=0, world=1, seed=job.train.seed, device="cpu")
+    losses = []
+    for step in range(1, steps + 1):
+        state.step(phase, batches)
+        if step % every == 0:
+            losses.append(state.settle() if state.unsettled else float("nan"))
+    return losses
+
+
+def _service_view(client, name: str, n_evals: int) -> dict:
+    """The run as the study service shows it once it has seen `n_evals` evaluations: its status
+    and its trial's row (the service re-reads a study within seconds)."""
+    seen = {}
+
+    def shows() -> bool:
+        studies = [s for s in client.get("/api/studies").json()["studies"] if s["name"] == name]
+        if len(studies) == 1:
+            detail = client.get(f"/api/studies/{studies[0]['id']}", params={"evaluations": "false"}).json()
+            seen.update(status=detail["status"], **(detail["trials"] or [{}])[0])
+        return seen.get("n_evals") == n_evals
+
+    _wait(shows, 30, f"the service to show {n_evals} evaluations of {name} (last seen: {seen})")
+    return seen
+
+
+def test_an_elastic_run_shrinks_when_a_node_is_lost_and_grows_when_it_returns_on_the_same_trajectory(
+        cluster, s3, synth_dir, tmp_path):
+    """`scaling.num_workers: [1, 2]`, results on S3: 2 workers (one per node) to step 8, the second
+    node's raylet SIGKILLed, 1 worker accumulating 2 micro-batches to step 16, a node back, 2
+    workers again to the end. The global batch never changes, each evaluation is recorded once
+    with the worker count it ran on, the loss follows an uninterrupted 1-worker run's, and the
+    study service shows the run running throughout, on the workers it has."""
+    from starlette.testclient import TestClient
+
+    from scaling_study.service.app import create_app
+
     second = cluster.node()
     storage = f"{s3}/multinode"
-    job = tiny_job_data(synth_dir, name="twonodes", scaling={"num_workers": 2, "placement_timeout_s": 180},
-                        train={"steps": 40}, eval={"every_steps": 4},
-                        output={"dir": storage, "max_failures": 2})
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(job))
+    job = tiny_job_data(synth_dir, name="elastic", model={"dropout": 0.0},
+                        scaling={"num_workers": [1, 2], "elastic_resize_interval_s": 2, "placement_timeout_s": 180},
+                        train={"steps": 24}, eval={"every_steps": 4}, output={"dir": storage, "max_failures": 2})
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    flags = tmp_path / "flags"
+    flags.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", *TOKEN_ENV)}
-    run = subprocess.Popen([sys.executable, "-m", "scaling_study.cli", "run", str(path), "--address", cluster.gcs],
-                           env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    records = Loc(storage) / "twonodes" / "records.csv"
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "job.yaml"), cluster.gcs,
+                                str(flags)], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    records = Loc(storage) / "elastic" / "records.csv"
+
+    def held_at(flag: str, step: int):
+        def held() -> bool:
+            assert run.poll() is None, f"the driver exited ({run.returncode})"
+            return (flags / flag).exists() and records.is_file() and read_csv(records)["step"].max() >= step
+        return held
+
+    views = []
     try:
-        _wait(lambda: records.is_file() and len(read_csv(records)) >= 2, 150, "two evaluations before the kill")
-        raylets = _pids(second, b"raylet")
-        assert raylets, "the second node has no raylet"
-        for pid in raylets:
-            os.kill(pid, signal.SIGKILL)  # the node is lost mid-run
-        time.sleep(5)
-        cluster.node()  # ... and comes back (a new node on the same machine)
-        out, _ = run.communicate(timeout=240)
+        with TestClient(create_app([storage]), base_url="http://127.0.0.1:8300") as client:
+            _wait(held_at("shrink", 8), 150, "2 workers to hold at step 8")
+            views.append(_service_view(client, "elastic", 2))
+            raylets = _pids(second, b"raylet")
+            assert raylets, "the second node has no raylet"
+            for pid in raylets:
+                os.kill(pid, signal.SIGKILL)  # the node is lost mid-run
+            _wait(held_at("grow", 16), 150, "1 worker to hold at step 16")
+            views.append(_service_view(client, "elastic", 4))
+            cluster.node()  # a node joins: Ray Train grows the group back to 2
+            run.wait(timeout=150)
+            views.append(_service_view(client, "elastic", 6))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- the driver's output:\n{log.read_text()[-6000:]}") from None
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
+    out = log.read_text()
     assert run.returncode == 0, out[-4000:]
-    steps = list(read_csv(records)["step"])
-    assert steps == list(range(4, 41, 4)), f"each evaluation once, in order: {steps}"
-    assert "resumed at" in out, out[-4000:]  # the restarted workers continued from a checkpoint
+    rec = read_csv(records)
+    assert list(rec["step"]) == list(range(4, 25, 4)), f"each evaluation once, in order: {list(rec['step'])}"
+    assert list(rec["num_workers"]) == [2, 2, 1, 1, 2, 2], out[-4000:]
+    assert list(rec["grad_accum"]) == [1, 1, 2, 2, 1, 1]
+    assert set(rec["global_batch"]) == {8}, "the global batch never changed"
+    assert [(v["status"], v["num_workers"]) for v in views] == [("running", 2), ("running", 1), ("finished", 2)], views
+    # The same samples in the same steps on 2 workers as on 1: the curve is the uninterrupted run's.
+    reference = _reference_losses(job, steps=24, every=4)
+    assert rec["loss"].tolist() == pytest.approx(reference, rel=1e-3), (rec["loss"].tolist(), reference)

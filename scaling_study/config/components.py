@@ -75,7 +75,7 @@ def check_gpu_resources(job: Job, source: str | None = None) -> None:
     if gpus > 1 and gpus != int(gpus):
         raise ConfigError(key, f"{gpus:g}: more than one GPU per worker must be a whole number; valid: a whole "
                                "number, or a fraction below 1 for a single worker", source)
-    if 0 < gpus < 1 and s.num_workers > 1:
-        raise ConfigError(key, f"{gpus:g} GPU per worker with {s.num_workers} workers would put two ranks on one "
+    if 0 < gpus < 1 and s.max_workers > 1:
+        raise ConfigError(key, f"{gpus:g} GPU per worker with {s.max_workers} workers would put two ranks on one "
                                "GPU, which NCCL cannot run; valid: 1 (the default) or more, or "
                                "scaling.num_workers: 1", source)

@@ -5,6 +5,8 @@ cross-field checks (batch arithmetic, phases, the target's metric) run once in `
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -155,8 +157,16 @@ class ScheduleConfig:
 
 @dataclass(kw_only=True)
 class ScalingConfig:
-    num_workers: int = 2
-    """Data-parallel Ray Train workers (0: run in the calling process)."""
+    num_workers: int | list[int] = 2
+    """Data-parallel Ray Train workers (0: run in the calling process), or [MIN, MAX]: an elastic
+    run (Ray Train's elastic worker group). It starts once MIN workers fit, goes on with fewer
+    after losing a node (down to MIN) and grows again up to MAX when room appears, each change a
+    restart from the latest checkpoint; the global batch stays fixed (`train.global_batch`,
+    required) and the accumulation follows the worker count, so a change costs speed, never the
+    optimizer's trajectory."""
+    elastic_resize_interval_s: float = 60.0
+    """Elastic runs: seconds between Ray Train's looks for room to grow the worker group (Ray's
+    `elastic_resize_monitor_interval_s`)."""
     use_gpu: bool = False
     """One GPU per worker, NCCL between them; with num_workers 0, the calling process's GPU
     (CUDA is used exactly when this is true)."""
@@ -181,7 +191,13 @@ class ScalingConfig:
 
     def __post_init__(self):
         check_number("placement_timeout_s", self.placement_timeout_s, gt=0)
-        if self.num_workers < 0:
+        check_number("elastic_resize_interval_s", self.elastic_resize_interval_s, gt=0)
+        if isinstance(self.num_workers, list):
+            n = self.num_workers
+            if len(n) != 2 or not 1 <= n[0] < n[1]:
+                raise FieldError("num_workers", f"{n} is not an elastic range; valid: [MIN, MAX] with 1 <= MIN < MAX "
+                                                "(e.g. [1, 2]), or one worker count")
+        elif self.num_workers < 0:
             raise FieldError("num_workers", f"must be >= 1 (0 runs in the driver process), got {self.num_workers}")
         check_number("cpus_per_worker", self.cpus_per_worker, gt=0)
         check_number("process_group_timeout_s", self.process_group_timeout_s, gt=0, integer=True)
@@ -191,6 +207,25 @@ class ScalingConfig:
                                                      "string values (quote numbers: '1')")
         for name, amount in self.resources_per_worker.items():
             check_number(f"resources_per_worker.{name}", amount, ge=0)
+
+    @property
+    def elastic(self) -> bool:
+        """`num_workers` is a [MIN, MAX] range."""
+        return isinstance(self.num_workers, list)
+
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers the run trains on (`num_workers` unless elastic)."""
+        return self.num_workers[0] if self.elastic else self.num_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers the run trains on (`num_workers` unless elastic)."""
+        return self.num_workers[1] if self.elastic else self.num_workers
+
+    def worker_counts(self) -> list[int]:
+        """Every data-parallel world size the run may train on (1 in local mode)."""
+        return list(range(max(1, self.min_workers), max(1, self.max_workers) + 1))
 
 
 @dataclass(kw_only=True)
@@ -366,13 +401,34 @@ class Job:
             # fp16 needs a GradScaler on CUDA; a CPU run learns that only inside its workers.
             raise FieldError("train.precision", "fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
         phases = self.phases()  # every phase's batch arithmetic must work out
+        if self.scaling.elastic:
+            self._check_elastic()
         if self.task == "squad":
             self._check_windows(phases)
 
     @property
     def data_workers(self) -> int:
-        """Data-parallel ranks: num_workers, or 1 when the run is local (num_workers=0)."""
-        return max(1, self.scaling.num_workers)
+        """Data-parallel ranks: num_workers (an elastic run's most), or 1 when the run is local
+        (num_workers=0)."""
+        return max(1, self.scaling.max_workers)
+
+    def _check_elastic(self) -> None:
+        """An elastic run keeps each phase's global batch at every worker count of its range."""
+        t, counts = self.train, self.scaling.worker_counts()
+        given = [(f"train.phases[{i}]", p.global_batch, p.grad_accum) for i, p in enumerate(t.phases or [])]
+        for key, global_batch, grad_accum in [("train", t.global_batch, t.grad_accum), *given]:
+            if grad_accum is not None and global_batch is None:
+                raise FieldError(f"{key}.grad_accum", f"an elastic run (scaling.num_workers {self.scaling.num_workers}) "
+                                                      "keeps the global batch and sets the accumulation for each worker "
+                                                      f"count: give {key}.global_batch instead")
+        widest = self.phases()
+        for world in counts:
+            for phase, ref in zip(self.phases(world), widest):
+                if phase.global_batch != ref.global_batch:  # neither the phase nor the job gives one
+                    key = "train" if t.phases is None or t.global_batch is not None else f"train.phases[{phase.index}]"
+                    raise FieldError(f"{key}.global_batch",
+                                     f"an elastic run (scaling.num_workers {self.scaling.num_workers}) keeps the "
+                                     f"global batch fixed: give {key}.global_batch")
 
     def _check_target(self) -> None:
         target = self.eval.target
@@ -395,17 +451,19 @@ class Job:
                 raise FieldError(key, f"{p.seq_len} is too short for data.max_query_length {d.max_query_length} + "
                                       f"data.doc_stride {d.doc_stride}: valid: at least {needed}, or lower those")
 
-    def phases(self) -> list[Phase]:
-        """The resolved phases; one implicit phase when `train.phases` is not given."""
-        t = self.train
+    def phases(self, world: int | None = None) -> list[Phase]:
+        """The resolved phases on `world` data-parallel workers (default `data_workers`; an
+        elastic run resolves them again for each worker count); one implicit phase when
+        `train.phases` is not given."""
+        t, world = self.train, world or self.data_workers
         if t.phases is None:
             return [self._resolve(0, "train", t.steps, None, t.per_worker_batch, t.global_batch,
-                                  t.grad_accum, None, None, None)]
+                                  t.grad_accum, None, None, None, world)]
         phases = [self._resolve(i, f"train.phases[{i}]", p.steps, p.seq_len,
                                 p.per_worker_batch or t.per_worker_batch,
                                 p.global_batch if (p.global_batch or p.grad_accum) else t.global_batch,
                                 p.grad_accum if (p.global_batch or p.grad_accum) else t.grad_accum,
-                                p.warmup, p.lr, p.max_predictions) for i, p in enumerate(t.phases)]
+                                p.warmup, p.lr, p.max_predictions, world) for i, p in enumerate(t.phases)]
         total = sum(p.steps for p in phases)
         if t.steps is not None and t.steps != total:
             raise FieldError("train.steps", f"is {t.steps} but the phases add up to {total} steps; "
@@ -413,15 +471,11 @@ class Job:
         return phases
 
     def _resolve(self, index, key, steps, seq_len, pwb, global_batch, grad_accum, warmup, lr,
-                 max_predictions) -> Phase:
-        workers = self.data_workers
+                 max_predictions, workers) -> Phase:
         per_step = pwb * workers
         if global_batch is not None:
             if global_batch % per_step:
-                raise FieldError(f"{key}.global_batch",
-                                 f"{global_batch} is not a multiple of per_worker_batch x workers = "
-                                 f"{pwb} x {workers} = {per_step}; valid: {per_step}, {2 * per_step}, "
-                                 f"{4 * per_step}, ...")
+                raise FieldError(f"{key}.global_batch", self._batch_error(global_batch, pwb, workers))
             accum = global_batch // per_step
             if grad_accum is not None and grad_accum != accum:
                 raise FieldError(f"{key}.grad_accum", f"{grad_accum} disagrees with global_batch {global_batch} "
@@ -433,6 +487,16 @@ class Job:
                      warmup=self.schedule.warmup if warmup is None else warmup,
                      lr=self.optimizer.lr if lr is None else lr,
                      max_predictions=max_predictions or self.data.max_predictions)
+
+    def _batch_error(self, global_batch: int, pwb: int, workers: int) -> str:
+        per_step = pwb * workers
+        if not self.scaling.elastic:
+            return (f"{global_batch} is not a multiple of per_worker_batch x workers = {pwb} x {workers} = "
+                    f"{per_step}; valid: {per_step}, {2 * per_step}, {4 * per_step}, ...")
+        every = math.lcm(*(pwb * w for w in self.scaling.worker_counts()))
+        return (f"{global_batch} is not a multiple of per_worker_batch x workers = {pwb} x {workers} = {per_step}, "
+                f"and an elastic run (scaling.num_workers {self.scaling.num_workers}) keeps it at every worker "
+                f"count; valid: multiples of {every} ({every}, {2 * every}, ...), or a narrower range")
 
     def peak_lr(self, phase: Phase) -> float:
         """The phase's peak LR after the LR rule moves it from the reference batch to its batch."""

@@ -20,7 +20,7 @@ from scaling_study.answers.plan import PlanOptions
 from scaling_study.answers.recommend import Plan
 from scaling_study.errors import UserError
 from scaling_study.reports import explore
-from scaling_study.results import scaling, sweeps, targets
+from scaling_study.results import scaling, segments, sweeps, targets
 from scaling_study.results.records import Needs, Results
 
 DASHBOARD = "dashboard.html"
@@ -79,10 +79,15 @@ def _usable(needs: Needs, records: pd.DataFrame) -> tuple[pd.DataFrame, list[str
 
 def _weak(x: _Inputs):
     rows, notes = _usable(scaling.WEAK_SCALING, x.records)
-    table = scaling.weak_scaling(rows)
-    if table.empty:
+    table, parts = scaling.weak_scaling(rows), segments.segments(rows)
+    if table.empty and parts.empty:
         raise _Skip("no group of runs at a fixed per-worker batch spans more than one worker count")
-    return {"weak_scaling": table}, notes + scaling.baseline_notes(table, scaling.WEAK_KEYS, "weak scaling")
+    tables = {"weak_scaling": table} if not table.empty else {}
+    if not parts.empty:
+        tables["segments"] = parts
+        notes.append(f"elastic runs, segment by segment (tables/segments.csv): {', '.join(parts['run'].unique())}. "
+                     + segments.DEFINITION)
+    return tables, notes + scaling.baseline_notes(table, scaling.WEAK_KEYS, "weak scaling")
 
 
 def _strong(x: _Inputs):
@@ -90,6 +95,10 @@ def _strong(x: _Inputs):
     table = scaling.strong_scaling(rows)
     if table.empty:
         raise _Skip("no group of runs at a fixed global batch spans more than one worker count")
+    resized = segments.resized_runs(rows)
+    if resized:
+        notes.append(f"left out: elastic runs that changed their worker count ({', '.join(resized)}); "
+                     "their segments are in the weak-scaling section")
     return {"strong_scaling": table}, notes + scaling.baseline_notes(table, scaling.STRONG_KEYS, "strong scaling")
 
 

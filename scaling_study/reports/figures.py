@@ -59,6 +59,8 @@ def _ideal_efficiency(fig, table, row, col):
 
 
 def weak_figure(tables, report) -> go.Figure:
+    if "weak_scaling" not in tables:
+        return segments_figure(tables["segments"])
     table = tables["weak_scaling"]
     keys = scaling.present(table, scaling.WEAK_KEYS)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Throughput (samples/s)", "Weak-scaling efficiency"))
@@ -67,6 +69,23 @@ def weak_figure(tables, report) -> go.Figure:
         fig.add_trace(go.Scatter(x=part["num_workers"], y=part["ideal_throughput"], mode="lines",
                                  name="ideal (linear)", legendgroup="ideal", showlegend=i == 0, line=_IDEAL), 1, 1)
     _lines(fig, table, keys, "num_workers", "efficiency", ("efficiency_min", "efficiency_max"), 1, 2, "efficiency")
+    _ideal_efficiency(fig, table, 1, 2)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=2)
+    return _workers_axes(fig, table["num_workers"])
+
+
+def segments_figure(table) -> go.Figure:
+    """Elastic runs with no fixed run to compare with: each segment's throughput and efficiency
+    at its worker count, a run's segments joined in training order."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Throughput per segment (samples/s)", "Efficiency per segment"))
+    for i, (run, part) in enumerate(table.groupby("run", sort=False)):
+        color = _COLORS[i % len(_COLORS)]
+        text = [f"steps {a}-{b}" for a, b in zip(part["first_step"], part["last_step"])]
+        for col, y in ((1, "throughput"), (2, "efficiency")):
+            fig.add_trace(go.Scatter(x=part["num_workers"], y=part[y], mode="lines+markers", name=run, text=text,
+                                     legendgroup=run, showlegend=col == 1, line=dict(color=color),
+                                     hovertemplate=f"N=%{{x}}<br>{y}=%{{y:.4g}}<br>%{{text}}<extra>{run}</extra>"),
+                          row=1, col=col)
     _ideal_efficiency(fig, table, 1, 2)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=2)
     return _workers_axes(fig, table["num_workers"])

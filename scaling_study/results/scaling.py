@@ -20,7 +20,8 @@ Definitions (the dashboard states the same text, from `DEFINITIONS`):
 - Centre values come from the mean over repeats; the min/max columns apply the same formula to
   the fastest and slowest repeat against the baseline's mean.
 - Runs whose `scaling_mode` names the other kind of study are left out; runs with no mode count
-  for both. Groups that span a single worker count have nothing to compare and are dropped.
+  for both. An elastic run that changed its worker count counts in weak scaling segment by
+  segment, and not in strong scaling (`results.segments`). Groups that span a single worker count have nothing to compare and are dropped.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import pandas as pd
 
 from scaling_study.results.records import Needs, ordered
 from scaling_study.results.runs import THROUGHPUT_INPUTS, run_config, steady_throughput
+from scaling_study.results.segments import resized_runs, split_resized
 
 WEAK_KEYS = ("task", "model", "optimizer", "device", "lr_rule", "per_worker_batch", "grad_accum")
 STRONG_KEYS = ("task", "model", "optimizer", "device", "lr_rule", "global_batch", "peak_lr")
@@ -108,7 +110,8 @@ def weak_scaling(records: pd.DataFrame) -> pd.DataFrame:
     (throughput / baseline) and efficiency/_min/_max (fractions; 1.0 is ideal).
     """
     WEAK_SCALING.check(records)
-    records = in_mode(records, "weak").dropna(subset=["num_workers"])
+    # An elastic run's segments count as runs on their own worker counts (`results.segments`).
+    records = split_resized(in_mode(records, "weak").dropna(subset=["num_workers"]))
     keys = present(records, WEAK_KEYS)
     per_run = run_config(records).set_index("run")[[*keys, "num_workers"]]
     per_run["throughput"] = steady_throughput(records)
@@ -149,6 +152,7 @@ def strong_scaling(records: pd.DataFrame) -> pd.DataFrame:
     """
     STRONG_SCALING.check(records)
     records = in_mode(records, "strong").dropna(subset=["num_workers", "global_batch"])
+    records = records[~records["run"].isin(resized_runs(records))]  # no fixed work for a segment
     keys = present(records, STRONG_KEYS)
     per_run = run_config(records).set_index("run")[[*keys, "num_workers"]]
     final = records.groupby("run")["samples"].max()

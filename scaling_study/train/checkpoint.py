@@ -65,6 +65,7 @@ def write(directory: Path, state: TrainState) -> None:
     if state.unsettled:
         raise RuntimeError(f"checkpoint of a state with {state.unsettled} unsettled step(s): settle() it first")
     state.position.train_time_s, state.position.wall_time_s = state.clock.train, state.clock.wall()
+    state.position.world = state.world
     torch.save(capture_rng(state.device), directory / f"rng_rank{state.rank}.pt")
     if state.rank != 0:
         return
@@ -91,7 +92,8 @@ def read(directory: Path, state: TrainState) -> None:
     rng = directory / f"rng_rank{state.rank}.pt"
     if rng.is_file():  # absent when the worker count changed between runs
         restore_rng(torch.load(rng, weights_only=False), state.device)
-    state.position = Position.from_dict(json.loads((directory / "position.json").read_text()))
+    # Written on another worker count (an elastic run resized): the data position is converted.
+    state.position = Position.from_dict(json.loads((directory / "position.json").read_text())).on_world(state.world)
     state.clock = Clock(state.position.train_time_s, state.position.wall_time_s)
     state.restored = True
 

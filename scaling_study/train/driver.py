@@ -57,8 +57,11 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
         train_fn_per_worker,
         train_loop_config=config.to_dict(),
         torch_config=TorchConfig(timeout_s=s.process_group_timeout_s),
-        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                               resources_per_worker=per_worker_resources(job)),
+        scaling_config=ray.train.ScalingConfig(
+            # [MIN, MAX]: Ray Train's elastic worker group (a restart at each change of size)
+            num_workers=(s.min_workers, s.max_workers) if s.elastic else s.num_workers,
+            elastic_resize_monitor_interval_s=s.elastic_resize_interval_s,
+            use_gpu=s.use_gpu, resources_per_worker=per_worker_resources(job)),
         run_config=ray.train.RunConfig(
             name=job.name, storage_path=str(run_dir.parent),  # a URI: Ray writes checkpoints through pyarrow.fs
             # A bounded wait for room for the workers (scaling.placement_timeout_s), not Ray's endless one.
@@ -79,8 +82,8 @@ def check_job_runs_here(job: Job) -> None:
     from scaling_study.ray_env import check_fits
     from scaling_study.train.devices import check_local_device
 
-    if job.scaling.num_workers > 0:
-        check_fits(job.scaling.num_workers, per_worker_resources(job))
+    if job.scaling.max_workers > 0:  # an elastic run starts once its fewest fit
+        check_fits(job.scaling.min_workers, per_worker_resources(job))
     check_local_device(job)
 
 

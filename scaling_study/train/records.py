@@ -38,7 +38,7 @@ def make_row(job, phase, state, metrics: dict, *, trial_id: str = "", reached: b
         "task": job.task, "model": job.model.name, "optimizer": job.optimizer.name,
         "lr": state.lr, "peak_lr": job.peak_lr(phase), "lr_rule": job.schedule.lr_rule,
         "per_worker_batch": phase.per_worker_batch, "grad_accum": phase.grad_accum,
-        "num_workers": job.data_workers, "global_batch": phase.global_batch,
+        "num_workers": state.world, "global_batch": phase.global_batch,
         "scaling_mode": job.train.scaling_mode, "seed": job.train.seed, "device": state.device.type,
         "phase": phase.index + 1, "seq_len": phase.seq_len, "step": pos.step, "samples": pos.samples,
         "train_time_s": state.clock.train, "wall_time_s": state.clock.wall(),

@@ -22,8 +22,9 @@ def per_worker_resources(job: Job) -> dict[str, float]:
 
 def run_resources(job: Job) -> dict[str, float]:
     """Everything one run of `job` holds while it trains: its workers' resources (local mode,
-    `scaling.num_workers: 0`, trains one worker's worth in the calling process)."""
-    workers = max(1, job.scaling.num_workers)
+    `scaling.num_workers: 0`, trains one worker's worth in the calling process; an elastic run
+    holds up to its most workers)."""
+    workers = max(1, job.scaling.max_workers)
     return {name: amount * workers for name, amount in per_worker_resources(job).items() if amount}
 
 

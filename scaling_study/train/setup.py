@@ -73,9 +73,11 @@ def evaluation_steps(ev: EvalConfig, phases: list[Phase]) -> frozenset[int]:
     return frozenset(evals)
 
 
-def make_plan(job: Job, task: TaskData) -> Plan:
-    """Phases with `steps` filled in (`train.epochs` becomes steps once the data size is known)."""
-    phases = job.phases()
+def make_plan(job: Job, task: TaskData, world: int | None = None) -> Plan:
+    """Phases on `world` workers (default the job's; an elastic run's accumulation follows its
+    world, its global batch does not) with `steps` filled in (`train.epochs` becomes steps once
+    the data size is known)."""
+    phases = job.phases(world)
     if job.train.epochs is not None:
         phases = [replace(p, steps=max(1, math.ceil(job.train.epochs * len(task.train_sets[p.seq_len]) / p.global_batch)))
                   for p in phases]
@@ -117,7 +119,7 @@ def build_worker(job: Job, files: DataFiles, *, rank: int, world: int, device: t
     set_matmul_precision(job, device)
     tokenizer = load_tokenizer(job.model.tokenizer or job.model.name)
     task = build_task_data(job, files, tokenizer)
-    plan = make_plan(job, task)
+    plan = make_plan(job, task, world)
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     model = build_model(job.model.name, job.task, tokenizer, seed=job.train.seed)
     if job.model.dropout is not None:

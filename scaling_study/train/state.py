@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -37,6 +38,8 @@ class Position:
     epoch: int = 0
     micro_batch: int = 0
     """Micro-batches this rank has consumed in the current epoch of the current phase."""
+    world: int = 0
+    """The worker count `micro_batch` was counted on (0: not recorded, older checkpoints)."""
     train_time_s: float = 0.0
     wall_time_s: float = 0.0
     stopped: bool = False
@@ -46,6 +49,20 @@ class Position:
     def from_dict(cls, data: dict) -> "Position":
         known = {f.name for f in fields(cls)}  # checkpoints of older versions carry more keys
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def on_world(self, world: int) -> "Position":
+        """This position for a worker group of `world` ranks (an elastic run that shrank or grew).
+
+        A `DistributedSampler` deals each epoch's permutation to the ranks in turn, so when each
+        of w ranks has consumed m micro-batches of b samples, together they have consumed its
+        first m·b·w places whatever w is: on `world` ranks that is m·w/world micro-batches each.
+        Within an epoch every step then takes the very same samples as on the old world; where
+        m·w/world is not whole (an epoch boundary inside a step), the rounding down re-reads fewer
+        than b·world samples of the epoch.
+        """
+        if not self.world or self.world == world:
+            return dataclasses.replace(self, world=world)
+        return dataclasses.replace(self, micro_batch=self.micro_batch * self.world // world, world=world)
 
 
 class Clock:

@@ -93,7 +93,7 @@ def concurrency(space) -> int:
 
     jobs = [space.job_for(p, name="check") for p in space.check_points()]
     for job in jobs:
-        check_fits(job.scaling.num_workers, per_worker_resources(job), key="scaling")
+        check_fits(job.scaling.min_workers, per_worker_resources(job), key="scaling")
     # Every resource a trial holds counts (GPUs too), not only its CPUs.
     fit = runs_that_fit(ray.cluster_resources(), [run_resources(job) for job in jobs])
     asked = space.max_concurrent_trials
