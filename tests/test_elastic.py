@@ -3,9 +3,8 @@ across a change of worker count, and the reports' segments. (On Ray itself, losi
 regaining a node: tests/test_multinode.py.)"""
 import pandas as pd
 import pytest
-import torch
-
 from conftest import tiny_job_data
+
 from scaling_study.config import job_from_dict
 from scaling_study.errors import ConfigError
 from scaling_study.results.scaling import strong_scaling, weak_scaling

@@ -14,9 +14,9 @@ before each evaluation, so the host of a GPU worker runs ahead of the GPU in bet
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
-import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -50,7 +50,7 @@ class Position:
         known = {f.name for f in fields(cls)}  # checkpoints of older versions carry more keys
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def on_world(self, world: int) -> "Position":
+    def on_world(self, world: int) -> Position:
         """This position for a worker group of `world` ranks (an elastic run that shrank or grew).
 
         A `DistributedSampler` deals each epoch's permutation to the ranks in turn, so when each
