@@ -216,3 +216,47 @@ def use_cluster_token() -> bool:
         )
 
         return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+
+
+# -- A bound on an elastic run's wait for its fewest workers ---------------------------------
+# Why private: Ray Train 2.60's elastic scaling policy (`ScalingConfig(num_workers=(MIN, MAX))`)
+# keeps a run that finds room for fewer than MIN workers in its waiting states (Initializing,
+# Restarting, Rescheduling) for ever: it never attempts a placement, so the attempts that bound a
+# fixed run's wait (FailureConfig.controller_failure_limit) never fail. The only hook that sees
+# those states is `ControllerCallback.after_controller_state_update` (called at every iteration of
+# the controller's loop, ray/train/v2/_internal/execution/controller/controller.py); a callback in
+# `RunConfig.callbacks` that is not a `UserCallback` is installed on the controller as it is.
+# Raising Ray's own `WorkerGroupStartupTimeoutError` there fails the run as a fixed run's
+# placement timeout does: each raise is a controller failure that the failure policy counts.
+
+def elastic_wait_limit(timeout_s: float, min_workers: int):
+    """A controller callback for an elastic run: once the run has waited `timeout_s` for room for
+    `min_workers`, every further step of the wait raises Ray Train's worker-group startup
+    timeout (see above); a group that starts resets the clock."""
+    import time
+
+    with _private("elastic_wait_limit"):
+        from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+        from ray.train.v2._internal.execution.callback import ControllerCallback
+        from ray.train.v2._internal.execution.controller.state import (
+            InitializingState,
+            ReschedulingState,
+            RestartingState,
+        )
+
+    waiting = (InitializingState, RestartingState, ReschedulingState)
+
+    class ElasticWaitLimit(ControllerCallback):
+        def __init__(self):
+            self.since = None
+
+        def after_controller_state_update(self, previous_state, current_state):
+            if not isinstance(current_state, waiting):
+                self.since = None
+                return
+            now = time.monotonic()
+            self.since = now if self.since is None else self.since
+            if now - self.since > timeout_s:
+                raise WorkerGroupStartupTimeoutError(min_workers)
+
+    return ElasticWaitLimit()

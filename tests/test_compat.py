@@ -173,3 +173,27 @@ def test_the_cluster_token_is_used_as_rays_cli_uses_it(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     with shim("use_cluster_token"):
         assert compat.use_cluster_token() is True
+
+
+def test_an_elastic_runs_wait_for_its_fewest_workers_ends_after_the_timeout(monkeypatch):
+    import time
+
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+    from ray.train.v2._internal.execution.controller.state import InitializingState, RunningState
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    limit = compat.elastic_wait_limit(timeout_s=10, min_workers=2)
+    waiting, running = InitializingState(), RunningState()
+    limit.after_controller_state_update(None, waiting)
+    now[0] = 109.0
+    limit.after_controller_state_update(waiting, waiting)  # within the bound
+    limit.after_controller_state_update(waiting, running)  # the group started: the clock resets
+    now[0] = 115.0
+    limit.after_controller_state_update(running, waiting)  # waiting again (a lost node)
+    now[0] = 124.0
+    limit.after_controller_state_update(waiting, waiting)
+    now[0] = 126.0
+    with pytest.raises(WorkerGroupStartupTimeoutError):
+        limit.after_controller_state_update(waiting, waiting)
+    assert compat.is_worker_group_start_timeout(WorkerGroupStartupTimeoutError(2))

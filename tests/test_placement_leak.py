@@ -54,10 +54,14 @@ def blocker_of_one_cpu(ray):
     return blocker
 
 
+@pytest.mark.parametrize("workers, batch, how", [(2, 8, "attempts of 2 s"),
+                                                 ([2, 3], 24, "the fewest of the elastic scaling.num_workers [2, 3]")])
 def test_a_run_without_room_fails_within_its_placement_timeout_naming_what_holds_the_cluster(
-        local_ray, tmp_path, synth_dir):
-    job = job_from_dict(tiny_job_data(synth_dir, scaling={"num_workers": 2, "placement_timeout_s": 3},
-                                      output={"dir": str(tmp_path / "runs")}))
+        local_ray, tmp_path, synth_dir, workers, batch, how):
+    """A fixed run's attempts to place its workers end after scaling.placement_timeout_s, and so
+    do an elastic run's (for its fewest workers, on a cluster that could hold them)."""
+    job = job_from_dict(tiny_job_data(synth_dir, scaling={"num_workers": workers, "placement_timeout_s": 3},
+                                      train={"global_batch": batch}, output={"dir": str(tmp_path / "runs")}))
     blocker = blocker_of_one_cpu(local_ray)
     try:
         with pytest.raises(RunFailed) as failed:
@@ -66,7 +70,7 @@ def test_a_run_without_room_fails_within_its_placement_timeout_naming_what_holds
         local_ray.kill(blocker)
     message = str(failed.value)
     assert "scaling.placement_timeout_s" in message and "2 worker(s) x {CPU: 1}" in message
-    assert "within 3 s (attempts of 2 s)" in message
+    assert f"within 3 s ({how})" in message
     assert "the cluster has CPU 2" in message and "placement group" in message
 
 

@@ -42,6 +42,7 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from scaling_study import compat
     from scaling_study.train import placement
     from scaling_study.train.loop import train_fn_per_worker
     from scaling_study.train.records import RecordsCallback
@@ -69,7 +70,10 @@ def build_trainer(job: Job, files, *, trial_id: str = "", callbacks=(), verbose:
                 max_failures=job.output.max_failures,
                 controller_failure_limit=placement.controller_failure_limit(s.placement_timeout_s)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.output.checkpoints_to_keep),
-            callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks],
+            callbacks=[RecordsCallback(str(run_dir), verbose=verbose), *callbacks,
+                       # Ray Train would wait for ever for an elastic run's fewest workers once the
+                       # cluster holds fewer (a lost node): bounded as a fixed run's placement is.
+                       *([compat.elastic_wait_limit(s.placement_timeout_s, s.min_workers)] if s.elastic else [])],
             # Ray Train's INFO lines repeat every metric dict; our callback prints one line per evaluation.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),

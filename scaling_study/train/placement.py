@@ -53,8 +53,10 @@ def explain(job, error: BaseException | None) -> str | None:
         return None
     s = job.scaling
     asked = ", ".join(f"{name}: {amount:g}" for name, amount in per_worker_resources(job).items() if amount)
-    lines = [f"scaling.placement_timeout_s: Ray found no room for {s.num_workers} worker(s) x {{{asked}}} "
-             f"within {s.placement_timeout_s:g} s (attempts of {attempt_s():g} s).",
+    how = (f"the fewest of the elastic scaling.num_workers {s.num_workers}" if s.elastic
+           else f"attempts of {attempt_s():g} s")
+    lines = [f"scaling.placement_timeout_s: Ray found no room for {s.min_workers} worker(s) x {{{asked}}} "
+             f"within {s.placement_timeout_s:g} s ({how}).",
              f"  the cluster has {_resources(ray.cluster_resources())}; free now: {_resources(ray.available_resources())}",
              *held_by(ray.util.placement_group_table()),
              "  free those resources, lower scaling.num_workers or the per-worker resources, or raise "
