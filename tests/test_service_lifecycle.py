@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from fixtures.service import write_status
 
+from scaling_study.errors import UserError
 from scaling_study.service.app import create_app
 from scaling_study.service.trial import job_budget
 from scaling_study.tune import submit as ray_jobs
@@ -258,6 +259,47 @@ def test_the_recommendation_panel_answers_for_n_gpus_an_interconnect_and_a_devic
     for bad in ("gpus=0", "gpus=x", "gpus=100000", "cluster=warp9", "cluster=%3Cb%3E", "device=gpu", "device=" + "a" * 80,
                 "profile=/etc/passwd", "profile=..%2F..%2Fjobs%2Fquickstart.yaml", "profile=" + "p" * 80):
         assert client.get(f"/api/studies/0:lamb/recommendation?{bad}").status_code in (400, 422), bad
+
+
+H100_MEASURED = """device: NVIDIA H100 80GB HBM3
+accelerator: cuda
+date: 2026-12-06
+source: scaling-study bench profile --model tiny --seq-len 64 --batch 16
+models:
+  - {model: tiny, task: squad, seq_len: 64, batch: 16, precision: bf16, samples_per_s: 40000.0, optimizer_step_s: 0.001}
+"""
+
+
+def test_the_panel_offers_the_operators_measured_profiles_by_name_never_a_path(tmp_path):
+    import shutil
+
+    root = tmp_path / "r"
+    (root / "lamb").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "reports" / "critical_batch" / "records" / "lamb.csv",
+                root / "lamb" / "records.csv")
+    (tmp_path / "h100-lab.yaml").write_text(H100_MEASURED)
+    client = TestClient(create_app([str(root)], device_profiles=[str(tmp_path / "h100-lab.yaml"), "a100-sxm-bf16"]),
+                        base_url="http://127.0.0.1:8300")
+    d = client.get("/api/studies/0:lamb/recommendation?gpus=64&profile=h100-lab").json()
+    assert "h100-lab" in d["profiles"] and "h100-sxm-bf16" in d["profiles"] and d["profile"] == "h100-lab"
+    assert d["row"]["basis"] in ("projected", "extrapolated") and "NVIDIA H100 80GB HBM3" in d["plan"], d
+    assert "h100-lab" in client.get("/studies/0:lamb").text  # the page's choice of profile
+    for bad in ("h100-lab.yaml", str(tmp_path / "h100-lab.yaml"), "..%2Fh100-lab"):
+        assert client.get(f"/api/studies/0:lamb/recommendation?gpus=64&profile={bad}").status_code in (400, 422), bad
+    # Without the flag, the file is not offered.
+    assert _client(root).get("/api/studies/0:lamb/recommendation?gpus=64&profile=h100-lab").status_code == 400
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("h100-sxm-bf16.yaml", H100_MEASURED, "another profile already is"),
+    ("bad profile.yaml", H100_MEASURED, "not a plain name"),
+    ("broken.yaml", "device: x\n", "missing key 'accelerator'"),
+])
+def test_a_device_profile_the_service_cannot_offer_fails_at_start_naming_the_file(tmp_path, name, text, says):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UserError, match=says) as err:
+        create_app([str(tmp_path)], device_profiles=[str(tmp_path / name)])
+    assert name in str(err.value)
 
 
 def test_without_a_target_the_panel_says_why(live_root):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling_study.answers.device import NamedDevice, load_device_profile
+from scaling_study.answers.device import MeasuredDevice, NamedDevice, load_device_profile
 from scaling_study.answers.links import ALGORITHMS, DEFAULT_ALGORITHM, DEFAULT_CLUSTER, parse_cluster
 from scaling_study.answers.projection import GRAD_ELEMENT_BYTES
 from scaling_study.answers.recommend import Plan
@@ -39,13 +39,13 @@ class PlanOptions:
     algorithm: str = DEFAULT_ALGORITHM
     overlap: float = 0.0
     """Fraction of the all-reduce hidden behind backward (0: none, the conservative default)."""
-    device_profile: str | None = None
-    """A device profile file or name (`answers.device`): the compute of the device projected.
-    None: the records' own timings, which must then come from GPUs."""
+    device_profile: str | NamedDevice | MeasuredDevice | None = None
+    """A device profile file or name (`answers.device`), or one already loaded: the compute of
+    the device projected. None: the records' own timings, which must then come from GPUs."""
 
     def __post_init__(self) -> None:
         parse_cluster(self.cluster)
-        if self.device_profile is not None:
+        if isinstance(self.device_profile, str):
             load_device_profile(self.device_profile)  # a bad file or name fails before records are read
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"--algorithm {self.algorithm!r}: valid algorithms are {', '.join(ALGORITHMS)}")
@@ -58,7 +58,8 @@ class PlanOptions:
     def resolve(self, records: pd.DataFrame) -> tuple[Plan, str]:
         """(the plan, a sentence saying what it assumes). UserError naming --grad-bytes when
         the gradient bytes are not given and cannot be counted from the records' model."""
-        device = load_device_profile(self.device_profile) if self.device_profile else None
+        device = load_device_profile(self.device_profile) if isinstance(self.device_profile, str) \
+            else self.device_profile
         if self.grad_bytes is not None:
             nbytes, origin = float(self.grad_bytes), "--grad-bytes"
         else:

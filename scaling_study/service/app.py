@@ -19,6 +19,7 @@ from scaling_study.errors import UserError
 from scaling_study.service import events, live, pages, routes_ui
 from scaling_study.service.index import Index
 from scaling_study.service.launch import MAX_UPLOAD_BYTES, Launcher, SubmitError, check, shipped_spaces
+from scaling_study.service.recommendation import Profiles
 from scaling_study.service.roots import NotFound, Root, Unreadable, child, confine_export, parse_roots
 from scaling_study.service.security import (
     SANDBOX_CSP, Guard, Redactor, check_bind, content_disposition, is_loopback, shorten,
@@ -71,16 +72,19 @@ class JSON(JSONResponse):
 
 
 def create_app(roots: list[str] | None = None, address: str | None = None, token: str | None = None,
-               host: str = "127.0.0.1", launcher: Launcher | None = None) -> FastAPI:
+               host: str = "127.0.0.1", launcher: Launcher | None = None,
+               device_profiles: list[str] = ()) -> FastAPI:
     """The service over `roots` (folders or object-store URIs; default `sweeps` and `runs`),
-    submitting to the Ray cluster at `address` (default: a local Ray started on first submit).
+    submitting to the Ray cluster at `address` (default: a local Ray started on first submit);
+    its recommendation panel offers the named device profiles and the `device_profiles` files.
     Refuses (UserError) to serve beyond loopback without a `token`."""
     check_bind(host, token)
+    profiles = Profiles(list(device_profiles))  # a bad file fails here, before anything listens
     index = Index(parse_roots(list(roots or DEFAULT_ROOTS), remote=not is_loopback(host)), read_budget_s=READ_BUDGET_S)
     # No interactive docs: Swagger UI would load its scripts from a CDN. The schema stays.
     app = FastAPI(title="scaling-study service", default_response_class=JSON, docs_url=None,
                   redoc_url=None, openapi_url="/api/openapi.json")
-    app.state.index, app.state.reports = index, live.Reports()
+    app.state.index, app.state.reports, app.state.profiles = index, live.Reports(), profiles
     app.state.launcher = launcher or Launcher(address)
     app.router.on_shutdown.append(app.state.launcher.close)  # the local Ray it started, if any
     _errors(app, index.roots)
@@ -161,7 +165,7 @@ def _page_routes(app: FastAPI, index: Index) -> None:
     @app.get("/studies/{sid:path}", response_class=HTMLResponse, include_in_schema=False)
     def study_page(sid: str):
         study = index.get(sid)
-        return HTMLResponse(utf8(pages.study_page(study.summary())))
+        return HTMLResponse(utf8(pages.study_page(study.summary(), app.state.profiles.names())))
 
 
 def _figures(reports: live.Reports, study, roots: list[Root]) -> dict:

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--token", default=None,
                    help="required when --host is not loopback (default: $SCALING_STUDY_TOKEN); clients send "
                         "`Authorization: Bearer TOKEN` or open a page once with ?token=TOKEN")
+    p.add_argument("--device-profile", action="append", default=[], metavar="FILE",
+                   help="a device profile measured on the GPU projected (`scaling-study bench profile --out FILE`), "
+                        "offered by the recommendation panel beside the named ones, by the file's name; repeatable")
     p.set_defaults(func=main)
 
 
@@ -39,7 +42,7 @@ def main(args) -> int:
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     roots = args.roots or list(DEFAULT_ROOTS)
-    app = create_app(roots, address=args.address, token=token, host=args.host)
+    app = create_app(roots, address=args.address, token=token, host=args.host, device_profiles=args.device_profile)
     # What is loaded by now (the libraries, the app) lives as long as the process: kept out of
     # the garbage collector's passes, which a root of many studies makes frequent.
     gc.freeze()

@@ -86,7 +86,7 @@ def _metric_options() -> str:
     return "".join(f'<option value="{_e(n)}">{_e(n)}</option>' for n in names)
 
 
-def study_page(summary: dict) -> str:
+def study_page(summary: dict, profile_names: list[str] = ()) -> str:
     name = summary["name"]
     body = f"""<h1><span id="study-name">{_e(name)}</span> <span id="status" class="badge">{_e(summary['status'])}</span></h1>
 <p class="muted"><span id="study-path">{_e(summary['path'])}</span> · <span id="study-kind">{_e(summary['kind'])}</span>
@@ -113,7 +113,7 @@ first evaluations.</p></div></section>
  <label>GPUs <input name="gpus" type="number" min="1" max="65536" value="64"></label>
  <label>interconnect <select name="cluster">{_options(interconnects(), DEFAULT_CLUSTER)}</select></label>
  <label>runs on <select name="device" aria-label="runs on"></select></label>
- <label>device profile <select name="profile" aria-label="device profile"><option value="">the runs' own timings</option>{_options(profiles(), "")}</select></label>
+ <label>device profile <select name="profile" aria-label="device profile"><option value="">the runs' own timings</option>{_options(profile_names or profiles(), "")}</select></label>
  <button type="submit">Recommend</button></form>
 <table id="recommend-table" class="data narrow"><tbody></tbody></table>
 <p id="recommend-note" class="muted"></p></section>

@@ -66,7 +66,7 @@ def register(app: FastAPI, index: Index) -> None:
             records = live.results(index.get(sid, events.REFRESH_S)).records  # not the whole report
         except live.Conflict as exc:  # nothing recorded yet: an answer that says so, not an error
             return {"row": None, "why": f"no recommendation yet: {exc}", "devices": []}
-        return recommendation.panel(records, gpus, cluster, device, profile or None)
+        return recommendation.panel(records, gpus, cluster, device, profile or None, app.state.profiles)
 
     @app.get("/api/compare/settings")
     def compare_settings(ids: str = Query(..., max_length=4096)):
