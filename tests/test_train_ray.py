@@ -51,13 +51,16 @@ def test_two_workers_equal_one_worker_with_the_same_global_batch(tmp_path, synth
 
     SGD (a user optimizer by import path) makes the update linear in the gradient, so the weights
     compare the gradients themselves; Adam's first step is ~lr*sign(g) and would amplify rounding.
+    No clipping: a clipped step is blind to the gradient's scale (a sum in place of a mean would pass).
+    The one-worker references train in local mode (`num_workers: 0`: the same worker function,
+    world 1, in this process), which starts no worker group.
     """
     common = dict(model={"dropout": 0.0}, optimizer={"name": "torch.optim:SGD", "lr": 0.5, "weight_decay": 0.0},
-                  train={"steps": 2}, eval={"every_steps": 2})
+                  train={"steps": 2, "max_grad_norm": None}, eval={"every_steps": 2})
     runs = {
         "ddp": dict(scaling={"num_workers": 2}, train={"per_worker_batch": 4, "global_batch": 8}),
-        "accum": dict(scaling={"num_workers": 1}, train={"per_worker_batch": 4, "global_batch": 8}),
-        "plain": dict(scaling={"num_workers": 1}, train={"per_worker_batch": 8, "global_batch": 8}),
+        "accum": dict(scaling={"num_workers": 0}, train={"per_worker_batch": 4, "global_batch": 8}),
+        "plain": dict(scaling={"num_workers": 0}, train={"per_worker_batch": 8, "global_batch": 8}),
     }
     weights, noise = {}, {}
     for name, sections in runs.items():
