@@ -159,9 +159,15 @@ def test_local_mode_on_s3_keeps_its_latest_checkpoint_and_continues_from_it(s3, 
 
 
 @pytest.mark.ray
-def test_an_asha_sweep_on_s3_gathers_its_trials_there_and_resumes_from_there(s3, s3_ray, synth_dir, tmp_path, monkeypatch):
+@pytest.mark.timeout(480)  # four trials and a resume: under 3 minutes alone, twice that on busy cores
+def test_an_asha_sweep_per_worker_count_on_s3_stops_weak_trials_gathers_there_and_resumes_from_there(
+        s3, s3_ray, synth_dir, tmp_path, monkeypatch):
+    """An ASHA per worker count (scheduler.group_by): each trial competes with the other trial of
+    its worker count only. The sweep's tables, ASHA state, Tune state, trials and the one kept
+    checkpoint all land in the bucket; resuming the finished sweep from there runs nothing again."""
     from scaling_study.results.records import load_results
-    from scaling_study.tune.sweep import run_sweep
+    from scaling_study.tune.retention import checkpoint_folders
+    from scaling_study.tune.sweep import run_sweep, summary
 
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(tiny_job_data(
@@ -171,26 +177,48 @@ def test_an_asha_sweep_on_s3_gathers_its_trials_there_and_resumes_from_there(s3,
     space.write_text(yaml.safe_dump({
         "name": "s3sweep", "base": str(base), "output": {"dir": f"{s3}/sweeps"},
         "search": {"algorithm": "grid"}, "max_concurrent_trials": 1, "failure": {"max_failures": 0},
-        "parameters": {"optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
+        "parameters": {"scaling.num_workers": {"distribution": "grid", "values": [1, 2]},
+                       "optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
         "scheduler": {"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
-                      "grace_period": 16, "reduction_factor": 2, "max_t": 48}}))
-    monkeypatch.chdir(tmp_path)
+                      "grace_period": 16, "reduction_factor": 2, "max_t": 96,
+                      "group_by": ["scaling.num_workers"]}}))
+    monkeypatch.chdir(tmp_path)  # anything written to a local folder by mistake would land here
     sweep_dir, grid, tables = run_sweep(str(space))
     assert str(sweep_dir) == f"{s3}/sweeps/s3sweep"
     trials = storage.read_csv(tables["trials"])
     records = storage.read_csv(tables["records"])
-    assert len(trials) == 2 and set(trials["status"]) <= {"DONE", "STOPPED"}
-    assert set(records["hp.optimizer.lr"]) == {0.02, 1.0e-7}
+    assert len(trials) == 4 and set(trials["status"]) <= {"DONE", "STOPPED"}
+    assert trials["stopped_early"].any(), "ASHA stopped no trial"
+    assert trials["stopped_early"].sum() < 4
+    assert set(records["num_workers"]) == {1, 2} and set(records["hp.optimizer.lr"]) == {0.02, 1.0e-7}
+    assert {"hp.scaling.num_workers", "hp.optimizer.lr"} <= set(records.columns)
+    for trial_id in trials.loc[trials["status"] == "DONE", "trial_id"]:
+        assert records[records["trial_id"] == trial_id]["step"].max() == 12
+    assert records.loc[records["loss"].idxmin(), "hp.optimizer.lr"] == 0.02
+    state = json.loads((sweep_dir / "asha_state.json").read_text())
+    assert state["time_attr"] == "samples"
+    assert set(state["groups"]) == {"scaling.num_workers=1", "scaling.num_workers=2"}
+    for label, group in state["groups"].items():  # each group's first rung recorded its own two trials
+        workers = int(label.rsplit("=", 1)[1])
+        own = set(trials.loc[trials["hp.scaling.num_workers"] == workers, "trial_id"])
+        (_, first_rung), = [r for r in group["brackets"][0] if r[0] == 16]
+        assert set(first_rung) == own
     files = keys("sweeps/s3sweep")
     assert {"records.csv", "trials.csv", "asha_state.json", "tuner.pkl"} <= files
     for trial_id in trials["trial_id"]:
         assert {f"trials/{trial_id}/{name}" for name in ("job.yaml", "params.json", "records.csv")} <= files
-    assert json.loads((sweep_dir / "asha_state.json").read_text())["time_attr"] == "samples"
     assert len(load_results([str(sweep_dir)]).records) == len(records)
     assert not (tmp_path / "sweeps").exists()
+    # output.keep_checkpoints: best (the default): of the 4 trials' checkpoints (2 each while they
+    # ran) only the best trial's last one is left.
+    best = tables["best"]["trial_id"]
+    kept = {d.name: [c.name for c in checkpoint_folders(d)] for d in (sweep_dir / "trials").subdirs()}
+    last = {r.metrics["trial_id"]: Loc(r.metrics["checkpoint_path"]).name for r in grid}
+    assert {t: names for t, names in kept.items() if names} == {best: [last[best]]}
+    assert f"kept checkpoints: trials/{best}/{last[best]}\n" in summary(sweep_dir, grid, tables)
 
     # Resuming the finished sweep from the bucket runs nothing again.
-    _, grid2, tables2 = run_sweep(str(space), resume=True)
+    _, _, tables2 = run_sweep(str(space), resume=True)
     again = storage.read_csv(tables2["trials"])
     assert sorted(again["trial_id"]) == sorted(trials["trial_id"])
     assert len(storage.read_csv(tables2["records"])) == len(records)

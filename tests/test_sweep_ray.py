@@ -1,4 +1,5 @@
-"""End to end on a real local Ray: an ASHA sweep over worker counts, and resuming a killed sweep."""
+"""End to end on a real local Ray: the sweep's concurrency limit, and resuming a killed sweep. (An
+ASHA sweep over worker counts, on S3: tests/test_object_store.py.)"""
 import os
 import signal
 import subprocess
@@ -13,7 +14,6 @@ import yaml
 from conftest import tiny_job_data
 from scaling_study.storage import Loc, read_csv
 from scaling_study.tune.retention import checkpoint_folders
-from scaling_study.tune.sweep import run_sweep, summary
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,50 +59,6 @@ def test_the_sweep_runs_at_most_max_concurrent_trials_at_once(tmp_path, synth_di
     assert len(spans) == 5
     overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert overlap == 2
-
-
-def test_asha_sweep_with_one_and_two_workers_stops_weak_trials(tmp_path, synth_dir, local_ray):
-    """An ASHA per worker count (scheduler.group_by): each trial competes with the other trial of
-    its worker count only."""
-    import json
-
-    base = tiny_base(tmp_path, synth_dir)
-    space = write_space(
-        tmp_path, base,
-        parameters={"scaling.num_workers": {"distribution": "grid", "values": [1, 2]},
-                    "optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
-        scheduler={"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
-                   "grace_period": 16, "reduction_factor": 2, "max_t": 96,
-                   "group_by": ["scaling.num_workers"]})
-    sweep_dir, grid, tables = run_sweep(str(space))
-    trials = pd.read_csv(tables["trials"])
-    records = pd.read_csv(tables["records"])
-    assert len(trials) == 4 and set(trials["status"]) <= {"DONE", "STOPPED"}
-    assert trials["stopped_early"].any(), "ASHA stopped no trial"
-    assert trials["stopped_early"].sum() < 4
-    assert set(records["num_workers"]) == {1, 2}
-    assert {"hp.scaling.num_workers", "hp.optimizer.lr"} <= set(records.columns)
-    done = trials[trials["status"] == "DONE"]
-    for trial_id in done["trial_id"]:
-        assert records[records["trial_id"] == trial_id]["step"].max() == 12
-    best_lr = records.loc[records["loss"].idxmin(), "hp.optimizer.lr"]
-    assert best_lr == 0.02
-    groups = json.loads((sweep_dir / "asha_state.json").read_text())["groups"]
-    assert set(groups) == {"scaling.num_workers=1", "scaling.num_workers=2"}
-    for label, group in groups.items():  # each group's first rung recorded its own two trials
-        workers = int(label.rsplit("=", 1)[1])
-        own = set(trials.loc[trials["hp.scaling.num_workers"] == workers, "trial_id"])
-        (_, first_rung), = [r for r in group["brackets"][0] if r[0] == 16]
-        assert set(first_rung) == own
-    for trial_id in trials["trial_id"]:
-        assert (sweep_dir / "trials" / trial_id / "job.yaml").is_file()
-    # output.keep_checkpoints: best (the default): of the 4 trials' checkpoints (2 each while they
-    # ran) only the best trial's last one is left.
-    best = tables["best"]["trial_id"]
-    kept = {d.name: [c.name for c in checkpoint_folders(d)] for d in Loc(sweep_dir / "trials").subdirs()}
-    last = {r.metrics["trial_id"]: Path(r.metrics["checkpoint_path"]).name for r in grid}
-    assert {t: names for t, names in kept.items() if names} == {best: [last[best]]}
-    assert f"kept checkpoints: trials/{best}/{last[best]}\n" in summary(sweep_dir, grid, tables)
 
 
 def _sweep_cmd(space, *extra):
