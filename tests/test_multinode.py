@@ -219,4 +219,6 @@ def test_an_elastic_run_shrinks_when_a_node_is_lost_and_grows_when_it_returns_on
     assert [(v["status"], v["num_workers"]) for v in views] == [("running", 2), ("running", 1), ("finished", 2)], views
     # The same samples in the same steps on 2 workers as on 1: the curve is the uninterrupted run's.
     reference = _reference_losses(job, steps=24, every=4)
-    assert rec["loss"].tolist() == pytest.approx(reference, rel=1e-3), (rec["loss"].tolist(), reference)
+    gap = max(abs(a - b) / abs(b) for a, b in zip(rec["loss"], reference))
+    print(f"elastic run against the uninterrupted one: loss within {gap:.1e} (relative)")
+    assert gap < 1e-3, (rec["loss"].tolist(), reference)
