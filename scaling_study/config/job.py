@@ -6,7 +6,6 @@ cross-field checks (batch arithmetic, phases, the target's metric) run once in `
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
