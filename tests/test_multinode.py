@@ -25,6 +25,10 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 BIN = Path(sys.executable).parent
 MARKER = "SCALING_STUDY_TEST_NODE"
 TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+# The GCS declares a node dead after 3 missed health checks 1 s apart (Ray's defaults take tens of
+# seconds): the lost node's workers fail, and the run restarts, sooner.
+FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "2000",
+                   "RAY_health_check_failure_threshold": "3"}
 
 
 def _free_port() -> int:
@@ -51,7 +55,8 @@ class Cluster:
         self.gcs = f"127.0.0.1:{_free_port()}"
         self.markers = []
         self.env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", *TOKEN_ENV)}
-        self.env.update({"PATH": f"{BIN}{os.pathsep}{self.env.get('PATH', '')}", "RAY_AUTH_MODE": "token"})
+        self.env.update({"PATH": f"{BIN}{os.pathsep}{self.env.get('PATH', '')}", "RAY_AUTH_MODE": "token",
+                         **FAST_NODE_DEATH})
 
     def _start(self, *args) -> str:
         marker = uuid.uuid4().hex
