@@ -131,9 +131,11 @@ def test_resume_after_the_sweep_driver_is_killed(where, tmp_path, synth_dir, req
     # What was recorded before the kill stands; the resumed trial continues after it, to the end.
     pd.testing.assert_frame_equal(after[first].iloc[: len(rows_before)], rows_before)
     assert after[first]["step"].max() == 60
-    # The second trial's first evaluation (16 samples) falls below the first trial's: stopped there.
+    # The second trial's first evaluation (16 samples) falls below the first trial's: ASHA stops it
+    # there. The stop reaches the trial asynchronously, so it may record an evaluation or two more
+    # before it ends, never its last.
     (second,) = set(after) - {first}
-    assert list(after[second]["step"]) == [4]
+    assert after[second]["step"].min() == 4 and after[second]["step"].max() < 60, list(after[second]["step"])
     assert trials.set_index("trial_id").loc[second, "stopped_early"]
     # The resumed sweep (its retention callback restored with it) keeps the best trial's last checkpoint.
     assert len([c for d in (sweep_dir / "trials").subdirs() for c in checkpoint_folders(d)]) == 1
