@@ -401,7 +401,7 @@ class Job:
             raise FieldError("train.precision", "fp16 needs GPUs (scaling.use_gpu: true); valid on CPU: fp32, bf16")
         phases = self.phases()  # every phase's batch arithmetic must work out
         if self.scaling.elastic:
-            self._check_elastic()
+            self._check_elastic(phases)
         if self.task == "squad":
             self._check_windows(phases)
 
@@ -411,7 +411,7 @@ class Job:
         (num_workers=0)."""
         return max(1, self.scaling.max_workers)
 
-    def _check_elastic(self) -> None:
+    def _check_elastic(self, widest: list[Phase]) -> None:
         """An elastic run keeps each phase's global batch at every worker count of its range."""
         t, counts = self.train, self.scaling.worker_counts()
         given = [(f"train.phases[{i}]", p.global_batch, p.grad_accum) for i, p in enumerate(t.phases or [])]
@@ -420,7 +420,6 @@ class Job:
                 raise FieldError(f"{key}.grad_accum", f"an elastic run (scaling.num_workers {self.scaling.num_workers}) "
                                                       "keeps the global batch and sets the accumulation for each worker "
                                                       f"count: give {key}.global_batch instead")
-        widest = self.phases()
         for world in counts:
             for phase, ref in zip(self.phases(world), widest):
                 if phase.global_batch != ref.global_batch:  # neither the phase nor the job gives one
