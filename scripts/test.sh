@@ -19,10 +19,11 @@ if ! .venv/bin/python -c "import triton" >/dev/null 2>&1; then
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Two pytest workers: each module whose tests start Ray runs in one of them (an xdist group per
-# module, tests/conftest.py, so its Ray starts once), spread with the unit and browser tests over
-# both. PYTEST_WORKERS=0: one process.
+# module, tests/conftest.py), spread with the unit and browser tests over both, the longest modules
+# first (conftest's LONGEST_FIRST; xdist's own reordering by group size is off).
+# PYTEST_WORKERS=0: one process.
 workers=${PYTEST_WORKERS:-2}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

@@ -1,7 +1,9 @@
-"""Shared fixtures: one small local Ray per test module that needs it, stopped afterwards; an S3
+"""Shared fixtures: a small local Ray shared by the test modules that need it, stopped at the end; an S3
 server; generated data; and, from tests/fixtures/service.py, the service's results root."""
 import logging
 import os
+import sys
+import time
 
 import pytest
 
@@ -41,10 +43,19 @@ fixtures start once) while `pytest -n N --dist loadgroup` (scripts/test.sh) spre
 and the unit and browser tests over the workers: much of a Ray test is waiting (processes
 starting, polls), which the other worker fills."""
 
+LONGEST_FIRST = ("test_multinode", "test_submit_cluster", "test_train_ray", "test_sweep_ray", "test_object_store",
+                 "test_service_browser", "test_service_pages", "test_gpu_check", "test_service_steer",
+                 "test_service_local_ray", "test_export")
+"""The modules that take longest (each 20 s to 3 minutes of the suite; docs/benchmarks.md), longest
+first. They run first, every other test after them in collection order (scripts/test.sh turns
+off xdist's reordering by group size): a worker that picks up a 3-minute group last finishes
+minutes after the other."""
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes.
-    Ray's tests are grouped by module for xdist (`RAY_GROUP`)."""
+    Ray's tests are grouped by module for xdist (`RAY_GROUP`); the longest modules come first
+    (`LONGEST_FIRST`)."""
     extended = config.getoption("--extended")
     skip = pytest.mark.skip(reason="a long variant of an end-to-end test: run with --extended")
     for item in items:
@@ -52,20 +63,66 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
         if "ray" in item.keywords or "local_ray" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(f"{RAY_GROUP}:{item.module.__name__}"))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: collection order within
+
+
+_shared = {"address": None, "settings": None}  # the local Ray `local_ray` started in this process
+
+
+def _ray_settings() -> tuple:
+    """What a local Ray takes from this process's environment when it starts, and keeps: a module
+    that changes it (test_placement_leak's 2 s placement attempts) gets a Ray of its own."""
+    from scaling_study.train.placement import START_TIMEOUT_ENV
+
+    return (os.environ.get(START_TIMEOUT_ENV),)
+
+
+def _left_behind(ray, timeout_s: float = 30.0) -> str:
+    """What holds `ray`'s CPUs or placement groups once a module's tests are done ('' for nothing),
+    after up to `timeout_s` for what was stopped to be released."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        total, free = ray.cluster_resources().get("CPU", 0), ray.available_resources().get("CPU", 0)
+        groups = [f"{info['name'] or pg_id} ({info['state']}, {list(info['bundles'].values())})"
+                  for pg_id, info in ray.util.placement_group_table().items() if info["state"] != "REMOVED"]
+        if free == total and not groups:
+            return ""
+        if time.monotonic() > deadline:
+            return f"{total - free:g} of {total:g} CPUs in use and placement groups {groups or 'none'}"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """An embedded Ray with 2 CPUs on loopback; shut down when the module's tests are done."""
+    """An embedded Ray with 2 CPUs on loopback, started once per test process and shared by the
+    modules it runs, as long as each leaves it as it found it: when a module's tests are done
+    every CPU must be free and every placement group removed, or the module fails naming what it
+    left and the next module gets a fresh Ray. Stopped at the end of the session
+    (`pytest_sessionfinish`)."""
     import ray
 
     from scaling_study.ray_env import ensure_ray
 
-    if ray.is_initialized():
-        ray.shutdown()
-    ensure_ray(None, num_cpus=2)
+    ours = ray.is_initialized() and ray.get_runtime_context().gcs_address == _shared["address"]
+    if not (ours and _shared["settings"] == _ray_settings()):
+        if ray.is_initialized():
+            ray.shutdown()
+        ensure_ray(None, num_cpus=2)
+        _shared.update(address=ray.get_runtime_context().gcs_address, settings=_ray_settings())
     yield ray
-    ray.shutdown()
+    if ray.is_initialized() and ray.get_runtime_context().gcs_address == _shared["address"]:
+        left = _left_behind(ray)
+        if left:
+            ray.shutdown()
+            pytest.fail(f"the module's tests left the shared local Ray with {left}", pytrace=False)
+
+
+def pytest_sessionfinish(session):
+    """Stop the Ray a test left running (`local_ray`'s shared one)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 S3_BUCKET = "results"
