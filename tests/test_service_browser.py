@@ -57,7 +57,9 @@ def serving(app):
 
 @pytest.fixture(scope="module")
 def browser():
-    """One Chromium and one browsing context for the module (plotly.js is fetched once)."""
+    """One Chromium and one browsing context for the module (plotly.js is fetched once); every
+    `expect` waits up to WAIT_MS (Playwright's 5 s is too short on busy shared cores)."""
+    playwright.expect.set_options(timeout=WAIT_MS)
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
         context = chromium.new_context(accept_downloads=True)

@@ -141,6 +141,7 @@ def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root
         page.once("dialog", lambda d: d.accept())
         page.click("#stop-sweep")
         expect(page.locator("#stop-note")).to_contain_text("stop requested")
+        expect(page.locator("#stop-sweep")).to_be_hidden()
         assert steer.pending_requests(live_root / "live")[0] is True
 
         sweep = live_root / "live"

@@ -183,9 +183,11 @@ function brushedRuns(div) {
 }
 
 // --- one study -------------------------------------------------------------------------------
+const STOP_NOTE = "stop requested: the sweep ends at its next step";
+
 function studyPage() {
   const id = boot.study.id, base = `/api/studies/${studyPath(id)}`;
-  const state = { study: boot.study, rows: {}, seq: 0, curvesMetric: null, tables: [] };
+  const state = { study: boot.study, rows: {}, seq: 0, curvesMetric: null, tables: [], stopAsked: false };
   let figuresTimer = null, figuresAt = 0;
 
   function header() {
@@ -195,12 +197,18 @@ function studyPage() {
     $("#status").className = `badge ${s.status}`;
     $("#counts").textContent = Object.entries(s.counts || {}).map(([k, n]) => `${n} ${stateText(k)}`).join(", ");
     const canStop = s.kind === "sweep" && (s.status === "running" || s.status === "submitted");
-    $("#stop-sweep").hidden = !canStop || s.stop_requested;
+    // A refresh read before this page's stop request reached the sweep's folder must not undo it.
+    const stopRequested = s.stop_requested || state.stopAsked;
+    $("#stop-sweep").hidden = !canStop || stopRequested;
     // Resumable from here: a sweep the service submitted, stopped or interrupted (the server says
     // why not, if it cannot).
     $("#resume-sweep").hidden = !(s.kind === "sweep" && ["interrupted", "stopped_by_user"].includes(s.status)
       && s.submission && s.submission.space);
-    $("#stop-note").textContent = s.stop_requested ? "stop requested: the sweep ends at its next step" : "";
+    // The note also carries this page's own answers (resumed as job N, an error): a refresh
+    // replaces only the stop request's text.
+    const note = $("#stop-note");
+    if (stopRequested) note.textContent = STOP_NOTE;
+    else if (note.textContent === STOP_NOTE) note.textContent = "";
   }
 
   function stopButton(t) {
@@ -332,12 +340,19 @@ function studyPage() {
       + "and checkpoints; the sweep can be resumed later.")) return;
     e.target.disabled = true;
     const r = await post(`${base}/stop`);
-    $("#stop-note").textContent = r.ok ? "stop requested" : pageText((await r.json()).error);
+    if (r.ok) {
+      state.stopAsked = true;
+      header();
+    } else {
+      $("#stop-note").textContent = pageText((await r.json()).error);
+      e.target.disabled = false;
+    }
   });
   $("#resume-sweep").addEventListener("click", async (e) => {
     e.target.disabled = true;
     const r = await post(`${base}/resume`);
     const d = await r.json();
+    if (r.ok) state.stopAsked = false;  // a resumed sweep can be stopped again
     $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : pageText(d.error);
     e.target.disabled = r.ok;
   });
