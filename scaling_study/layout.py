@@ -52,8 +52,21 @@ TRIALS_FILE = "trials.csv"
 ends; the sweep's ``records.csv`` (`RECORDS`) then holds every trial's evaluations."""
 ASHA_STATE = "asha_state.json"
 """ASHA's rungs, persisted by the sweep (Tune's restore does not keep them)."""
+TUNE_DIR = "tune"
+"""Ray Tune's experiment folder (its experiment state, its searcher's, its trials' own folders),
+Tune's alone. A resumed Tune copies its folder's top-level ``.json`` and ``.pkl`` files to a local
+staging folder and uploads them back over its folder at every save, so a file of ours there
+(ASHA's rungs, the service's notes) would be reverted to what it held at the resume: ours live
+beside it, in the sweep's folder."""
 TUNER_STATE = "tuner.pkl"
-"""Ray Tune's own experiment state: a sweep can be resumed where it is."""
+"""In `TUNE_DIR`: Ray Tune's own experiment state: a sweep can be resumed where it is. A sweep
+written before `TUNE_DIR` has it (and the rest of Tune's folder) at its top (`tune_dirs`)."""
+
+
+def tune_dirs(sweep_dir):
+    """Where a sweep's Tune folder may be, newest layout first: ``SWEEP_DIR/tune``, then the sweep's
+    own folder (sweeps written before `TUNE_DIR`). `sweep_dir` as in `run_dir_of`."""
+    return [sweep_dir / TUNE_DIR, sweep_dir]
 SUBMISSION = "submission.json"
 """Written by the study service into a study's folder when it submits the study as a Ray job."""
 NOTES = "notes.json"

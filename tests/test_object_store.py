@@ -204,7 +204,8 @@ def test_an_asha_sweep_per_worker_count_on_s3_stops_weak_trials_gathers_there_an
         (_, first_rung), = [r for r in group["brackets"][0] if r[0] == 16]
         assert set(first_rung) == own
     files = keys("sweeps/s3sweep")
-    assert {"records.csv", "trials.csv", "asha_state.json", "tuner.pkl"} <= files
+    assert {"records.csv", "trials.csv", "asha_state.json", "tune/tuner.pkl"} <= files
+    assert not [f for f in files if "/" not in f and f.endswith(".pkl")], "Tune's files stay in its folder"
     for trial_id in trials["trial_id"]:
         assert {f"trials/{trial_id}/{name}" for name in ("job.yaml", "params.json", "records.csv")} <= files
     assert len(load_results([str(sweep_dir)]).records) == len(records)

@@ -72,8 +72,9 @@ def test_a_stopped_sweep_the_service_submitted_is_resumed(live_root, monkeypatch
     client = _client(live_root)
     assert client.post("/api/studies/0:live/resume", headers=CSRF).status_code == 409  # not submitted here
     _submitted(sweep)
-    assert "tuner.pkl" in client.post("/api/studies/0:live/resume", headers=CSRF).json()["error"]
-    (sweep / "tuner.pkl").write_bytes(b"state")
+    assert "tune/tuner.pkl" in client.post("/api/studies/0:live/resume", headers=CSRF).json()["error"]
+    (sweep / "tune").mkdir()
+    (sweep / "tune" / "tuner.pkl").write_bytes(b"state")  # a sweep written before tune/ has it at its top
     calls = []
     monkeypatch.setattr(ray_jobs, "submit", lambda path, address, **kw: calls.append((path.name, kw)) or "job-2")
     monkeypatch.setattr(client.app.state.launcher, "job_address", lambda: "http://127.0.0.1:9")

@@ -147,7 +147,7 @@ def test_stopping_asks_first_and_a_stopped_sweep_resumes_from_its_page(live_root
         sweep = live_root / "live"
         _stopped_by_user(sweep)
         _submitted(sweep)
-        (sweep / "tuner.pkl").write_bytes(b"state")
+        (sweep / "tuner.pkl").write_bytes(b"state")  # as a sweep written before layout.TUNE_DIR keeps it
         monkeypatch.setattr(ray_jobs, "submit", lambda *a, **kw: "job-2")
         page.goto(url + "/studies/0:live")
         expect(page.locator("#status")).to_have_text("stopped by a user")

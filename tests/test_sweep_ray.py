@@ -137,5 +137,9 @@ def test_resume_after_the_sweep_driver_is_killed(where, tmp_path, synth_dir, req
     (second,) = set(after) - {first}
     assert after[second]["step"].min() == 4 and after[second]["step"].max() < 60, list(after[second]["step"])
     assert trials.set_index("trial_id").loc[second, "stopped_early"]
+    # ASHA's rungs as the resumed sweep left them, with the second trial's result: Tune's folder is
+    # its own (layout.TUNE_DIR), so its uploads do not put back the copy it read at the resume.
+    assert set(rungs()[16]) == {first, second}
+    assert (sweep_dir / "tune" / "tuner.pkl").is_file() and not (sweep_dir / "tuner.pkl").is_file()
     # The resumed sweep (its retention callback restored with it) keeps the best trial's last checkpoint.
     assert len([c for d in (sweep_dir / "trials").subdirs() for c in checkpoint_folders(d)]) == 1

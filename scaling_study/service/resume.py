@@ -31,8 +31,8 @@ def resumable(study: Study) -> str | None:
     if not space or space not in {s["name"] for s in launch.shipped_spaces()}:
         return ("this sweep was not submitted from a shipped search space here; resume it where it was started, "
                 "with the same search space and overrides")
-    if layout.TUNER_STATE not in listdir(study.root, study.loc):
-        return f"{study.loc} holds no saved sweep state ({layout.TUNER_STATE}) to resume from"
+    if not any(layout.TUNER_STATE in listdir(study.root, d) for d in layout.tune_dirs(study.loc)):
+        return f"{study.loc} holds no saved sweep state ({layout.TUNE_DIR}/{layout.TUNER_STATE}) to resume from"
     return None
 
 

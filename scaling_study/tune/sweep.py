@@ -16,7 +16,7 @@ from pathlib import Path
 
 from scaling_study.contract import HP_PREFIX
 from scaling_study.errors import UserError
-from scaling_study.layout import ASHA_STATE, JOB_FILE, PARAMS, TRIALS_DIR, TUNER_STATE
+from scaling_study.layout import ASHA_STATE, JOB_FILE, PARAMS, TRIALS_DIR, TUNE_DIR, TUNER_STATE, tune_dirs
 from scaling_study.storage import Loc, as_path, read_csv
 
 DRIVER_MEMORY = 64 * 1024**2  # bytes reserved by each trial's driver (it holds no CPU)
@@ -116,7 +116,7 @@ def build_tuner(space, *, resume: bool):
     # bundle, so the driver reserves a little memory instead.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     if resume:  # Tune restores the RunConfig, the retention callback included, as the sweep began
-        return tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
+        return tune.Tuner.restore(str(saved_tune_dir(sweep_dir)), trainable=trainable, resume_unfinished=True,
                                   resume_errored=True, param_space=space.param_space())
     tune_config = space.tune_config(str(sweep_dir / ASHA_STATE), max_concurrent_trials=concurrency(space))
     # verbose=1: Tune's periodic table of trials (status, hyperparameters, samples, metric, loss)
@@ -126,7 +126,9 @@ def build_tuner(space, *, resume: bool):
                                     metric=space.scheduler.metric, mode=space.scheduler.mode)
     # Steering (the study service's stop requests, and the sweep's status for its pages).
     hooks = steer.sweep_hooks(space, sweep_dir)
-    run_config = tune.RunConfig(name=space.name, storage_path=str(sweep_dir.parent),
+    # Tune's experiment folder is a folder of its own in the sweep's (layout.TUNE_DIR): a resumed
+    # Tune reverts the files at its top to their state at the resume.
+    run_config = tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir),
                                 failure_config=space.failure_config(), stop=hooks["stop"],
                                 # Worker groups a stopped trial's dying controller left behind: removed.
                                 callbacks=[retention, PlacementGroupReaper(), *hooks["callbacks"]], verbose=1)
@@ -143,9 +145,10 @@ def run_sweep(space_path: str, overrides: list = (), *, address: str | None = No
     space = load_space(space_path, list(overrides))  # everything is checked before a trial starts
     sweep_dir = sweep_dir_of(space)
     sweep_dir.parent.check_reachable(f"{space.path}: output.dir")
-    if resume and not (sweep_dir / TUNER_STATE).is_file():
-        raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected {TUNER_STATE} there)")
-    if not resume and (sweep_dir / TUNER_STATE).is_file():
+    saved = saved_tune_dir(sweep_dir)
+    if resume and saved is None:
+        raise UserError(f"--resume: no sweep to resume at {sweep_dir} (expected {TUNE_DIR}/{TUNER_STATE} there)")
+    if not resume and saved is not None:
         raise UserError(f"{sweep_dir} already holds a sweep named {space.name!r}: resume it with "
                         f"--resume, or give another name (--set name=...)")
     prepare_data(space)
@@ -155,6 +158,11 @@ def run_sweep(space_path: str, overrides: list = (), *, address: str | None = No
     tuner = build_tuner(space, resume=resume)
     grid = tuner.fit()
     return as_path(sweep_dir), grid, gather(space, sweep_dir, grid)
+
+
+def saved_tune_dir(sweep_dir: Loc) -> Loc | None:
+    """The sweep's Tune folder that holds Tune's saved state (`layout.tune_dirs`); None if none does."""
+    return next((d for d in tune_dirs(sweep_dir) if (d / TUNER_STATE).is_file()), None)
 
 
 def _restore_scheduler_note(sweep_dir) -> None:
