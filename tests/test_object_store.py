@@ -11,7 +11,7 @@ import yaml
 
 from conftest import S3_BUCKET as BUCKET, tiny_job_data
 from scaling_study import storage
-from scaling_study.config import job_from_dict, load_job
+from scaling_study.config import job_from_dict
 from scaling_study.errors import UserError
 from scaling_study.storage import Loc
 
@@ -108,36 +108,6 @@ def test_a_missing_bucket_is_refused_before_anything_starts(s3, synth_dir, tmp_p
 
 
 # --- on a real local Ray ---------------------------------------------------------------------------
-
-@pytest.mark.ray
-def test_a_run_on_s3_writes_records_job_and_checkpoints_there(s3, s3_ray, synth_dir, tmp_path, monkeypatch):
-    """Ray Train's checkpoints and our records, records.parquet and job.yaml all land in the
-    bucket (none in a local folder); a report and an export read the run back from its URI."""
-    from scaling_study.cli import main
-    from scaling_study.train.driver import run_job
-
-    monkeypatch.chdir(tmp_path)  # anything written to a local folder by mistake would land here
-    job = job_from_dict(tiny_job_data(synth_dir, name="tiny_s3", scaling={"num_workers": 1},
-                                      eval={"target": {"metric": "f1", "value": 100.0}},
-                                      output={"dir": f"{s3}/runs"}))
-    result = run_job(job, verbose=False)
-    assert str(result.run_dir) == f"{s3}/runs/tiny_s3"
-    assert list(result.records["step"]) == [4, 8]
-    files = keys("runs/tiny_s3")
-    assert {"records.csv", "records.parquet", "job.yaml"} <= files
-    assert any(f.startswith("checkpoint_") and f.endswith("position.json") for f in files), files
-    assert result.checkpoint is not None
-    assert not any(p.name == "runs" for p in tmp_path.iterdir())
-    assert load_job(Loc(f"{s3}/runs/tiny_s3/job.yaml")) == job
-
-    run_uri = f"{s3}/runs/tiny_s3"
-    assert main(["report", run_uri, "--out", str(tmp_path / "report")]) == 0
-    assert (tmp_path / "report" / "dashboard.html").is_file()
-    assert main(["export", run_uri, "--metric", "f1", "--out", str(tmp_path / "best.yaml")]) == 0
-    best = load_job(tmp_path / "best.yaml")
-    assert best.optimizer == job.optimizer and best.output.dir == job.output.dir  # a run keeps its output folder
-    assert f"From {run_uri}/job.yaml" in (tmp_path / "best.yaml").read_text()
-
 
 @pytest.mark.ray
 def test_local_mode_on_s3_keeps_its_latest_checkpoint_and_continues_from_it(s3, s3_ray, synth_dir):

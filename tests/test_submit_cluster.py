@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from scaling_study.cli import main
+from scaling_study.config import load_job
 from scaling_study.service.local_ray import processes, terminate
 from scaling_study.storage import Loc, read_csv
 from scaling_study.tune import submit as sub
@@ -136,9 +137,11 @@ def test_stop_moves_a_running_job_to_stopped(cluster, tmp_path, capsys):
     assert str(client.get_job_status(job_id).value) == "STOPPED"
 
 
-def test_a_submitted_run_succeeds_streams_its_log_and_writes_its_results_to_an_object_store(cluster, s3, capsys):
+def test_a_submitted_run_succeeds_streams_its_log_and_writes_its_results_to_an_object_store(
+        cluster, s3, capsys, tmp_path):
     """The cluster's storage is a bucket (as on a real cluster, where a local folder is not shared):
-    records, the job, its parquet and a checkpoint land there; `jobs` reads the job back."""
+    records, the job, its parquet and Ray Train's checkpoints land there; `jobs` reads the job
+    back; a report and an export read the run from its URI."""
     storage = f"{s3}/cluster"
     streamed = []  # wait=True follows the job's log stream until it ends, and fails unless it succeeded
     job_id = sub.submit(ROOT / "jobs" / "sweep_base_tiny.yaml", cluster, storage=storage,
@@ -159,7 +162,16 @@ def test_a_submitted_run_succeeds_streams_its_log_and_writes_its_results_to_an_o
     records = read_csv(run / "records.csv")
     assert list(records["step"]) == [2, 4] and set(records["num_workers"]) == {1}
     assert (run / "records.parquet").is_file() and (run / "job.yaml").is_file()
-    assert any(d.name.startswith("checkpoint_") for d in run.subdirs())
+    assert any((d / "position.json").is_file() for d in run.subdirs() if d.name.startswith("checkpoint_"))
+
+    job = load_job(run / "job.yaml")
+    assert job.output.dir == storage and job.name == "submit_smoke"
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "dashboard.html").is_file()
+    assert main(["export", str(run), "--metric", "f1", "--out", str(tmp_path / "best.yaml")]) == 0
+    best = load_job(tmp_path / "best.yaml")
+    assert best.optimizer == job.optimizer and best.output.dir == job.output.dir  # a run keeps its output folder
+    assert f"From {run}/job.yaml" in (tmp_path / "best.yaml").read_text()
 
 
 def test_jobs_name_a_missing_job(cluster, capsys):
