@@ -18,12 +18,11 @@ if ! .venv/bin/python -c "import triton" >/dev/null 2>&1; then
     || echo "[test] triton could not be installed; the kernel tests will be skipped"
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# Two pytest workers: each module whose tests start Ray runs in one of them (an xdist group per
-# module, tests/conftest.py), spread with the unit and browser tests over both, the longest modules
-# first (conftest's LONGEST_FIRST; xdist's own reordering by group size is off).
+# Two pytest workers, each module whole in one of them (its Ray, cluster or browser starts once),
+# the longest modules first (tests/conftest.py LONGEST_FIRST; xdist's reordering by size is off).
 # PYTEST_WORKERS=0: one process.
 workers=${PYTEST_WORKERS:-2}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadscope --no-loadscope-reorder "$@"

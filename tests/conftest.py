@@ -36,33 +36,25 @@ def pytest_addoption(parser):
                      help="also run the long variants of end-to-end tests (marker `extended`)")
 
 
-RAY_GROUP = "ray"
-"""The prefix of the xdist groups of the tests that start Ray or train through it: one group per
-module (`ray:<module>`), so that a module's tests share its Ray in one worker (its module-scoped
-fixtures start once) while `pytest -n N --dist loadgroup` (scripts/test.sh) spreads the modules
-and the unit and browser tests over the workers: much of a Ray test is waiting (processes
-starting, polls), which the other worker fills."""
-
 LONGEST_FIRST = ("test_multinode", "test_submit_cluster", "test_train_ray", "test_sweep_ray", "test_object_store",
                  "test_service_browser", "test_service_pages", "test_gpu_check", "test_service_steer",
                  "test_service_local_ray", "test_export")
 """The modules that take longest (each 20 s to 3 minutes of the suite; docs/benchmarks.md), longest
-first. They run first, every other test after them in collection order (scripts/test.sh turns
-off xdist's reordering by group size): a worker that picks up a 3-minute group last finishes
-minutes after the other."""
+first. scripts/test.sh runs the suite on two pytest processes with `--dist loadscope`: each
+module runs whole in one of them (its module-scoped fixtures, a Ray, a cluster, a browser, start
+once), in this order, every other module after them in collection order (xdist's reordering by
+module size is turned off): a process that picks up a 3-minute module last finishes minutes after
+the other."""
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `extended` are skipped unless --extended: they keep the suite under 10 minutes.
-    Ray's tests are grouped by module for xdist (`RAY_GROUP`); the longest modules come first
-    (`LONGEST_FIRST`)."""
+    The longest modules come first (`LONGEST_FIRST`)."""
     extended = config.getoption("--extended")
     skip = pytest.mark.skip(reason="a long variant of an end-to-end test: run with --extended")
     for item in items:
         if "extended" in item.keywords and not extended:
             item.add_marker(skip)
-        if "ray" in item.keywords or "local_ray" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(f"{RAY_GROUP}:{item.module.__name__}"))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: collection order within
 
@@ -76,6 +68,15 @@ def _ray_settings() -> tuple:
     from scaling_study.train.placement import START_TIMEOUT_ENV
 
     return (os.environ.get(START_TIMEOUT_ENV),)
+
+
+def _shared_ray():
+    """The `ray` module while the shared local Ray is the one it is connected to, else None."""
+    ray = sys.modules.get("ray")
+    if _shared["address"] and ray is not None and ray.is_initialized() \
+            and ray.get_runtime_context().gcs_address == _shared["address"]:
+        return ray
+    return None
 
 
 def _left_behind(ray, timeout_s: float = 30.0) -> str:
@@ -95,31 +96,39 @@ def _left_behind(ray, timeout_s: float = 30.0) -> str:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """An embedded Ray with 2 CPUs on loopback, started once per test process and shared by the
-    modules it runs, as long as each leaves it as it found it: when a module's tests are done
-    every CPU must be free and every placement group removed, or the module fails naming what it
-    left and the next module gets a fresh Ray. Stopped at the end of the session
-    (`pytest_sessionfinish`)."""
+    """An embedded Ray with 2 CPUs on loopback, shared by the modules that run one after another in
+    this process and need it, as long as each leaves it as it found it (`pytest_runtest_teardown`);
+    stopped before a test that does not need it (an idle Ray still takes CPU time) and at the end."""
     import ray
 
     from scaling_study.ray_env import ensure_ray
 
-    ours = ray.is_initialized() and ray.get_runtime_context().gcs_address == _shared["address"]
-    if not (ours and _shared["settings"] == _ray_settings()):
+    if not (_shared_ray() and _shared["settings"] == _ray_settings()):
         if ray.is_initialized():
             ray.shutdown()
         ensure_ray(None, num_cpus=2)
         _shared.update(address=ray.get_runtime_context().gcs_address, settings=_ray_settings())
-    yield ray
-    if ray.is_initialized() and ray.get_runtime_context().gcs_address == _shared["address"]:
-        left = _left_behind(ray)
-        if left:
-            ray.shutdown()
-            pytest.fail(f"the module's tests left the shared local Ray with {left}", pytrace=False)
+    return ray
+
+
+@pytest.hookimpl(trylast=True)  # after the module's own fixtures have been torn down
+def pytest_runtest_teardown(item, nextitem):
+    """At the end of a module that used the shared Ray: every CPU must be free and every placement
+    group removed, or the module fails naming what it left (and the Ray is stopped, so that the
+    next module gets a fresh one). The Ray is also stopped when the next test does not need it."""
+    ray = _shared_ray()
+    if ray is None or (nextitem is not None and getattr(nextitem, "module", None) is item.module):
+        return
+    left = _left_behind(ray)
+    if left or nextitem is None or "local_ray" not in getattr(nextitem, "fixturenames", ()):
+        ray.shutdown()
+        _shared["address"] = None
+    if left:
+        pytest.fail(f"{item.module.__name__}'s tests left the shared local Ray with {left}", pytrace=False)
 
 
 def pytest_sessionfinish(session):
-    """Stop the Ray a test left running (`local_ray`'s shared one)."""
+    """Stop the Ray a test left running."""
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
