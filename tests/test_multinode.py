@@ -1,8 +1,8 @@
 """Two Ray nodes on this machine (a head and a second node started with `ray start --address`,
 one CPU each, token authentication on), results on S3: an elastic run with a worker on each
 node loses the second node's raylet (SIGKILL) and goes on with one worker from its last
-checkpoint, then grows back to two when a node returns; every evaluation recorded once, the
-loss curve that of an uninterrupted run."""
+checkpoint, and (with --extended) grows back to two when a node returns; every evaluation
+recorded once, the loss curve that of an uninterrupted run."""
 import os
 import shutil
 import signal
@@ -117,8 +117,8 @@ def hold(state):
         return
     (FLAGS / where).touch()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until Ray Train stops this worker group
-        time.sleep(0.5)
+    while time.monotonic() < deadline and not (FLAGS / "release").exists():  # until Ray Train stops
+        time.sleep(0.5)                                                         # this group, or released
 
 run_job(load_job(sys.argv[1]), address=sys.argv[2], verbose=True, before_step=hold)
 """
@@ -161,19 +161,23 @@ def _service_view(client, name: str, n_evals: int) -> dict:
     return seen
 
 
+# Growing back (a node joins, Ray Train restarts the group on 2 workers) adds a node start and a
+# worker group's restart to the test: `pytest --extended` runs it.
+@pytest.mark.parametrize("grow", [False, pytest.param(True, marks=pytest.mark.extended)], ids=["shrink", "and-grow"])
 def test_an_elastic_run_shrinks_when_a_node_is_lost_and_grows_when_it_returns_on_the_same_trajectory(
-        cluster, s3, synth_dir, tmp_path):
+        grow, cluster, s3, synth_dir, tmp_path):
     """`scaling.num_workers: [1, 2]`, results on S3: 2 workers (one per node) to step 8, the second
-    node's raylet SIGKILLed, 1 worker accumulating 2 micro-batches to step 16, a node back, 2
-    workers again to the end. The global batch never changes, each evaluation is recorded once
-    with the worker count it ran on, the loss follows an uninterrupted 1-worker run's, and the
-    study service shows the run running throughout, on the workers it has."""
+    node's raylet SIGKILLed, 1 worker accumulating 2 micro-batches to step 16, then (`grow`) a node
+    back and 2 workers again to the end, or 1 worker to the end. The global batch never changes,
+    each evaluation is recorded once with the worker count it ran on, the loss follows an
+    uninterrupted 1-worker run's, and the study service shows the run running throughout, on the
+    workers it has."""
     from starlette.testclient import TestClient
 
     from scaling_study.service.app import create_app
 
     second = cluster.node()
-    storage = f"{s3}/multinode"
+    storage = f"{s3}/multinode-{'grow' if grow else 'shrink'}"  # the S3 server serves the module
     job = tiny_job_data(synth_dir, name="elastic", model={"dropout": 0.0},
                         scaling={"num_workers": [1, 2], "elastic_resize_interval_s": 2, "placement_timeout_s": 180},
                         train={"steps": 24}, eval={"every_steps": 4}, output={"dir": storage, "max_failures": 2})
@@ -205,7 +209,10 @@ def test_an_elastic_run_shrinks_when_a_node_is_lost_and_grows_when_it_returns_on
                 os.kill(pid, signal.SIGKILL)  # the node is lost mid-run
             _wait(held_at("grow", 16), 150, "1 worker to hold at step 16")
             views.append(_service_view(client, "elastic", 4))
-            cluster.node()  # a node joins: Ray Train grows the group back to 2
+            if grow:
+                cluster.node()  # a node joins: Ray Train grows the group back to 2
+            else:
+                (flags / "release").touch()
             run.wait(timeout=150)
             views.append(_service_view(client, "elastic", 6))
     except AssertionError as exc:
@@ -218,10 +225,11 @@ def test_an_elastic_run_shrinks_when_a_node_is_lost_and_grows_when_it_returns_on
     assert run.returncode == 0, out[-4000:]
     rec = read_csv(records)
     assert list(rec["step"]) == list(range(4, 25, 4)), f"each evaluation once, in order: {list(rec['step'])}"
-    assert list(rec["num_workers"]) == [2, 2, 1, 1, 2, 2], out[-4000:]
-    assert list(rec["grad_accum"]) == [1, 1, 2, 2, 1, 1]
+    last = 2 if grow else 1
+    assert list(rec["num_workers"]) == [2, 2, 1, 1, last, last], out[-4000:]
+    assert list(rec["grad_accum"]) == [1, 1, 2, 2, 2 // last, 2 // last]
     assert set(rec["global_batch"]) == {8}, "the global batch never changed"
-    assert [(v["status"], v["num_workers"]) for v in views] == [("running", 2), ("running", 1), ("finished", 2)], views
+    assert [(v["status"], v["num_workers"]) for v in views] == [("running", 2), ("running", 1), ("finished", last)], views
     # The same samples in the same steps on 2 workers as on 1: the curve is the uninterrupted run's.
     reference = _reference_losses(job, steps=24, every=4)
     gap = max(abs(a - b) / abs(b) for a, b in zip(rec["loss"], reference))
