@@ -67,6 +67,8 @@ def tune_dirs(sweep_dir):
     """Where a sweep's Tune folder may be, newest layout first: ``SWEEP_DIR/tune``, then the sweep's
     own folder (sweeps written before `TUNE_DIR`). `sweep_dir` as in `run_dir_of`."""
     return [sweep_dir / TUNE_DIR, sweep_dir]
+
+
 SUBMISSION = "submission.json"
 """Written by the study service into a study's folder when it submits the study as a Ray job."""
 NOTES = "notes.json"

@@ -352,7 +352,10 @@ function studyPage() {
     e.target.disabled = true;
     const r = await post(`${base}/resume`);
     const d = await r.json();
-    if (r.ok) state.stopAsked = false;  // a resumed sweep can be stopped again
+    if (r.ok) {  // a resumed sweep can be stopped again
+      state.stopAsked = false;
+      $("#stop-sweep").disabled = false;
+    }
     $("#stop-note").textContent = r.ok ? `resumed as Ray job ${d.job_id}` : pageText(d.error);
     e.target.disabled = r.ok;
   });
