@@ -28,12 +28,20 @@ def test_the_local_ray_dies_alone_and_stops_clean():
     try:
         assert ray.running() and ray.url.startswith("http://127.0.0.1:")
         assert gcs_pids(ray.marker), "no GCS among the local Ray's processes"
+        # Its Job Submission API answers before `ray start` has finished starting the node; a GCS
+        # killed in between leaves `ray start` in Ray's own 30 s wait for node info. Kill it once
+        # `ray start --block` watches its processes, the service's case (a Ray that ran a while).
+        deadline = time.monotonic() + 60
+        while "will now block" not in ray.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.running() and "will now block" in ray.log.read_text(), \
+            "`ray start` did not finish starting within 60 s:\n" + ray.log.read_text()[-2000:]
         for pid in gcs_pids(ray.marker):
             os.kill(pid, signal.SIGKILL)  # the Ray dies under the service; this process lives on
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 60
         while ray.running() and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not ray.running(), "`ray start --block` did not notice its GCS die within 90 s"
+        assert not ray.running(), "`ray start --block` did not notice its GCS die within 60 s"
     finally:
         left = ray.stop()
     assert left == [] and processes(ray.marker) == []
