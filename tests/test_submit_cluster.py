@@ -110,8 +110,10 @@ def test_a_sweep_runs_against_a_token_authenticated_head_with_the_token_found_as
 def test_without_the_cluster_token_the_error_names_where_to_give_it(head, tmp_path):
     home = tmp_path / "home"  # no ~/.ray/auth_token there, and no token variable
     home.mkdir()
+    # Ray's driver retries a refused GCS connection once a second, 20 times by default (for a GCS
+    # still starting); one try is enough to see what we say after.
     done = _cli(["run", str(ROOT / "jobs" / "sweep_base_tiny.yaml"), "--address", head.gcs, *sum((["--set", t] for t in TINY), [])],
-                {"HOME": str(home)}, cwd=tmp_path, timeout=120)
+                {"HOME": str(home), "RAY_gcs_server_port_wait_time_s": "1"}, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"--address {head.gcs}: the Ray cluster there refused the connection" in done.stderr
     assert "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token" in done.stderr
