@@ -36,9 +36,9 @@ def pytest_addoption(parser):
                      help="also run the long variants of end-to-end tests (marker `extended`)")
 
 
-LONGEST_FIRST = ("test_multinode", "test_submit_cluster", "test_train_ray", "test_sweep_ray", "test_object_store",
-                 "test_service_browser", "test_service_pages", "test_gpu_check", "test_service_steer",
-                 "test_service_local_ray", "test_export")
+LONGEST_FIRST = ("test_sweep_ray", "test_service_browser", "test_train_ray", "test_submit_cluster", "test_multinode",
+                 "test_service_pages", "test_gpu_check", "test_placement_leak", "test_export", "test_object_store",
+                 "test_service_steer", "test_service_local_ray")
 """The modules that take longest (each 20 s to 3 minutes of the suite; docs/benchmarks.md), longest
 first. scripts/test.sh runs the suite on two pytest processes with `--dist loadscope`: each
 module runs whole in one of them (its module-scoped fixtures, a Ray, a cluster, a browser, start

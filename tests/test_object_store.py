@@ -1,6 +1,7 @@
 """Results on an object store: runs and sweeps whose `output.dir` is an s3:// URI, written and read
 back through pyarrow.fs (as Ray writes its checkpoints), against a real S3 API served by moto in
-this process (no network beyond 127.0.0.1)."""
+this process (no network beyond 127.0.0.1). An ASHA sweep on S3, killed and resumed:
+tests/test_sweep_ray.py."""
 import json
 import os
 
@@ -126,70 +127,3 @@ def test_local_mode_on_s3_keeps_its_latest_checkpoint_and_continues_from_it(s3, 
     second = run_job(job_from_dict(data), verbose=False)
     assert list(second.records["step"]) == [2, 4, 6]  # continued from step 4, not started again
     assert Loc(f"{s3}/runs/local_s3/checkpoint_local.txt").read_text() == "checkpoint_local_000000006"
-
-
-@pytest.mark.ray
-@pytest.mark.timeout(480)  # four trials and a resume: under 3 minutes alone, twice that on busy cores
-def test_an_asha_sweep_per_worker_count_on_s3_stops_weak_trials_gathers_there_and_resumes_from_there(
-        s3, s3_ray, synth_dir, tmp_path, monkeypatch):
-    """An ASHA per worker count (scheduler.group_by): each trial competes with the other trial of
-    its worker count only. The sweep's tables, ASHA state, Tune state, trials and the one kept
-    checkpoint all land in the bucket; resuming the finished sweep from there runs nothing again."""
-    from scaling_study.results.records import load_results
-    from scaling_study.tune.retention import checkpoint_folders
-    from scaling_study.tune.sweep import run_sweep, summary
-
-    base = tmp_path / "base.yaml"
-    base.write_text(yaml.safe_dump(tiny_job_data(
-        synth_dir, name="base", scaling={"num_workers": 1}, data={"max_eval_examples": 16},
-        train={"global_batch": None, "grad_accum": 1, "steps": 12}, eval={"target": {"metric": "loss", "value": 0.1}})))
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump({
-        "name": "s3sweep", "base": str(base), "output": {"dir": f"{s3}/sweeps"},
-        "search": {"algorithm": "grid"}, "max_concurrent_trials": 1, "failure": {"max_failures": 0},
-        "parameters": {"scaling.num_workers": {"distribution": "grid", "values": [1, 2]},
-                       "optimizer.lr": {"distribution": "grid", "values": [0.02, 1.0e-7]}},
-        "scheduler": {"name": "asha", "metric": "loss", "mode": "min", "time_attr": "samples",
-                      "grace_period": 16, "reduction_factor": 2, "max_t": 96,
-                      "group_by": ["scaling.num_workers"]}}))
-    monkeypatch.chdir(tmp_path)  # anything written to a local folder by mistake would land here
-    sweep_dir, grid, tables = run_sweep(str(space))
-    assert str(sweep_dir) == f"{s3}/sweeps/s3sweep"
-    trials = storage.read_csv(tables["trials"])
-    records = storage.read_csv(tables["records"])
-    assert len(trials) == 4 and set(trials["status"]) <= {"DONE", "STOPPED"}
-    assert trials["stopped_early"].any(), "ASHA stopped no trial"
-    assert trials["stopped_early"].sum() < 4
-    assert set(records["num_workers"]) == {1, 2} and set(records["hp.optimizer.lr"]) == {0.02, 1.0e-7}
-    assert {"hp.scaling.num_workers", "hp.optimizer.lr"} <= set(records.columns)
-    for trial_id in trials.loc[trials["status"] == "DONE", "trial_id"]:
-        assert records[records["trial_id"] == trial_id]["step"].max() == 12
-    assert records.loc[records["loss"].idxmin(), "hp.optimizer.lr"] == 0.02
-    state = json.loads((sweep_dir / "asha_state.json").read_text())
-    assert state["time_attr"] == "samples"
-    assert set(state["groups"]) == {"scaling.num_workers=1", "scaling.num_workers=2"}
-    for label, group in state["groups"].items():  # each group's first rung recorded its own two trials
-        workers = int(label.rsplit("=", 1)[1])
-        own = set(trials.loc[trials["hp.scaling.num_workers"] == workers, "trial_id"])
-        (_, first_rung), = [r for r in group["brackets"][0] if r[0] == 16]
-        assert set(first_rung) == own
-    files = keys("sweeps/s3sweep")
-    assert {"records.csv", "trials.csv", "asha_state.json", "tune/tuner.pkl"} <= files
-    assert not [f for f in files if "/" not in f and f.endswith(".pkl")], "Tune's files stay in its folder"
-    for trial_id in trials["trial_id"]:
-        assert {f"trials/{trial_id}/{name}" for name in ("job.yaml", "params.json", "records.csv")} <= files
-    assert len(load_results([str(sweep_dir)]).records) == len(records)
-    assert not (tmp_path / "sweeps").exists()
-    # output.keep_checkpoints: best (the default): of the 4 trials' checkpoints (2 each while they
-    # ran) only the best trial's last one is left.
-    best = tables["best"]["trial_id"]
-    kept = {d.name: [c.name for c in checkpoint_folders(d)] for d in (sweep_dir / "trials").subdirs()}
-    last = {r.metrics["trial_id"]: Loc(r.metrics["checkpoint_path"]).name for r in grid}
-    assert {t: names for t, names in kept.items() if names} == {best: [last[best]]}
-    assert f"kept checkpoints: trials/{best}/{last[best]}\n" in summary(sweep_dir, grid, tables)
-
-    # Resuming the finished sweep from the bucket runs nothing again.
-    _, _, tables2 = run_sweep(str(space), resume=True)
-    again = storage.read_csv(tables2["trials"])
-    assert sorted(again["trial_id"]) == sorted(trials["trial_id"])
-    assert len(storage.read_csv(tables2["records"])) == len(records)
