@@ -161,6 +161,8 @@ def test_an_asha_sweep_per_worker_count_resumes_after_its_driver_is_killed(where
         weak = group.index[group["hp.optimizer.lr"] == 1.0e-7].item()
         assert after[weak]["step"].min() == 8 and after[weak]["step"].max() < 48 // workers, list(after[weak]["step"])
         assert trials.loc[weak, "stopped_early"]
+        strong = group.index[group["hp.optimizer.lr"] == 0.02].item()
+        assert after[strong]["samples"].max() == 192  # max_t: the last step on 1 worker, step 24 on 2
     assert set(records["num_workers"]) == {1, 2} and {"hp.scaling.num_workers", "hp.optimizer.lr"} <= set(records.columns)
     assert records.loc[records["loss"].idxmin(), "hp.optimizer.lr"] == 0.02
     # ASHA's rungs as the resumed sweep left them: each group's first rung holds its own two trials
