@@ -137,6 +137,15 @@ def pytest_sessionfinish(session):
 S3_BUCKET = "results"
 
 
+def files_under(loc) -> set[str]:
+    """Every file under `loc` (a storage.Loc: a folder or a bucket prefix), as paths relative to it."""
+    import pyarrow.fs as pafs
+
+    base = loc.fs_path.rstrip("/")
+    infos = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return {i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File}
+
+
 @pytest.fixture(scope="module")
 def s3():
     """An S3 server on 127.0.0.1 with one bucket; its endpoint and keys in the environment (as a

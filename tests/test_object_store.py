@@ -6,11 +6,10 @@ import json
 import os
 
 import pandas as pd
-import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from conftest import S3_BUCKET as BUCKET, tiny_job_data
+from conftest import S3_BUCKET as BUCKET, files_under, tiny_job_data
 from scaling_study import storage
 from scaling_study.config import job_from_dict
 from scaling_study.errors import UserError
@@ -33,9 +32,7 @@ def s3_ray(s3):
 
 def keys(prefix: str) -> set[str]:
     """Every object under s3://BUCKET/prefix, as paths relative to it."""
-    fs, _ = pafs.FileSystem.from_uri(f"s3://{BUCKET}/")
-    infos = fs.get_file_info(pafs.FileSelector(f"{BUCKET}/{prefix}", recursive=True, allow_not_found=True))
-    return {i.path[len(BUCKET) + len(prefix) + 2:] for i in infos if i.type == pafs.FileType.File}
+    return files_under(Loc(f"s3://{BUCKET}/{prefix}"))
 
 
 # --- Loc: the file operations results need, on S3 and on a local disk ----------------------------

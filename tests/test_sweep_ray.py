@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import tiny_job_data
+from conftest import files_under, tiny_job_data
 from scaling_study.storage import Loc, read_csv
 from scaling_study.tune.retention import checkpoint_folders
 
@@ -38,30 +38,6 @@ def write_space(tmp_path, base, **spec):
     return path
 
 
-def test_the_sweep_runs_at_most_max_concurrent_trials_at_once(tmp_path, synth_dir, local_ray):
-    """Tune ignores TuneConfig.max_concurrent_trials for a search algorithm passed in; the space's
-    limit must hold anyway (every trial past it would start a TorchTrainer controller that waits)."""
-    from ray import tune
-
-    from scaling_study.tune.space import load_space
-
-    space = load_space(write_space(tmp_path, tiny_base(tmp_path, synth_dir), max_concurrent_trials=2,
-                                   parameters={"optimizer.lr": {"distribution": "grid", "values": [1, 2, 3, 4, 5]}}))
-
-    def trainable(config):
-        start = time.time()
-        time.sleep(1.5)
-        tune.report({"start": start, "end": time.time(), "loss": 1.0})
-
-    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 0, "memory": 2**20}), param_space=space.param_space(),
-                       tune_config=space.tune_config(str(tmp_path / "asha.json")),
-                       run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0))
-    spans = [(r.metrics["start"], r.metrics["end"]) for r in tuner.fit()]
-    assert len(spans) == 5
-    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
-    assert overlap == 2
-
-
 def _sweep_cmd(space, *extra):
     return [sys.executable, "-m", "scaling_study.cli", "sweep", str(space), *extra]
 
@@ -73,15 +49,6 @@ def _wait_for(predicate, timeout, what):
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _files(loc: Loc) -> set[str]:
-    """Every file under `loc` (a folder or a bucket prefix), as paths relative to it."""
-    import pyarrow.fs as pafs
-
-    base = loc.fs_path.rstrip("/")
-    infos = loc.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    return {i.path[len(base) + 1:] for i in infos if i.type == pafs.FileType.File}
 
 
 # On a bucket by default (Tune's experiment state reaches it in the background, ours at each
@@ -168,11 +135,10 @@ def test_an_asha_sweep_per_worker_count_resumes_after_its_driver_is_killed(where
     # ASHA's rungs as the resumed sweep left them: each group's first rung holds its own two trials
     # (with the weak 1-worker trial's result recorded after the resume: Tune's folder is its own,
     # layout.TUNE_DIR, so its uploads do not put back the copy it read at the resume).
-    state = json.loads((sweep_dir / "asha_state.json").read_text())
-    assert state["time_attr"] == "samples"
+    assert json.loads((sweep_dir / "asha_state.json").read_text())["time_attr"] == "samples"
     assert {label: set(r[32]) for label, r in rungs().items()} == {
         f"scaling.num_workers={workers}": set(group.index) for workers, group in by_workers}
-    files = _files(sweep_dir)
+    files = files_under(sweep_dir)
     assert {"records.csv", "trials.csv", "asha_state.json", "tune/tuner.pkl"} <= files
     assert not [f for f in files if "/" not in f and f.endswith(".pkl")], "Tune's files stay in its folder"
     for trial_id in trials.index:
@@ -182,7 +148,9 @@ def test_an_asha_sweep_per_worker_count_resumes_after_its_driver_is_killed(where
 
     # Resuming the finished sweep runs nothing again; the resumed sweep (its retention callback
     # restored with it) kept only the best trial's last checkpoint (output.keep_checkpoints: best).
-    request.getfixturevalue("local_ray")  # no trial runs: this process's Ray, started only now
+    # No trial runs: this process's shared Ray, started only now (this test runs first in its module,
+    # so no idle Ray sat beside the sweep's drivers); the next test keeps it.
+    request.getfixturevalue("local_ray")
     _, grid, tables = run_sweep(str(space), resume=True)
     assert sorted(read_csv(tables["trials"])["trial_id"]) == sorted(trials.index)
     assert len(read_csv(tables["records"])) == len(records)
@@ -191,3 +159,27 @@ def test_an_asha_sweep_per_worker_count_resumes_after_its_driver_is_killed(where
     last = {r.metrics["trial_id"]: Loc(r.metrics["checkpoint_path"]).name for r in grid}
     assert {t: names for t, names in kept.items() if names} == {best: [last[best]]}
     assert f"kept checkpoints: trials/{best}/{last[best]}\n" in summary(sweep_dir, grid, tables)
+
+
+def test_the_sweep_runs_at_most_max_concurrent_trials_at_once(tmp_path, synth_dir, local_ray):
+    """Tune ignores TuneConfig.max_concurrent_trials for a search algorithm passed in; the space's
+    limit must hold anyway (every trial past it would start a TorchTrainer controller that waits)."""
+    from ray import tune
+
+    from scaling_study.tune.space import load_space
+
+    space = load_space(write_space(tmp_path, tiny_base(tmp_path, synth_dir), max_concurrent_trials=2,
+                                   parameters={"optimizer.lr": {"distribution": "grid", "values": [1, 2, 3, 4, 5]}}))
+
+    def trainable(config):
+        start = time.time()
+        time.sleep(1.5)
+        tune.report({"start": start, "end": time.time(), "loss": 1.0})
+
+    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 0, "memory": 2**20}), param_space=space.param_space(),
+                       tune_config=space.tune_config(str(tmp_path / "asha.json")),
+                       run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), verbose=0))
+    spans = [(r.metrics["start"], r.metrics["end"]) for r in tuner.fit()]
+    assert len(spans) == 5
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert overlap == 2
